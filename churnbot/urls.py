@@ -1,0 +1,2 @@
+"""The Slack endpoint."""
+urlpatterns: list = []

@@ -1,0 +1,133 @@
+"""Root test configuration: service checks, the real Celery worker, shared fixtures.
+
+A test that needs a service (PostgreSQL, Redis, Chromium) skips with a printed reason
+when it is absent; under CI (`CI=true`) that skip is a failure instead.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def service_missing(reason: str) -> None:
+    """Skip the test (fail it under CI) because a service it needs is absent."""
+    if IN_CI:
+        pytest.fail(f"required service missing under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _tcp_open(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _media_and_models_in_tmp(settings, tmp_path):
+    """Keep model artifacts and uploads of every test in its own temporary folder."""
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "models": {**settings.STORAGES["models"], "OPTIONS": {"location": str(tmp_path / "models")}},
+    }
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery():
+    """Tasks run in-process unless a test asks for the real worker."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def require_postgres(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        service_missing("needs PostgreSQL: set DATABASE_URL=postgres://... (make test-pg, .ci/run)")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    from django.conf import settings
+
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        service_missing("needs Redis: set CELERY_BROKER_URL=redis://127.0.0.1:6379/15 (make test does)")
+    if not _tcp_open(url, 6379):
+        service_missing(f"Redis is not reachable at {url}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, redis_url):
+    """A real `celery worker` process on Redis, using the test database.
+
+    Tests that use it need `transactional_db` so the worker sees committed rows.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        service_missing("a worker process needs a shared database: run the tests on PostgreSQL (DATABASE_URL)")
+    db_name = connection.settings_dict["NAME"]
+    parsed = urlparse(os.environ["DATABASE_URL"])
+    worker_db_url = parsed._replace(path=f"/{db_name}").geturl()
+
+    env = {**os.environ, "DATABASE_URL": worker_db_url, "CELERY_BROKER_URL": redis_url,
+           "CELERY_RESULT_BACKEND": redis_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    log_path = ROOT / "var" / "test-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    celery_bin = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
+    proc = subprocess.Popen(
+        [celery_bin, "-A", "config", "worker", "-Q", "default,score,train,slack", "-c", "2",
+         "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    from config.celery import app
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early; see {log_path}:\n{log_path.read_text()[-3000:]}")
+            if app.control.ping(timeout=1.0):
+                break
+        else:
+            raise RuntimeError(f"celery worker did not answer within 60 s; see {log_path}")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process, transactional_db):
+    """Send tasks to the real worker for the length of one test."""
+    from config.celery import app
+
+    app.conf.task_always_eager = False
+    yield celery_worker_process
+    app.conf.task_always_eager = True

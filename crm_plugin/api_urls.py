@@ -1,0 +1,2 @@
+"""REST API routes (DRF). Every endpoint needs authentication."""
+urlpatterns: list = []

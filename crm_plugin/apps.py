@@ -1,0 +1,8 @@
+"""The CRM plugin: customers, their behaviour, scores, alerts and retention work."""
+from django.apps import AppConfig
+
+
+class CrmPluginConfig(AppConfig):
+    name = "crm_plugin"
+    verbose_name = "Churn CRM"
+    default_auto_field = "django.db.models.BigAutoField"

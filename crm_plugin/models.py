@@ -1,0 +1,327 @@
+"""The CRM data model: who owns which customers, what customers did, and what we did about it.
+
+Everything that matters is a row with a timestamp. `Event` is an append-only behaviour log;
+`ChurnScore` keeps history; `Alert` is an outbox; `Intervention` records retention work and
+its outcome, which flows back into training as a label.
+Business logic lives in `services/` and `selectors/`, never here.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class AccountOwner(models.Model):
+    """An account manager who owns a book of customers (or a manager who sees all)."""
+
+    class AlertMode(models.TextChoices):
+        IMMEDIATE = "immediate", "Immediate DMs"
+        DIGEST = "digest", "One daily digest"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_owner")
+    name = models.CharField(max_length=200)
+    email = models.EmailField(unique=True)
+    slack_user_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    is_manager = models.BooleanField(default=False, help_text="Managers see every owner's customers.")
+    manager = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports",
+        help_text="Who unanswered alerts escalate to.",
+    )
+    alert_mode = models.CharField(max_length=16, choices=AlertMode.choices, default=AlertMode.IMMEDIATE)
+    daily_alert_cap = models.PositiveIntegerField(default=10, help_text="Immediate alerts per day; the rest go into the digest.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["slack_user_id"], condition=~Q(slack_user_id=""), name="owner_unique_slack_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Customer(models.Model):
+    """A shop customer, keyed by the shop's own id (`external_id`)."""
+
+    external_id = models.CharField(max_length=128, unique=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    email = models.EmailField(blank=True, default="", db_index=True)
+    segment = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    owner = models.ForeignKey(AccountOwner, null=True, blank=True, on_delete=models.SET_NULL, related_name="customers")
+    first_seen_at = models.DateTimeField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    # Denormalised by the scoring service so lists need no per-row query.
+    latest_score = models.ForeignKey(
+        "ChurnScore", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    value = models.DecimalField(
+        max_digits=14, decimal_places=2, default=0,
+        help_text="Expected yearly spend (from the last 365 days), used for value at risk.",
+    )
+    # Set by snooze / "not a risk" feedback; respected by the alert policy.
+    alerts_snoozed_until = models.DateTimeField(null=True, blank=True)
+    not_a_risk_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'Customer'} ({self.external_id})"
+
+
+class Event(models.Model):
+    """One thing a customer did. Append-only; `source_id` makes re-imports idempotent."""
+
+    class Kind(models.TextChoices):
+        ORDER = "order", "Order"
+        VISIT = "visit", "Visit"
+        REVIEW = "review", "Review"
+        TICKET = "ticket", "Support ticket"
+        RETURN = "return", "Return"
+        COUPON = "coupon", "Coupon"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    occurred_at = models.DateTimeField()
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    quantity = models.PositiveIntegerField(null=True, blank=True)
+    rating = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    text = models.TextField(blank=True, default="")
+    attributes = models.JSONField(default=dict, blank=True)
+    source_id = models.CharField(max_length=255, unique=True, help_text="Stable id from the source; re-imports skip known ids.")
+    imported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["customer", "occurred_at"], name="event_customer_time"),
+            models.Index(fields=["occurred_at"], name="event_time"),
+            models.Index(fields=["kind", "occurred_at"], name="event_kind_time"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5), name="event_rating_1_5"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.occurred_at:%Y-%m-%d} {self.customer_id}"
+
+
+class ModelVersion(models.Model):
+    """A trained model: an artifact folder in the `models` storage plus its metrics."""
+
+    name = models.CharField(max_length=100, unique=True)
+    family = models.CharField(max_length=32, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    artifact_path = models.CharField(max_length=500, help_text="Folder in the `models` storage.")
+    manifest = models.JSONField(default=dict, blank=True, help_text="sha256 of every artifact file.")
+    trained_as_of = models.DateTimeField(null=True, blank=True)
+    horizon_days = models.PositiveIntegerField(default=90)
+    params = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Validation metrics.")
+    is_champion = models.BooleanField(default=False, db_index=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_champion"], condition=Q(is_champion=True), name="one_champion"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ChurnScore(models.Model):
+    """A customer's churn probability at `as_of` from one model version. History is kept."""
+
+    class Band(models.TextChoices):
+        HIGH = "high", "High"
+        MEDIUM = "medium", "Medium"
+        LOW = "low", "Low"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="scores")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="scores")
+    as_of = models.DateTimeField()
+    probability = models.FloatField()
+    band = models.CharField(max_length=8, choices=Band.choices)
+    reasons = models.JSONField(default=list, blank=True, help_text="[{code, text, weight, evidence}], strongest first.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-as_of"]
+        indexes = [
+            models.Index(fields=["customer", "-as_of"], name="score_customer_time"),
+            models.Index(fields=["as_of", "band"], name="score_time_band"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "model_version", "as_of"], name="one_score_per_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.probability:.2f} @ {self.as_of:%Y-%m-%d}"
+
+
+class ScoringRun(models.Model):
+    """One run of daily scoring, for operators."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="scoring_runs")
+    as_of = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    n_customers = models.PositiveIntegerField(default=0)
+    n_encoded = models.PositiveIntegerField(default=0, help_text="Customers whose text went through the encoder.")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+
+class EncoderCacheEntry(models.Model):
+    """The encoder output for a customer's text, reused while the text is unchanged."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    text_sha = models.CharField(max_length=64)
+    embedding = models.BinaryField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "customer"], name="one_cache_entry"),
+        ]
+
+
+class BacktestRun(models.Model):
+    """The result of one out-of-time backtest (all families side by side)."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    as_of = models.DateTimeField()
+    horizon_days = models.PositiveIntegerField()
+    n_customers = models.PositiveIntegerField(default=0)
+    churn_rate = models.FloatField(default=0)
+    results = models.JSONField(default=dict, help_text="The backtest JSON, plus curves for the report.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Alert(models.Model):
+    """An outbox row: one message to one owner. `idempotency_key` makes retries safe."""
+
+    class Kind(models.TextChoices):
+        HIGH_RISK = "high_risk", "Crossed into high risk"
+        SHARP_RISE = "sharp_rise", "Sharp rise"
+        DIGEST = "digest", "Daily digest"
+        FOLLOW_UP = "follow_up", "Follow-up question"
+        ESCALATION = "escalation", "Escalation to manager"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        DIGESTED = "digested", "Rolled into a digest"
+        HELD_OUT = "held_out", "Held out (control group)"
+
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    owner = models.ForeignKey(AccountOwner, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    score = models.ForeignKey(ChurnScore, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    is_control = models.BooleanField(default=False, help_text="Held out at random to measure retention lift.")
+    digest = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="digested_alerts")
+    payload = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    slack_channel = models.CharField(max_length=32, blank=True, default="")
+    slack_ts = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="alert_customer_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.customer_id} ({self.status})"
+
+
+class Intervention(models.Model):
+    """A retention action taken on a customer, and what came of it."""
+
+    class Action(models.TextChoices):
+        CALL = "call", "Call"
+        EMAIL = "email", "Email"
+        COUPON = "coupon", "Coupon"
+        RECOMMENDATION = "recommendation", "Personalised recommendation"
+        ESCALATION = "escalation", "Support escalation"
+        OTHER = "other", "Other"
+
+    class Outcome(models.TextChoices):
+        PENDING = "", "Not recorded yet"
+        RETAINED = "retained", "Retained"
+        CHURNED = "churned", "Churned"
+        NO_RESPONSE = "no_response", "No response"
+        STILL_WORKING = "still_working", "Still working on it"
+
+    class Source(models.TextChoices):
+        CRM = "crm", "CRM"
+        SLACK = "slack", "Slack"
+        API = "api", "API"
+        ADMIN = "admin", "Admin"
+        SIMULATION = "simulation", "Simulation"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="interventions")
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="interventions")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    note = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.CRM)
+    follow_up_on = models.DateField(null=True, blank=True)
+    follow_up_sent_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING, blank=True)
+    outcome_note = models.TextField(blank=True, default="")
+    outcome_at = models.DateTimeField(null=True, blank=True)
+    outcome_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="intervention_customer_time")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} on {self.customer_id}"
+
+
+class RiskFeedback(models.Model):
+    """An owner's snooze or "not a risk" on a customer; the alert policy respects it."""
+
+    class Kind(models.TextChoices):
+        SNOOZE = "snooze", "Snooze"
+        NOT_A_RISK = "not_a_risk", "Not a risk"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="risk_feedback")
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    until = models.DateTimeField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,1 @@
+"""Write-side services of the CRM plugin. Keyword-only, typed, transactional."""

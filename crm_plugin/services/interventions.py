@@ -1,0 +1,59 @@
+"""Retention actions and their outcomes: the one path used by Slack, the CRM views and the API."""
+from __future__ import annotations
+
+from datetime import date
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from crm_plugin.errors import CrmError
+from crm_plugin.models import Alert, Customer, Intervention
+
+NOTE_MAX = 4000
+
+
+@transaction.atomic
+def intervention_create(
+    *,
+    customer: Customer,
+    by: AbstractBaseUser | None,
+    action: str,
+    note: str = "",
+    follow_up_on: date | None = None,
+    alert: Alert | None = None,
+    source: str = Intervention.Source.CRM,
+) -> Intervention:
+    """Log a retention action taken on a customer."""
+    if action not in Intervention.Action.values:
+        choices = ", ".join(Intervention.Action.values)
+        raise CrmError(f"Unknown action {action!r}; choose one of: {choices}.", code="invalid_action")
+    if len(note) > NOTE_MAX:
+        raise CrmError(f"The note is {len(note)} characters; keep it under {NOTE_MAX}.", code="note_too_long")
+    if follow_up_on is not None and follow_up_on < timezone.localdate():
+        raise CrmError("The follow-up date is in the past.", code="follow_up_in_past")
+    if alert is not None and alert.customer_id != customer.pk:
+        raise CrmError("That alert is about a different customer.", code="alert_mismatch")
+    return Intervention.objects.create(
+        customer=customer, alert=alert, action=action, note=note.strip(), created_by=by,
+        follow_up_on=follow_up_on, source=source,
+    )
+
+
+@transaction.atomic
+def intervention_record_outcome(
+    *, intervention: Intervention, by: AbstractBaseUser | None, outcome: str, note: str = ""
+) -> Intervention:
+    """Record what came of an action. Retained/churned outcomes become training labels."""
+    valid = [value for value in Intervention.Outcome.values if value]
+    if outcome not in valid:
+        raise CrmError(f"Unknown outcome {outcome!r}; choose one of: {', '.join(valid)}.", code="invalid_outcome")
+    if len(note) > NOTE_MAX:
+        raise CrmError(f"The note is {len(note)} characters; keep it under {NOTE_MAX}.", code="note_too_long")
+    intervention = Intervention.objects.select_for_update().get(pk=intervention.pk)
+    intervention.outcome = outcome
+    intervention.outcome_note = note.strip()
+    intervention.outcome_at = timezone.now()
+    intervention.outcome_by = by
+    intervention.save(update_fields=["outcome", "outcome_note", "outcome_at", "outcome_by"])
+    return intervention

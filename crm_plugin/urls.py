@@ -1,0 +1,2 @@
+"""CRM web views."""
+urlpatterns: list = []
