@@ -252,3 +252,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- slack ---------------------------------------------------------------------------------
+# Alert policy: a sharp rise is +ALERT_SHARP_RISE probability within ALERT_SHARP_RISE_DAYS;
+# one customer is alerted at most once per ALERT_COOLDOWN_DAYS unless it rises sharply again.
+ALERT_SHARP_RISE = env_float("ALERT_SHARP_RISE", 0.2)
+ALERT_SHARP_RISE_DAYS = env_int("ALERT_SHARP_RISE_DAYS", 7)
+ALERT_COOLDOWN_DAYS = env_int("ALERT_COOLDOWN_DAYS", 14)
+ALERT_NOT_A_RISK_DAYS = env_int("ALERT_NOT_A_RISK_DAYS", 90)
+if not 0 < ALERT_SHARP_RISE < 1:
+    raise ImproperlyConfigured("ALERT_SHARP_RISE must be between 0 and 1")
+# Delivery: retries with backoff inside Celery; a row left in `sending` longer than the
+# lease is treated as an interrupted attempt and checked against Slack before re-posting.
+SLACK_DELIVERY_MAX_RETRIES = env_int("SLACK_DELIVERY_MAX_RETRIES", 8)
+SLACK_SENDING_LEASE_SECONDS = env_int("SLACK_SENDING_LEASE_SECONDS", 300)
+SLACK_HTTP_TIMEOUT = env_int("SLACK_HTTP_TIMEOUT", 10)
+CELERY_TASK_ROUTES["churnbot.*"] = {"queue": "slack"}
+CELERY_BEAT_SCHEDULE["churnbot.alerts_deliver_pending"] = {
+    "task": "churnbot.alerts_deliver_pending", "schedule": env_int("SLACK_SWEEP_SECONDS", 300),
+}
+# Hourly is enough: a follow-up question is created once per intervention (idempotency key).
+CELERY_BEAT_SCHEDULE["churnbot.follow_ups_send"] = {"task": "churnbot.follow_ups_send", "schedule": 3600}

@@ -1,0 +1,381 @@
+"""Block Kit builders: every Slack message and modal the bot sends, built with slack-sdk's models.
+
+Each builder returns plain dicts produced by `Block.to_dict()`, which runs slack-sdk's
+validators, so an over-long text fails here (in our code, in tests) rather than at Slack.
+Text that can grow with data (reasons, notes, names) is cut to fit before validation.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from django.conf import settings
+from django.utils import timezone
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DatePickerElement,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from churnbot.queries import CustomerCard
+from crm_plugin.models import Alert, Customer, Intervention
+
+SECTION_MAX = SectionBlock.text_max_length  # 3000
+HEADER_MAX = HeaderBlock.text_max_length  # 150
+FALLBACK_MAX = 3000
+SNOOZE_DAYS = (1, 7, 30)
+LOG_MODAL_CALLBACK = "log_action_modal"
+ACTION_LABELS = {
+    Intervention.Action.CALL: "Call",
+    Intervention.Action.EMAIL: "Email",
+    Intervention.Action.COUPON: "Coupon",
+    Intervention.Action.RECOMMENDATION: "Personalised recommendation",
+    Intervention.Action.ESCALATION: "Support escalation",
+    Intervention.Action.OTHER: "Other",
+}
+OUTCOME_LABELS = {
+    Intervention.Outcome.RETAINED: "Retained",
+    Intervention.Outcome.CHURNED: "Churned",
+    Intervention.Outcome.NO_RESPONSE: "No response",
+    Intervention.Outcome.STILL_WORKING: "Still working",
+}
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+def escape(text: str) -> str:
+    """Slack mrkdwn escaping: &, < and > are control characters."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(text: str, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def pct(probability: float | None) -> str:
+    return "–" if probability is None else f"{probability * 100:.0f}%"
+
+
+def change(delta: float | None) -> str:
+    if delta is None:
+        return "no history"
+    points = delta * 100
+    if abs(points) < 0.5:
+        return "±0 pts"
+    return f"{'▲' if points > 0 else '▼'} {points:+.0f} pts"
+
+
+def band_label(band: str | None) -> str:
+    return {"high": ":red_circle: high", "medium": ":large_orange_circle: medium", "low": ":large_green_circle: low"}.get(
+        band or "", "not scored")
+
+
+def crm_url(customer_pk: int) -> str:
+    return f"{settings.SITE_URL}/customers/{customer_pk}/"
+
+
+def reasons_text(reasons: Sequence[dict], *, limit: int = SECTION_MAX, top: int = 5) -> str:
+    """Bulleted reasons, strongest first, trimmed so the whole text fits `limit` characters."""
+    lines = [f"• {escape(cut(r.get('text') or r.get('code') or '', 300))}" for r in list(reasons)[:top]]
+    if not lines:
+        return "_No reasons recorded._"
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        remaining = len(lines) - index - 1
+        suffix = f"\n_…and {remaining + 1} more_" if remaining else ""
+        if len("\n".join([*out, line])) + len(suffix) > limit:
+            out.append(f"_…and {len(lines) - index} more_")
+            break
+        out.append(line)
+    return "\n".join(out)
+
+
+def section(text: str, **kwargs) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=cut(text, SECTION_MAX)), **kwargs)
+
+
+def context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=cut(text, SECTION_MAX))])
+
+
+def render(blocks: Sequence[Block]) -> list[dict]:
+    """Validate (slack-sdk raises SlackObjectFormationError on a broken limit) and serialise."""
+    if len(blocks) > 50:
+        raise ValueError("a message holds at most 50 blocks")
+    return [block.to_dict() for block in blocks]
+
+
+def button_value(customer_pk: int, alert_pk: int | None, extra: str | int = "") -> str:
+    return f"{customer_pk}:{alert_pk or ''}:{extra}"
+
+
+def parse_button_value(value: str) -> tuple[int, int | None, str]:
+    customer, alert, extra = (value.split(":") + ["", "", ""])[:3]
+    return int(customer), (int(alert) if alert else None), extra
+
+
+def _customer_buttons(customer_pk: int, alert_pk: int | None, *, snooze_as_buttons: bool, not_a_risk: bool) -> ActionsBlock:
+    elements: list = [
+        ButtonElement(text="Log action", action_id="log_action", value=button_value(customer_pk, alert_pk), style="primary"),
+    ]
+    if snooze_as_buttons:
+        elements += [
+            ButtonElement(text=f"Snooze {d}d", action_id=f"snooze_{d}", value=button_value(customer_pk, alert_pk, d))
+            for d in SNOOZE_DAYS
+        ]
+    else:
+        elements.append(StaticSelectElement(
+            placeholder="Snooze…", action_id="snooze_select",
+            options=[Option(text=f"Snooze {d} day{'s' if d > 1 else ''}", value=button_value(customer_pk, alert_pk, d))
+                     for d in SNOOZE_DAYS],
+        ))
+    if not_a_risk:
+        elements.append(ButtonElement(text="Not a risk", action_id="not_a_risk", value=button_value(customer_pk, alert_pk),
+                                      style="danger"))
+    elements.append(ButtonElement(text="Open in CRM", action_id="open_crm", url=crm_url(customer_pk)))
+    return ActionsBlock(block_id="customer_actions", elements=elements)
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+def alert_message(alert: Alert, *, footer: str | None = None, digest_items: Sequence[Alert] = ()) -> tuple[str, list[dict]]:
+    """(fallback text, blocks) for one outbox row. `footer` replaces the buttons ("Logged: call by @ana")."""
+    if alert.kind == Alert.Kind.DIGEST:
+        return _digest_message(alert, digest_items)
+    if alert.kind == Alert.Kind.FOLLOW_UP:
+        return _follow_up_message(alert, footer=footer)
+    return _risk_message(alert, footer=footer)
+
+
+def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
+    customer: Customer = alert.customer
+    data = alert.payload or {}
+    probability = data.get("probability")
+    baseline = data.get("baseline")
+    name = customer.name or customer.external_id
+    trend = "" if baseline is None else f" (from {pct(baseline)}, {change(probability - baseline)})"
+    why = "rose sharply" if alert.kind == Alert.Kind.SHARP_RISE else "is now high risk"
+    fallback = cut(f"{name} ({customer.external_id}) {why}: churn risk {pct(probability)}{trend}.", FALLBACK_MAX)
+    blocks: list[Block] = [
+        HeaderBlock(text=cut(f"Churn risk: {name}", HEADER_MAX)),
+        section(
+            f"*<{crm_url(customer.pk)}|{escape(name)}>* ({escape(customer.external_id)}) {why}.\n"
+            f"*Churn probability:* {pct(probability)}{escape(trend)} · {band_label(data.get('band'))}"
+        ),
+        section("*Why*\n" + reasons_text(data.get("reasons") or [], limit=SECTION_MAX - 10)),
+    ]
+    if footer:
+        blocks.append(context(footer))
+    else:
+        blocks.append(_customer_buttons(customer.pk, alert.pk, snooze_as_buttons=True, not_a_risk=True))
+    as_of = data.get("as_of")
+    if as_of:
+        blocks.append(context(f"Scored {datetime.fromisoformat(as_of):%Y-%m-%d} · alert #{alert.pk}"))
+    return fallback, render(blocks)
+
+
+def _digest_message(alert: Alert, items: Sequence[Alert]) -> tuple[str, list[dict]]:
+    day = (alert.payload or {}).get("date", "")
+    fallback = f"Daily churn digest {day}: {len(items)} customer(s) need attention."
+    blocks: list[Block] = [HeaderBlock(text=cut(f"Churn digest {day}", HEADER_MAX))]
+    shown = items[:40]
+    for item in shown:
+        data = item.payload or {}
+        name = item.customer.name or item.customer.external_id
+        top = (data.get("reasons") or [{}])[0].get("text", "")
+        blocks.append(section(
+            f"*<{crm_url(item.customer_id)}|{escape(name)}>* · {pct(data.get('probability'))} · "
+            f"{band_label(data.get('band'))}\n{escape(cut(top, 400))}"
+        ))
+    if len(items) > len(shown):
+        blocks.append(context(f"…and {len(items) - len(shown)} more in the CRM at-risk list: {settings.SITE_URL}/"))
+    if not items:
+        blocks.append(section("Nothing new today."))
+    return fallback, render(blocks)
+
+
+def _follow_up_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
+    data = alert.payload or {}
+    customer = alert.customer
+    name = customer.name or customer.external_id
+    action = ACTION_LABELS.get(data.get("action"), data.get("action", "action"))
+    fallback = f"How did it go with {name}? You logged: {action} on {data.get('logged_on')}."
+    blocks: list[Block] = [section(
+        f"*How did it go with <{crm_url(customer.pk)}|{escape(name)}>?*\n"
+        f"You logged *{escape(action)}* on {data.get('logged_on')}"
+        + (f": _{escape(cut(data.get('note') or '', 500))}_" if data.get("note") else ".")
+    )]
+    if footer:
+        blocks.append(context(footer))
+    else:
+        blocks.append(ActionsBlock(block_id="follow_up_outcome", elements=[
+            ButtonElement(text=label, action_id=f"follow_up_{value}", value=f"{data.get('intervention')}:{value}:{alert.pk}")
+            for value, label in OUTCOME_LABELS.items()
+        ]))
+    return fallback, render(blocks)
+
+
+def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> str:
+    """The same message as readable plain text, for the console backend."""
+    to = alert.owner.name if alert.owner_id else "nobody"
+    lines = [f"── Slack DM to {to} <{alert.owner.email if alert.owner_id else '-'}> · {alert.get_kind_display()} "
+             f"· alert #{alert.pk} ──"]
+    data = alert.payload or {}
+    if alert.kind == Alert.Kind.DIGEST:
+        lines.append(f"Daily churn digest {data.get('date', '')}: {len(digest_items)} customer(s)")
+        for item in digest_items:
+            d = item.payload or {}
+            top = (d.get("reasons") or [{}])[0].get("text", "")
+            lines.append(f"  • {item.customer.name or item.customer.external_id} ({item.customer.external_id}) "
+                         f"{pct(d.get('probability'))} {d.get('band', '')} — {top}")
+    elif alert.kind == Alert.Kind.FOLLOW_UP:
+        lines.append(_follow_up_message(alert, footer=None)[0])
+        lines.append("  Answer: retained / churned / no response / still working")
+    else:
+        lines.append(_risk_message(alert, footer=None)[0])
+        for reason in (data.get("reasons") or [])[:5]:
+            lines.append(f"  • {reason.get('text', reason.get('code', ''))}")
+        lines.append(f"  Open in CRM: {crm_url(alert.customer_id)}")
+    return "\n".join(lines)
+
+
+# --- /churn command ------------------------------------------------------------------------------
+
+HELP_TEXT = (
+    "*/churn* — churn early warning\n"
+    "• `/churn customer <id or email>` — one customer's risk, reasons and open actions\n"
+    "• `/churn top [N]` — your N riskiest customers (default 10, at most 20)\n"
+    "• `/churn top all [N]` — everyone's riskiest customers (managers)\n"
+    "• `/churn top @someone [N]` — someone else's book (managers)\n"
+    "• `/churn help` — this help"
+)
+
+
+def help_message(problem: str | None = None) -> tuple[str, list[dict]]:
+    blocks: list[Block] = []
+    if problem:
+        blocks.append(section(f":warning: {escape(problem)}"))
+    blocks.append(section(HELP_TEXT))
+    return ((problem + " " if problem else "") + "Usage: /churn customer <id or email> | top [N] | help"), render(blocks)
+
+
+def text_message(text: str) -> tuple[str, list[dict]]:
+    return text, render([section(escape(text))])
+
+
+def customer_card(card: CustomerCard) -> tuple[str, list[dict]]:
+    fallback = f"{card.name} ({card.external_id}): churn risk {pct(card.probability)}"
+    summary = (
+        f"*<{crm_url(card.pk)}|{escape(card.name)}>* ({escape(card.external_id)}) · owner: {escape(card.owner_name)}\n"
+        f"*Churn probability:* {pct(card.probability)} · {band_label(card.band)}\n"
+        f"*Change:* 7 days {change(card.change_7d)} · 30 days {change(card.change_30d)}"
+    )
+    if card.last_order_at:
+        amount = f" ({card.last_order_amount})" if card.last_order_amount is not None else ""
+        days = (timezone.now() - card.last_order_at).days
+        summary += f"\n*Last order:* {card.last_order_at:%Y-%m-%d}{amount}, {days} days ago"
+    else:
+        summary += "\n*Last order:* none recorded"
+    blocks: list[Block] = [
+        HeaderBlock(text=cut(f"{card.name}", HEADER_MAX)),
+        section(summary),
+        section("*Top reasons*\n" + reasons_text(card.reasons, limit=SECTION_MAX - 20)),
+    ]
+    if card.open_actions:
+        lines = [
+            f"• {escape(a.action)} on {a.created_on:%Y-%m-%d}"
+            + (f", follow up {a.follow_up_on:%Y-%m-%d}" if a.follow_up_on else "")
+            + (f" — {escape(cut(a.note, 200))}" if a.note else "")
+            for a in card.open_actions
+        ]
+        blocks.append(section(cut("*Open actions*\n" + "\n".join(lines), SECTION_MAX)))
+    else:
+        blocks.append(section("*Open actions*\nnone"))
+    now = timezone.now()
+    quiet = []
+    if card.snoozed_until and card.snoozed_until > now:
+        quiet.append(f"alerts snoozed until {card.snoozed_until:%Y-%m-%d}")
+    if card.not_a_risk_until and card.not_a_risk_until > now:
+        quiet.append(f"marked not a risk until {card.not_a_risk_until:%Y-%m-%d}")
+    blocks.append(_customer_buttons(card.pk, None, snooze_as_buttons=False, not_a_risk=False))
+    scored = f"Scored {card.as_of:%Y-%m-%d}" if card.as_of else "Not scored yet"
+    blocks.append(context(" · ".join([scored, *quiet])))
+    return fallback, render(blocks)
+
+
+def top_list(customers: Sequence[Customer], *, title: str) -> tuple[str, list[dict]]:
+    if not customers:
+        return text_message(f"{title}: no scored customers yet.")
+    blocks: list[Block] = [HeaderBlock(text=cut(title, HEADER_MAX))]
+    lines = []
+    for rank, customer in enumerate(customers, start=1):
+        score = customer.latest_score
+        top = (score.reasons or [{}])[0].get("text", "") if score.reasons else ""
+        lines.append(
+            f"{rank}. *<{crm_url(customer.pk)}|{escape(customer.name or customer.external_id)}>* "
+            f"({escape(customer.external_id)}) · {pct(score.probability)} {score.band}"
+            + (f" · {escape(customer.owner.name)}" if customer.owner_id else "")
+            + (f"\n      _{escape(cut(top, 150))}_" if top else "")
+        )
+    # Pack lines into as few sections as fit the 3000-character limit.
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and len("\n".join([*chunk, line])) > SECTION_MAX:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    blocks.append(context("`/churn customer <id>` for details"))
+    return f"{title}: {len(customers)} customers", render(blocks)
+
+
+# --- modal ---------------------------------------------------------------------------------------
+
+def log_action_modal(*, customer: Customer, metadata: dict) -> dict:
+    """The "Log action" modal. `metadata` (customer, alert, where the message is) rides along."""
+    view = View(
+        type="modal",
+        callback_id=LOG_MODAL_CALLBACK,
+        title="Log retention action",
+        submit="Log",
+        close="Cancel",
+        private_metadata=json.dumps(metadata, separators=(",", ":")),
+        blocks=[
+            section(f"*{escape(customer.name or customer.external_id)}* ({escape(customer.external_id)})"),
+            InputBlock(block_id="action", label="What did you do?", element=StaticSelectElement(
+                action_id="value", placeholder="Choose an action",
+                options=[Option(text=label, value=value) for value, label in ACTION_LABELS.items()],
+            )),
+            InputBlock(block_id="note", label="Note", optional=True, element=PlainTextInputElement(
+                action_id="value", multiline=True, max_length=4000,
+                placeholder="What was said or offered",
+            )),
+            InputBlock(block_id="follow_up", label="Follow up on", optional=True, element=DatePickerElement(
+                action_id="value", placeholder="Ask me how it went on…",
+            ), hint="We'll DM you on this date to record the outcome."),
+        ],
+    )
+    return view.to_dict()
+
+
+def logged_footer(*, action: str, slack_user_id: str, follow_up_on: date | None) -> str:
+    label = ACTION_LABELS.get(action, action).lower()
+    text = f":white_check_mark: Logged: {label} by <@{slack_user_id}>"
+    if follow_up_on:
+        text += f" · follow-up {follow_up_on:%Y-%m-%d}"
+    return text

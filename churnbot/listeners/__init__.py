@@ -1,0 +1,1 @@
+"""Bolt listeners, grouped by what Slack sends: slash commands, block actions, view submissions."""

@@ -1,0 +1,113 @@
+"""The /churn slash command: customer card, top list and help, answered privately in the ack."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from churnbot import blocks
+from churnbot.identity import UNMAPPED_TEXT, owner_for_slack_user
+from churnbot.queries import TOP_MAX, customer_card_data, customer_list_riskiest, owner_find
+from crm_plugin.errors import CrmError
+from crm_plugin.selectors import customer_get_visible, customer_list_visible_to, user_sees_everyone
+
+logger = logging.getLogger(__name__)
+
+TOP_DEFAULT = 10
+# Slack escapes mentions in command text as <@U123ABC|name> (manifest: should_escape: true).
+MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    verb: str  # help | customer | top
+    lookup: str = ""
+    scope: str = "own"  # own | all | owner
+    who: str = ""
+    n: int = TOP_DEFAULT
+    problem: str | None = None
+
+
+def parse(text: str) -> Parsed:
+    """Parse the command text; anything unexpected becomes help with a one-line problem."""
+    words = (text or "").split()
+    if not words or words[0].lower() == "help":
+        return Parsed("help")
+    verb, args = words[0].lower(), words[1:]
+    if verb == "customer":
+        if len(args) != 1:
+            return Parsed("help", problem="`/churn customer` needs exactly one customer id or email, "
+                                          "e.g. `/churn customer C000123`.")
+        return Parsed("customer", lookup=args[0])
+    if verb == "top":
+        scope, who, n = "own", "", TOP_DEFAULT
+        rest = list(args)
+        if rest and (rest[0].lower() == "all" or rest[0].startswith("@") or MENTION.match(rest[0])):
+            first = rest.pop(0)
+            scope, who = ("all", "") if first.lower() == "all" else ("owner", first)
+        if rest:
+            if len(rest) > 1 or not rest[0].isdigit() or not 1 <= int(rest[0]) <= TOP_MAX:
+                return Parsed("help", problem=f"`/churn top` takes a number from 1 to {TOP_MAX}, got `{' '.join(rest)}`.")
+            n = int(rest[0])
+        return Parsed("top", scope=scope, who=who, n=n)
+    return Parsed("help", problem=f"Unknown subcommand `{verb}`.")
+
+
+def _reply(ack: Ack, message: tuple[str, list[dict]]) -> None:
+    text, body = message
+    ack(response_type="ephemeral", text=text, blocks=body)
+
+
+def churn_command(ack: Ack, command: dict, client: WebClient) -> None:
+    parsed = parse(command.get("text", ""))
+    if parsed.verb == "help":
+        _reply(ack, blocks.help_message(parsed.problem))
+        return
+    owner = owner_for_slack_user(slack_user_id=command["user_id"], client=client)
+    if owner is None:
+        _reply(ack, blocks.text_message(UNMAPPED_TEXT))
+        return
+    user = owner.user
+    if parsed.verb == "customer":
+        try:
+            customer = customer_get_visible(user=user, lookup=parsed.lookup)
+        except CrmError as exc:
+            hint = {
+                "not_found": " Try the shop's customer id (e.g. C000123) or the customer's email; "
+                             "`/churn top` lists your riskiest customers.",
+                "forbidden": " Only the customer's owner and managers can see it.",
+            }.get(exc.code, "")
+            _reply(ack, blocks.text_message(exc.message + hint))
+            return
+        _reply(ack, blocks.customer_card(customer_card_data(customer=customer)))
+        return
+    # top
+    visible = customer_list_visible_to(user=user)
+    if parsed.scope == "own":
+        rows = customer_list_riskiest(visible=visible, owner=owner, limit=parsed.n)
+        title = f"Your {parsed.n} riskiest customers"
+    elif not user_sees_everyone(user):
+        _reply(ack, blocks.text_message(
+            "Only managers can list other owners' customers. `/churn top` shows your own book."))
+        return
+    elif parsed.scope == "all":
+        rows = customer_list_riskiest(visible=visible, owner=None, limit=parsed.n)
+        title = f"The {parsed.n} riskiest customers (everyone)"
+    else:
+        mention = MENTION.match(parsed.who)
+        target = (owner_for_slack_user(slack_user_id=mention.group(1), client=client) if mention
+                  else owner_find(handle=parsed.who))
+        if target is None:
+            _reply(ack, blocks.text_message(
+                f"No account owner matches {parsed.who}. Mention them (@name) or use their CRM name or email."))
+            return
+        rows = customer_list_riskiest(visible=visible, owner=target, limit=parsed.n)
+        title = f"{target.name}'s {parsed.n} riskiest customers"
+    _reply(ack, blocks.top_list(rows, title=title))
+
+
+def register(app: App) -> None:
+    app.command("/churn")(churn_command)

@@ -1,0 +1,123 @@
+"""Read-only queries behind the Slack cards (customer card, top list, alert rendering).
+
+Access control is not decided here: callers pass customers they got from
+`crm_plugin.selectors.customer_get_visible` / `customer_list_visible_to`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import QuerySet
+
+from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention
+
+TOP_MAX = 20
+
+
+@dataclass(frozen=True)
+class OpenAction:
+    action: str
+    created_on: date
+    follow_up_on: date | None
+    note: str
+
+
+@dataclass(frozen=True)
+class CustomerCard:
+    """Everything the `/churn customer` card shows, as plain values."""
+
+    pk: int
+    external_id: str
+    name: str
+    owner_name: str
+    probability: float | None
+    band: str | None
+    as_of: datetime | None
+    change_7d: float | None
+    change_30d: float | None
+    reasons: list[dict] = field(default_factory=list)
+    last_order_at: datetime | None = None
+    last_order_amount: Decimal | None = None
+    open_actions: list[OpenAction] = field(default_factory=list)
+    snoozed_until: datetime | None = None
+    not_a_risk_until: datetime | None = None
+
+
+def _probability_on_or_before(customer: Customer, moment: datetime) -> float | None:
+    return (
+        ChurnScore.objects.filter(customer=customer, as_of__lte=moment)
+        .order_by("-as_of", "-pk").values_list("probability", flat=True).first()
+    )
+
+
+def customer_card_data(*, customer: Customer) -> CustomerCard:
+    """The card for one (already access-checked) customer: 4-5 indexed queries."""
+    latest = customer.latest_score
+    if latest is None:
+        latest = ChurnScore.objects.filter(customer=customer).order_by("-as_of", "-pk").first()
+    change_7d = change_30d = None
+    if latest is not None:
+        before_7 = _probability_on_or_before(customer, latest.as_of - timedelta(days=7))
+        before_30 = _probability_on_or_before(customer, latest.as_of - timedelta(days=30))
+        change_7d = None if before_7 is None else latest.probability - before_7
+        change_30d = None if before_30 is None else latest.probability - before_30
+    last_order = (
+        Event.objects.filter(customer=customer, kind=Event.Kind.ORDER)
+        .order_by("-occurred_at").values_list("occurred_at", "amount").first()
+    )
+    actions = [
+        OpenAction(action=i.get_action_display(), created_on=i.created_at.date(), follow_up_on=i.follow_up_on,
+                   note=i.note)
+        for i in Intervention.objects.filter(customer=customer, outcome=Intervention.Outcome.PENDING)
+        .order_by("-created_at")[:5]
+    ]
+    return CustomerCard(
+        pk=customer.pk, external_id=customer.external_id, name=customer.name or customer.external_id,
+        owner_name=customer.owner.name if customer.owner_id else "nobody",
+        probability=latest.probability if latest else None, band=latest.band if latest else None,
+        as_of=latest.as_of if latest else None, change_7d=change_7d, change_30d=change_30d,
+        reasons=list(latest.reasons or []) if latest else [],
+        last_order_at=last_order[0] if last_order else None, last_order_amount=last_order[1] if last_order else None,
+        open_actions=actions, snoozed_until=customer.alerts_snoozed_until, not_a_risk_until=customer.not_a_risk_until,
+    )
+
+
+def customer_list_riskiest(*, visible: QuerySet[Customer], owner: AccountOwner | None, limit: int) -> list[Customer]:
+    """The riskiest scored customers among `visible`, optionally one owner's book."""
+    rows = visible.filter(latest_score__isnull=False)
+    if owner is not None:
+        rows = rows.filter(owner=owner)
+    return list(rows.select_related("latest_score", "owner").order_by("-latest_score__probability", "pk")[:limit])
+
+
+def owner_find(*, handle: str) -> AccountOwner | None:
+    """An owner named in `/churn top @someone`: by Slack id, then name, then email or its local part."""
+    handle = handle.strip().lstrip("@")
+    if not handle:
+        return None
+    owners = AccountOwner.objects.select_related("user")
+    return (
+        owners.filter(slack_user_id=handle).first()
+        or owners.filter(name__iexact=handle).first()
+        or owners.filter(email__iexact=handle).first()
+        or owners.filter(email__istartswith=f"{handle}@").first()
+        or owners.filter(user__username__iexact=handle).first()
+    )
+
+
+def alert_get(*, pk: int | str | None) -> Alert | None:
+    if pk in (None, ""):
+        return None
+    return Alert.objects.select_related("customer", "owner", "score").filter(pk=int(pk)).first()
+
+
+def intervention_get(*, pk: int | str) -> Intervention | None:
+    return Intervention.objects.select_related("customer", "customer__owner").filter(pk=int(pk)).first()
+
+
+def digest_items(*, digest: Alert) -> list[Alert]:
+    items = list(digest.digested_alerts.select_related("customer"))
+    items.sort(key=lambda a: (-float((a.payload or {}).get("probability") or 0), a.pk))
+    return items

@@ -1,0 +1,441 @@
+"""Alerts: the policy that decides who hears about which risky customer, snooze / "not a risk"
+feedback, the outbox state machine used by delivery, re-sends, and follow-up questions.
+
+The policy is a pipeline of small steps (score selection -> triggers -> suppression ->
+routing -> persistence) so that a later step such as a random control group (`held_out`)
+slots in between routing and persistence without touching the rest.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Min, OuterRef, Subquery
+from django.utils import timezone
+
+from crm_plugin.errors import CrmError
+from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Intervention, RiskFeedback
+
+RISK_KINDS = (Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE)
+# Alerts that used up an owner's immediate quota for the day.
+QUOTA_STATUSES = (Alert.Status.PENDING, Alert.Status.SENDING, Alert.Status.SENT, Alert.Status.FAILED)
+SNOOZE_DAYS_MAX = 365
+REASONS_IN_PAYLOAD = 5
+
+
+# --- policy ------------------------------------------------------------------------------------
+
+@dataclass
+class AlertPolicySummary:
+    """What one policy run decided, for the operator and run_daily's log line."""
+
+    as_of: datetime
+    considered: int = 0
+    immediate: int = 0
+    digested: int = 0
+    digests: int = 0
+    already_alerted: int = 0
+    skipped_snoozed: int = 0
+    skipped_not_a_risk: int = 0
+    skipped_cooldown: int = 0
+    skipped_no_owner: int = 0
+    alert_ids: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+    def __str__(self) -> str:
+        return (
+            f"alerts as of {self.as_of:%Y-%m-%d %H:%M}: {self.considered} scores considered, "
+            f"{self.immediate} immediate, {self.digested} into {self.digests} digest(s); skipped "
+            f"{self.skipped_cooldown} cooldown, {self.skipped_snoozed} snoozed, {self.skipped_not_a_risk} not-a-risk, "
+            f"{self.skipped_no_owner} without owner, {self.already_alerted} already alerted"
+        )
+
+
+@dataclass
+class _Candidate:
+    customer: Customer
+    score: ChurnScore
+    kind: str
+    baseline: float | None  # lowest probability in the sharp-rise window, or the previous score
+    status: str = Alert.Status.PENDING
+
+
+def _current_scores(as_of: datetime) -> list[ChurnScore]:
+    """One score per customer at `as_of` (the newest row if several model versions scored)."""
+    window_start = as_of - timedelta(days=settings.ALERT_SHARP_RISE_DAYS)
+    earlier = ChurnScore.objects.filter(customer=OuterRef("customer_id"), as_of__lt=as_of)
+    window_min = (
+        ChurnScore.objects.filter(customer=OuterRef("customer_id"), as_of__gte=window_start, as_of__lt=as_of)
+        .values("customer").annotate(low=Min("probability")).values("low")[:1]
+    )
+    rows = (
+        ChurnScore.objects.filter(as_of=as_of)
+        .select_related("customer", "customer__owner")
+        .annotate(
+            previous_band=Subquery(earlier.order_by("-as_of", "-pk").values("band")[:1]),
+            previous_probability=Subquery(earlier.order_by("-as_of", "-pk").values("probability")[:1]),
+            window_low=Subquery(window_min),
+        )
+        .order_by("customer_id", "-created_at", "-pk")
+    )
+    chosen: dict[int, ChurnScore] = {}
+    for score in rows:
+        chosen.setdefault(score.customer_id, score)
+    return list(chosen.values())
+
+
+def _trigger(score: ChurnScore) -> tuple[str, float | None] | None:
+    """Which alert this score earns on its own: crossing into high risk, or a sharp rise."""
+    rise = settings.ALERT_SHARP_RISE
+    low = score.window_low
+    if low is not None and score.probability - low >= rise - 1e-9:
+        return Alert.Kind.SHARP_RISE, low
+    if score.band == ChurnScore.Band.HIGH and score.previous_band != ChurnScore.Band.HIGH:
+        return Alert.Kind.HIGH_RISK, score.previous_probability
+    return None
+
+
+def _recent_alerts(as_of: datetime) -> dict[int, list[tuple[int | None, float | None]]]:
+    """Risk alerts inside the cooldown window, per customer: (score id, probability alerted at)."""
+    start = as_of - timedelta(days=settings.ALERT_COOLDOWN_DAYS)
+    recent: dict[int, list[tuple[int | None, float | None]]] = defaultdict(list)
+    rows = Alert.objects.filter(
+        kind__in=RISK_KINDS, customer__in=ChurnScore.objects.filter(as_of=as_of).values("customer"),
+        score__as_of__gt=start, score__as_of__lte=as_of,
+    ).values_list("customer_id", "score_id", "score__probability")
+    for customer_id, score_id, probability in rows:
+        recent[customer_id].append((score_id, probability))
+    return recent
+
+
+def _select(as_of: datetime, summary: AlertPolicySummary) -> list[_Candidate]:
+    """Triggers, then suppression: snooze, not-a-risk, no owner, cooldown, already alerted."""
+    recent = _recent_alerts(as_of)
+    candidates = []
+    for score in _current_scores(as_of):
+        summary.considered += 1
+        trigger = _trigger(score)
+        customer = score.customer
+        earlier = recent.get(customer.pk, [])
+        if any(score_id == score.pk for score_id, _ in earlier):
+            summary.already_alerted += 1
+            continue
+        if earlier:
+            # Inside the cooldown only a further sharp rise over what was last alerted counts.
+            alerted_at = max(p for _, p in earlier if p is not None) if any(p is not None for _, p in earlier) else 1.0
+            if score.probability - alerted_at < settings.ALERT_SHARP_RISE - 1e-9:
+                if trigger is not None:
+                    summary.skipped_cooldown += 1
+                continue
+            trigger = (Alert.Kind.SHARP_RISE, alerted_at)
+        if trigger is None:
+            continue
+        if customer.not_a_risk_until and customer.not_a_risk_until > as_of:
+            summary.skipped_not_a_risk += 1
+            continue
+        if customer.alerts_snoozed_until and customer.alerts_snoozed_until > as_of:
+            summary.skipped_snoozed += 1
+            continue
+        if customer.owner_id is None:
+            summary.skipped_no_owner += 1
+            continue
+        candidates.append(_Candidate(customer=customer, score=score, kind=trigger[0], baseline=trigger[1]))
+    return candidates
+
+
+def _day_bounds(as_of: datetime) -> tuple[datetime, datetime]:
+    day = timezone.localdate(as_of)
+    start = timezone.make_aware(datetime.combine(day, datetime.min.time()))
+    return start, start + timedelta(days=1)
+
+
+def _route(as_of: datetime, candidates: list[_Candidate]) -> list[_Candidate]:
+    """Per owner: immediate DMs up to the daily cap, riskiest first; the rest (and digest-mode owners) to the digest."""
+    start, end = _day_bounds(as_of)
+    by_owner: dict[int, list[_Candidate]] = defaultdict(list)
+    for candidate in candidates:
+        by_owner[candidate.customer.owner_id].append(candidate)
+    for owner_id, items in by_owner.items():
+        owner = items[0].customer.owner
+        items.sort(key=lambda c: (-c.score.probability, c.customer.pk))
+        if owner.alert_mode == AccountOwner.AlertMode.DIGEST:
+            room = 0
+        else:
+            used = Alert.objects.filter(
+                owner_id=owner_id, kind__in=RISK_KINDS, status__in=QUOTA_STATUSES,
+                score__as_of__gte=start, score__as_of__lt=end,
+            ).count()
+            room = max(owner.daily_alert_cap - used, 0)
+        for index, candidate in enumerate(items):
+            candidate.status = Alert.Status.PENDING if index < room else Alert.Status.DIGESTED
+    return candidates
+
+
+def _payload(candidate: _Candidate, as_of: datetime) -> dict:
+    score = candidate.score
+    return {
+        "trigger": candidate.kind,
+        "as_of": as_of.isoformat(),
+        "probability": round(score.probability, 4),
+        "band": score.band,
+        "baseline": None if candidate.baseline is None else round(candidate.baseline, 4),
+        "reasons": list(score.reasons or [])[:REASONS_IN_PAYLOAD],
+    }
+
+
+def _digest_for(owner: AccountOwner, day: date) -> Alert:
+    """The owner's digest for `day` that can still take items (a sent digest gets a successor)."""
+    base = f"digest:{owner.pk}:{day.isoformat()}"
+    existing = list(Alert.objects.filter(kind=Alert.Kind.DIGEST, owner=owner, idempotency_key__startswith=base))
+    for digest in existing:
+        if digest.status == Alert.Status.PENDING:
+            return digest
+    key = base if not existing else f"{base}:{len(existing) + 1}"
+    return Alert.objects.create(
+        kind=Alert.Kind.DIGEST, owner=owner, idempotency_key=key, payload={"date": day.isoformat()},
+    )
+
+
+def _persist(as_of: datetime, candidates: list[_Candidate], summary: AlertPolicySummary) -> None:
+    digests: dict[int, Alert] = {}
+    day = timezone.localdate(as_of)
+    for candidate in candidates:
+        customer, score = candidate.customer, candidate.score
+        key = f"risk:{customer.pk}:{score.pk}"
+        digest = None
+        if candidate.status == Alert.Status.DIGESTED:
+            if customer.owner_id not in digests:
+                digests[customer.owner_id] = _digest_for(customer.owner, day)
+            digest = digests[customer.owner_id]
+        alert, created = Alert.objects.get_or_create(
+            idempotency_key=key,
+            defaults=dict(customer=customer, owner=customer.owner, score=score, kind=candidate.kind,
+                          status=candidate.status, digest=digest, payload=_payload(candidate, as_of)),
+        )
+        if not created:
+            summary.already_alerted += 1
+            continue
+        summary.alert_ids.append(alert.pk)
+        if alert.status == Alert.Status.DIGESTED:
+            summary.digested += 1
+        else:
+            summary.immediate += 1
+    for digest in digests.values():
+        count = digest.digested_alerts.count()
+        digest.payload = {**digest.payload, "count": count}
+        digest.save(update_fields=["payload"])
+        summary.alert_ids.append(digest.pk)
+    summary.digests = len(digests)
+
+
+@transaction.atomic
+def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
+    """Create the outbox rows earned by the scores at `as_of`. Idempotent for the same `as_of`.
+
+    Call after a scoring run; then deliver with `churnbot.delivery.alerts_deliver_pending()`.
+    """
+    if timezone.is_naive(as_of):
+        raise CrmError("as_of must be timezone-aware.", code="naive_datetime")
+    summary = AlertPolicySummary(as_of=as_of)
+    candidates = _select(as_of, summary)
+    candidates = _route(as_of, candidates)
+    # A control-group step (status HELD_OUT, is_control=True) belongs here, between routing and persistence.
+    _persist(as_of, candidates, summary)
+    return summary
+
+
+# --- feedback: snooze and "not a risk" --------------------------------------------------------
+
+def _feedback(*, customer: Customer, by: AbstractBaseUser | None, kind: str, days: int, alert: Alert | None,
+              field_name: str) -> RiskFeedback:
+    if not isinstance(days, int) or not 1 <= days <= SNOOZE_DAYS_MAX:
+        raise CrmError(f"Choose between 1 and {SNOOZE_DAYS_MAX} days, not {days!r}.", code="invalid_days")
+    if alert is not None and alert.customer_id != customer.pk:
+        raise CrmError("That alert is about a different customer.", code="alert_mismatch")
+    until = timezone.now() + timedelta(days=days)
+    feedback = RiskFeedback.objects.create(customer=customer, alert=alert, kind=kind, until=until, created_by=by)
+    Customer.objects.filter(pk=customer.pk).update(**{field_name: until, "updated_at": timezone.now()})
+    setattr(customer, field_name, until)
+    return feedback
+
+
+@transaction.atomic
+def alert_snooze(*, customer: Customer, by: AbstractBaseUser | None, days: int, alert: Alert | None = None) -> RiskFeedback:
+    """No alerts about this customer for `days` days."""
+    return _feedback(customer=customer, by=by, kind=RiskFeedback.Kind.SNOOZE, days=days, alert=alert,
+                     field_name="alerts_snoozed_until")
+
+
+@transaction.atomic
+def alert_mark_not_a_risk(*, customer: Customer, by: AbstractBaseUser | None, days: int | None = None,
+                          alert: Alert | None = None) -> RiskFeedback:
+    """The owner knows better: no alerts for `days` (default ALERT_NOT_A_RISK_DAYS)."""
+    return _feedback(customer=customer, by=by, kind=RiskFeedback.Kind.NOT_A_RISK,
+                     days=days if days is not None else settings.ALERT_NOT_A_RISK_DAYS, alert=alert,
+                     field_name="not_a_risk_until")
+
+
+# --- the outbox state machine used by delivery -------------------------------------------------
+
+@dataclass(frozen=True)
+class AlertClaim:
+    """A claimed alert. `uncertain`: an earlier attempt may have reached Slack; look before posting."""
+
+    alert: Alert
+    uncertain: bool
+    first_claimed_at: datetime
+
+
+def _delivery_state(alert: Alert) -> dict:
+    return dict((alert.payload or {}).get("delivery") or {})
+
+
+def alert_claim_for_delivery(*, alert_id: int, lease_seconds: int | None = None) -> AlertClaim | None:
+    """Move one alert from pending (or an abandoned `sending`) to `sending`, or return None.
+
+    A conditional update on (status, attempts) makes the claim exclusive on every database:
+    of two workers racing for the same row exactly one sees its update count as 1.
+    """
+    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.SLACK_SENDING_LEASE_SECONDS)
+    now = timezone.now()
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update(of=("self",)).select_related("owner", "customer", "score").filter(pk=alert_id).first()
+        if alert is None:
+            return None
+        state = _delivery_state(alert)
+        uncertain = bool(state.get("uncertain"))
+        if alert.status == Alert.Status.SENDING:
+            claimed_at = datetime.fromisoformat(state["claimed_at"]) if state.get("claimed_at") else None
+            if claimed_at is not None and now - claimed_at < lease:
+                return None  # another worker is on it right now
+            uncertain = True  # a worker died mid-attempt: it may or may not have posted
+        elif alert.status != Alert.Status.PENDING:
+            return None
+        first = state.get("first_claimed_at") or now.isoformat()
+        new_state = {**state, "claimed_at": now.isoformat(), "first_claimed_at": first, "uncertain": uncertain}
+        won = Alert.objects.filter(pk=alert.pk, status=alert.status, attempts=alert.attempts).update(
+            status=Alert.Status.SENDING, attempts=alert.attempts + 1, payload={**(alert.payload or {}), "delivery": new_state},
+        )
+        if not won:
+            return None
+        alert.refresh_from_db()
+        return AlertClaim(alert=alert, uncertain=uncertain, first_claimed_at=datetime.fromisoformat(first))
+
+
+@transaction.atomic
+def alert_mark_sent(*, alert: Alert, channel: str, ts: str) -> Alert:
+    """Record where the message landed. Only a claimed (`sending`) row can become sent."""
+    state = {**_delivery_state(alert), "uncertain": False}
+    Alert.objects.filter(pk=alert.pk, status=Alert.Status.SENDING).update(
+        status=Alert.Status.SENT, slack_channel=channel, slack_ts=ts, sent_at=timezone.now(), last_error="",
+        payload={**(alert.payload or {}), "delivery": state},
+    )
+    alert.refresh_from_db()
+    return alert
+
+
+@transaction.atomic
+def alert_release(*, alert: Alert, error: str, uncertain: bool) -> Alert:
+    """Back to pending after a transient failure; `uncertain` when Slack may have posted anyway."""
+    state = {**_delivery_state(alert), "uncertain": uncertain or bool(_delivery_state(alert).get("uncertain"))}
+    Alert.objects.filter(pk=alert.pk, status=Alert.Status.SENDING).update(
+        status=Alert.Status.PENDING, last_error=error[:2000], payload={**(alert.payload or {}), "delivery": state},
+    )
+    alert.refresh_from_db()
+    return alert
+
+
+@transaction.atomic
+def alert_mark_failed(*, alert: Alert, error: str) -> Alert:
+    """A permanent failure (no such Slack user, app not in the workspace): an operator must act."""
+    Alert.objects.filter(pk=alert.pk, status=Alert.Status.SENDING).update(
+        status=Alert.Status.FAILED, last_error=error[:2000],
+    )
+    alert.refresh_from_db()
+    return alert
+
+
+@transaction.atomic
+def alert_resend(*, alert: Alert) -> Alert:
+    """Queue a failed alert again (after fixing the cause); sent alerts are never re-sent."""
+    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    if alert.status != Alert.Status.FAILED:
+        raise CrmError(f"Only failed alerts can be re-sent; this one is {alert.get_status_display().lower()}.",
+                       code="not_failed")
+    alert.status = Alert.Status.PENDING
+    alert.last_error = ""
+    alert.save(update_fields=["status", "last_error"])
+    return alert
+
+
+def alert_ids_due_for_delivery(*, lease_seconds: int | None = None) -> list[int]:
+    """Pending alerts plus `sending` ones whose worker has gone quiet for longer than the lease."""
+    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.SLACK_SENDING_LEASE_SECONDS)
+    now = timezone.now()
+    ids = list(Alert.objects.filter(status=Alert.Status.PENDING).order_by("created_at", "pk").values_list("pk", flat=True))
+    for pk, payload in Alert.objects.filter(status=Alert.Status.SENDING).values_list("pk", "payload"):
+        claimed = ((payload or {}).get("delivery") or {}).get("claimed_at")
+        if claimed is None or now - datetime.fromisoformat(claimed) >= lease:
+            ids.append(pk)
+    return ids
+
+
+# --- Slack identity -----------------------------------------------------------------------------
+
+@transaction.atomic
+def account_owner_link_slack(*, owner: AccountOwner, slack_user_id: str) -> AccountOwner:
+    """Remember an owner's Slack user id (resolved once by email)."""
+    if not slack_user_id or len(slack_user_id) > 32:
+        raise CrmError("A Slack user id looks like U012ABCDEF.", code="invalid_slack_id")
+    if AccountOwner.objects.filter(slack_user_id=slack_user_id).exclude(pk=owner.pk).exists():
+        raise CrmError(f"Slack user {slack_user_id} is already linked to another owner.", code="slack_id_taken")
+    AccountOwner.objects.filter(pk=owner.pk).update(slack_user_id=slack_user_id)
+    owner.slack_user_id = slack_user_id
+    return owner
+
+
+# --- follow-ups -----------------------------------------------------------------------------------
+
+@transaction.atomic
+def alert_follow_ups_create(*, today: date | None = None) -> list[Alert]:
+    """Queue "how did it go?" questions for actions whose follow-up date has come. Once per action."""
+    today = today or timezone.localdate()
+    due = (
+        Intervention.objects.select_for_update(of=("self",))
+        .filter(follow_up_on__lte=today, follow_up_sent_at__isnull=True, outcome=Intervention.Outcome.PENDING)
+        .select_related("customer", "customer__owner", "created_by")
+    )
+    created = []
+    for intervention in due:
+        owner = _owner_of_user(intervention.created_by) or intervention.customer.owner
+        if owner is None:
+            continue
+        try:
+            with transaction.atomic():
+                alert, new = Alert.objects.get_or_create(
+                    idempotency_key=f"follow_up:{intervention.pk}",
+                    defaults=dict(customer=intervention.customer, owner=owner, kind=Alert.Kind.FOLLOW_UP, payload={
+                        "intervention": intervention.pk, "action": intervention.action, "note": intervention.note[:500],
+                        "logged_on": timezone.localdate(intervention.created_at).isoformat(),
+                    }),
+                )
+        except IntegrityError:
+            continue
+        Intervention.objects.filter(pk=intervention.pk).update(follow_up_sent_at=timezone.now())
+        if new:
+            created.append(alert)
+    return created
+
+
+def _owner_of_user(user: AbstractBaseUser | None) -> AccountOwner | None:
+    if user is None:
+        return None
+    return AccountOwner.objects.filter(user=user).first()

@@ -1,0 +1,58 @@
+"""The /slack/events endpoint: signature checks, 503 without configuration, CSRF exemption."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.churnbot.conftest import SlackClient
+from tests.crm_plugin.factories import AccountOwnerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_help_is_answered_to_a_correctly_signed_request(slack):
+    response = slack.command("help", user_id="UNOBODY")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["response_type"] == "ephemeral"
+    assert "/churn customer <id or email>" in body["blocks"][0]["text"]["text"]
+
+
+def test_a_bad_signature_gets_401(slack):
+    response = slack.command("help", user_id="U1", secret="not-the-secret")
+    assert response.status_code == 401
+
+
+def test_a_request_older_than_five_minutes_gets_401_even_if_signed_correctly(slack):
+    response = slack.command("help", user_id="U1", timestamp=int(time.time()) - 6 * 60)
+    assert response.status_code == 401
+    assert slack.command("help", user_id="U1", timestamp=int(time.time()) - 4 * 60).status_code == 200
+
+
+def test_without_a_bot_token_the_endpoint_says_slack_is_not_configured(settings):
+    settings.SLACK_BOT_TOKEN = None
+    settings.SLACK_SIGNING_SECRET = "x"
+    response = SlackClient(response_url="http://127.0.0.1:9/").command("help", user_id="U1")
+    assert response.status_code == 503
+    assert "SLACK_BOT_TOKEN" in response.content.decode()
+
+
+def test_unmapped_slack_user_is_told_to_ask_an_admin_and_sees_no_data(slack, slack_standin):
+    AccountOwnerFactory(slack_user_id="UOTHER")
+    response = slack.command("top", user_id="USTRANGER")
+    assert response.status_code == 200
+    text = response.json()["text"]
+    assert "Ask an admin" in text
+    assert "riskiest" not in text
+    assert [c.arg("user") for c in slack_standin.calls_to("users.info")] == ["USTRANGER"]
+
+
+def test_slack_user_is_resolved_once_by_email_and_remembered(slack, slack_standin):
+    owner = AccountOwnerFactory(slack_user_id="", email="ana@shop.example")
+    slack_standin.users["ana@shop.example"] = "UANA"
+    assert "riskiest" in slack.command("top", user_id="UANA").json()["text"]
+    assert "riskiest" in slack.command("top", user_id="UANA").json()["text"]
+    owner.refresh_from_db()
+    assert owner.slack_user_id == "UANA"
+    assert len(slack_standin.calls_to("users.info")) == 1
