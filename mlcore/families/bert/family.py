@@ -1,0 +1,420 @@
+"""The `bert` family: a pretrained encoder fine-tuned together with a head over numeric features."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import average_precision_score
+from tqdm.auto import tqdm
+
+from mlcore.families.base import FitReport, ProgressCallback, Rows
+from mlcore.families.bert.config import (
+    BertConfig,
+    check_checkpoint,
+    load_encoder,
+    load_tokenizer,
+    packaged_minilm_path,
+    quiet_transformers,
+)
+from mlcore.families.bert.model import (
+    FusionModel,
+    autocast_for,
+    embed_with,
+    length_sorted_batches,
+    pad_batch,
+    param_groups,
+    quantized_copy,
+)
+
+ARTIFACT_FORMAT = 1
+META_FILE = "bert_family.json"
+HEAD_FILE = "head.safetensors"
+ENCODER_DIR = "encoder"  # a complete HF checkpoint (weights + tokenizer): usable as model_path
+FEATURE_CLIP = 10.0  # standardised features beyond +-10 sd are data errors, not signal
+HEAD_BATCH = 8192
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class BertFamily:
+    """Encoder mean-pooled output + standardised numeric features -> MLP head -> P(churn)."""
+
+    family: ClassVar[str] = "bert"
+
+    def __init__(self, config: BertConfig | None = None):
+        if config is None:
+            packaged = packaged_minilm_path()
+            config = BertConfig(model_path=str(packaged) if packaged else "")
+        check_checkpoint(config.model_path)  # fail now, with the path in the message
+        self.config = config
+        self.model: FusionModel | None = None
+        self.tokenizer = None
+        self.feature_names: tuple[str, ...] = ()
+        self.feature_mean: np.ndarray | None = None
+        self.feature_std: np.ndarray | None = None
+        self.fit_report: FitReport | None = None
+        self._quantized_encoder: torch.nn.Module | None = None
+
+    # --- plumbing shared by training and inference ------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.config.resolved_device()
+
+    def _require_model(self) -> FusionModel:
+        if self.model is None:
+            raise RuntimeError("this BertFamily has no weights yet: call fit() or BertFamily.load()")
+        return self.model
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)["input_ids"]
+
+    @property
+    def _with_token_types(self) -> bool:
+        return "token_type_ids" in self.tokenizer.model_input_names
+
+    def _standardise(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != len(self.feature_mean):
+            raise ValueError(f"expected features of shape [n, {len(self.feature_mean)}], got {features.shape}")
+        x = (features - self.feature_mean) / self.feature_std
+        # A missing value (NaN) becomes the train mean, i.e. 0 after standardising.
+        x = np.where(np.isfinite(x), x, 0.0)
+        return np.clip(x, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
+
+    def _embed_tokens(self, encoder: torch.nn.Module, token_lists: list[list[int]]) -> np.ndarray:
+        """Mean-pooled embeddings in the original order, computed in length-sorted batches."""
+        hidden = self._require_model().encoder.config.hidden_size
+        out = np.zeros((len(token_lists), hidden), dtype=np.float32)
+        if not token_lists:
+            return out
+        device = self.device  # the int8 copy only exists on CPU, where the model is too
+        lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+        with torch.inference_mode(), autocast_for(device):
+            for index in length_sorted_batches(lengths, self.config.inference_batch_size()):
+                batch = pad_batch(
+                    [token_lists[i] for i in index], self.tokenizer.pad_token_id, device,
+                    with_token_types=self._with_token_types,
+                )
+                out[index] = embed_with(encoder, batch).float().cpu().numpy()
+        return out
+
+    def _head_logits(self, embeddings: np.ndarray, x_std: np.ndarray) -> np.ndarray:
+        model = self._require_model()
+        model.head.eval()
+        logits = np.empty(len(embeddings), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(embeddings), HEAD_BATCH):
+                emb = torch.from_numpy(np.ascontiguousarray(embeddings[start : start + HEAD_BATCH], dtype=np.float32))
+                feats = torch.from_numpy(x_std[start : start + HEAD_BATCH])
+                logit = model.head(emb.to(self.device), feats.to(self.device))
+                logits[start : start + len(emb)] = logit.float().cpu().numpy()
+        return logits
+
+    def _inference_encoder(self, quantized: bool | None) -> torch.nn.Module:
+        model = self._require_model()
+        use_int8 = self.config.quantize_inference if quantized is None else quantized
+        if not use_int8 or self.device.type != "cpu":
+            return model.encoder
+        if self._quantized_encoder is None:
+            self._quantized_encoder = quantized_copy(
+                model.encoder, include_ffn_output=self.config.quantize_ffn_output
+            )
+        return self._quantized_encoder
+
+    # --- training ------------------------------------------------------------------------
+    def fit(self, train: Rows, valid: Rows, *, progress: ProgressCallback | None = None) -> FitReport:
+        cfg = self.config
+        if train.labels is None:
+            raise ValueError("train rows need labels")
+        y_train = np.asarray(train.labels, dtype=np.float32)
+        n_pos = int(y_train.sum())
+        if n_pos == 0 or n_pos == len(y_train):
+            raise ValueError(f"train rows need both churned and retained customers (got {n_pos} churned of {len(y_train)})")
+        started = time.monotonic()
+        budget_s = cfg.max_train_minutes * 60 if cfg.max_train_minutes else None
+
+        # 1. Reproducibility and hardware: fixed seeds, every core, the configured device.
+        cfg.apply_threads()
+        _seed_everything(cfg.seed)
+        device = self.device
+
+        # 2. Model: the pretrained encoder (fresh from the checkpoint) + a new head.
+        self.tokenizer = load_tokenizer(cfg.model_path)
+        encoder = load_encoder(cfg.model_path)
+        n_layers = len(encoder.encoder.layer) if hasattr(encoder, "encoder") else 0
+        if cfg.freeze_layers > n_layers:
+            raise ValueError(f"freeze_layers={cfg.freeze_layers} but the encoder has only {n_layers} layers")
+        if cfg.freeze_layers:
+            for module in [encoder.embeddings, *encoder.encoder.layer[: cfg.freeze_layers]]:
+                module.requires_grad_(False)
+        if cfg.use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            encoder = get_peft_model(
+                encoder,
+                LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.1, target_modules=["query", "value"]),
+            )
+        self.feature_names = tuple(train.feature_names)
+        self.feature_mean = np.nanmean(np.where(np.isfinite(train.features), train.features, np.nan), axis=0)
+        self.feature_mean = np.nan_to_num(self.feature_mean.astype(np.float64))
+        std = np.nanstd(np.where(np.isfinite(train.features), train.features, np.nan), axis=0)
+        self.feature_std = np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0).astype(np.float64)
+        model = FusionModel(encoder, len(self.feature_names), cfg.head_hidden, cfg.dropout).to(device)
+        self.model, self._quantized_encoder = model, None
+
+        # 3. Data: tokenise once; batches are padded dynamically to their longest row.
+        train_tokens = self._tokenize(train.texts)
+        x_train = torch.from_numpy(self._standardise(train.features))
+        weights = None if train.sample_weight is None else torch.as_tensor(train.sample_weight, dtype=torch.float32)
+        has_valid = valid is not None and valid.labels is not None and 0 < int(np.sum(valid.labels)) < len(valid)
+        valid_tokens = self._tokenize(valid.texts) if has_valid else []
+        x_valid = self._standardise(valid.features) if has_valid else None
+
+        # 4. Loss: BCE on logits, positives up-weighted by negatives/positives of train.
+        pos_weight = (len(y_train) - n_pos) / n_pos if cfg.class_weighting else 1.0
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device), reduction="none")
+
+        # 5. Optimiser and schedule: AdamW (no decay on bias/LayerNorm), linear warmup then decay.
+        batch_size = cfg.train_batch_size()
+        steps_per_epoch = math.ceil(len(train) / batch_size)
+        total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        warmup_steps = int(cfg.warmup_ratio * total_steps)
+        optimizer = torch.optim.AdamW(param_groups(model, lr=cfg.lr, head_lr=cfg.head_lr, weight_decay=cfg.weight_decay))
+
+        def lr_factor(step: int) -> float:
+            if step < warmup_steps:
+                return (step + 1) / (warmup_steps + 1)
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        eval_every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
+
+        def validate() -> float:
+            """PR-AUC on the validation rows with the current fp32 weights."""
+            model.eval()
+            emb = self._embed_tokens(model.encoder, valid_tokens)
+            scores = self._head_logits(emb, x_valid)
+            model.train()
+            return float(average_precision_score(valid.labels, scores))
+
+        # 6. The loop: shuffle, forward, weighted loss, backward, clip, step; validate
+        #    every `eval_every` steps, keep the best weights, stop on patience or budget.
+        generator = torch.Generator().manual_seed(cfg.seed)
+        step, best_auc, best_step, best_state, bad_evals = 0, None, 0, None, 0
+        stopped_early = hit_budget = False
+        last_eval_s, smoothed_loss, history = None, None, []
+        bar = tqdm(total=total_steps, desc="bert fine-tune", unit="step", file=sys.stderr, disable=not cfg.progress_bar)
+        model.train()
+        loop_started = time.monotonic()
+        while step < total_steps and not (stopped_early or hit_budget):
+            order = torch.randperm(len(train), generator=generator).numpy()
+            for start in range(0, len(order), batch_size):
+                if step >= total_steps:
+                    break
+                # Time budget: stop before a step (and the validation after it) would overrun it.
+                if budget_s is not None and step > 0:
+                    per_step = (time.monotonic() - loop_started) / step
+                    eval_cost = last_eval_s if last_eval_s is not None else per_step * len(valid_tokens) / batch_size / 3
+                    if time.monotonic() - started + per_step + (eval_cost if has_valid else 0.0) > budget_s:
+                        hit_budget = True
+                        break
+                index = order[start : start + batch_size]
+                batch = pad_batch(
+                    [train_tokens[i] for i in index], self.tokenizer.pad_token_id, device,
+                    with_token_types=self._with_token_types,
+                )
+                targets = torch.from_numpy(y_train[index]).to(device)
+                with autocast_for(device):
+                    logits = model(batch, x_train[index].to(device))
+                per_row = loss_fn(logits.float(), targets)
+                if weights is None:
+                    loss = per_row.mean()
+                else:
+                    w = weights[index].to(device)
+                    loss = (per_row * w).sum() / w.sum().clamp(min=1e-8)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                smoothed_loss = loss.item() if smoothed_loss is None else 0.9 * smoothed_loss + 0.1 * loss.item()
+                bar.update(1)
+                event = {"step": step, "total": total_steps, "loss": smoothed_loss, "valid_pr_auc": best_auc}
+
+                if has_valid and (step % eval_every == 0 or step == total_steps):
+                    eval_started = time.monotonic()
+                    auc = validate()
+                    last_eval_s = time.monotonic() - eval_started
+                    history.append({"step": step, "valid_pr_auc": auc, "loss": smoothed_loss})
+                    if best_auc is None or auc > best_auc:
+                        best_auc, best_step, bad_evals = auc, step, 0
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    else:
+                        bad_evals += 1
+                    event.update(valid_pr_auc=auc, best_valid_pr_auc=best_auc)
+                    stopped_early = bad_evals >= cfg.patience and step < total_steps
+                bar.set_postfix(loss=f"{smoothed_loss:.4f}", valid_pr_auc="-" if best_auc is None else f"{best_auc:.4f}")
+                if progress is not None and (step % 10 == 0 or "best_valid_pr_auc" in event or step == total_steps):
+                    progress(event)
+                if stopped_early:
+                    break
+
+        # 7. Finish: validate the last steps if the budget cut in, then restore the best weights.
+        if hit_budget and has_valid and (not history or history[-1]["step"] != step):
+            auc = validate()
+            history.append({"step": step, "valid_pr_auc": auc, "loss": smoothed_loss})
+            if best_auc is None or auc > best_auc:
+                best_auc, best_step, best_state = auc, step, None  # the current weights are the best
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        if cfg.use_lora:
+            model.encoder = model.encoder.merge_and_unload()  # a plain encoder again: save/quantise as usual
+        model.eval()
+        self._quantized_encoder = None
+        train_seconds = time.monotonic() - started
+        self.fit_report = FitReport(
+            train_seconds=train_seconds,
+            n_train=len(train),
+            n_valid=len(valid) if valid is not None else 0,
+            best_valid_pr_auc=best_auc,
+            epochs_run=step / steps_per_epoch,
+            stopped_early=stopped_early,
+            hit_time_budget=hit_budget,
+            extra={
+                "device": device.type,
+                "steps": step,
+                "best_step": best_step,
+                "pos_weight": pos_weight,
+                "samples_per_s": step * batch_size / max(time.monotonic() - loop_started, 1e-9),
+                "history": history,
+                "source_model_path": cfg.model_path,
+            },
+        )
+        return self.fit_report
+
+    # --- inference -----------------------------------------------------------------------
+    def encode(self, texts: list[str], *, quantized: bool | None = None) -> np.ndarray:
+        """Encoder output per text, float32 [n, hidden], in the order given.
+
+        Texts are run in batches sorted by token length; on CPU the encoder is int8
+        dynamically quantised unless `quantized=False` (or config.quantize_inference is off).
+        """
+        self._require_model()
+        self.config.apply_threads()
+        return self._embed_tokens(self._inference_encoder(quantized), self._tokenize(list(texts)))
+
+    def predict_proba_from_embeddings(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
+        logits = self._head_logits(np.asarray(embeddings, dtype=np.float32), self._standardise(features))
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def predict_proba(self, rows: Rows) -> np.ndarray:
+        return self.predict_proba_from_embeddings(self.encode(rows.texts), rows.features)
+
+    def feature_contributions_from_embeddings(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Occlusion through the head: logit(row) - logit(row with feature j at the train mean)."""
+        x = self._standardise(features)
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        base = self._head_logits(embeddings, x)
+        out = np.zeros(x.shape, dtype=np.float64)
+        for j in range(x.shape[1]):
+            occluded = x.copy()
+            occluded[:, j] = 0.0  # the train mean, standardised
+            out[:, j] = base - self._head_logits(embeddings, occluded)
+        return out
+
+    def feature_contributions(self, rows: Rows) -> np.ndarray:
+        return self.feature_contributions_from_embeddings(self.encode(rows.texts), rows.features)
+
+    def text_segment_effects(
+        self, rows: Rows, *, max_segments: int = 8, skip_segments: int = 0
+    ) -> list[list[tuple[int, float]]]:
+        """For each row, (segment index, P(churn) without that segment - P(churn) with it).
+
+        A negative change means the segment pushes towards churn. Segments are the "\\n"
+        parts of the text; `skip_segments` leading ones (profile, aggregates) are left in
+        place and the next `max_segments` are occluded one at a time, all variants in one
+        length-sorted encode. A segment cut off by max_length cannot matter: it gets 0.0
+        without being encoded.
+        """
+        self._require_model()
+        full_tokens = self._tokenize(rows.texts)
+        variants, owners = [], []
+        for row, text in enumerate(rows.texts):
+            segments = text.split("\n")
+            for i in range(skip_segments, min(len(segments), skip_segments + max_segments)):
+                variants.append("\n".join(segments[:i] + segments[i + 1 :]))
+                owners.append((row, i))
+        variant_tokens = self._tokenize(variants)
+        needed = [k for k, (row, _) in enumerate(owners) if variant_tokens[k] != full_tokens[row]]
+        encoder = self._inference_encoder(None)
+        p_full = self.predict_proba_from_embeddings(self._embed_tokens(encoder, full_tokens), rows.features)
+        p_variant = np.array(p_full[[row for row, _ in owners]], dtype=np.float64)
+        if needed:
+            emb = self._embed_tokens(encoder, [variant_tokens[k] for k in needed])
+            p_variant[needed] = self.predict_proba_from_embeddings(emb, rows.features[[owners[k][0] for k in needed]])
+        effects: list[list[tuple[int, float]]] = [[] for _ in range(len(rows))]
+        for k, (row, segment) in enumerate(owners):
+            effects[row].append((segment, float(p_variant[k] - p_full[row])))
+        return effects
+
+    # --- artifacts -----------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """Write everything needed to score again from this folder alone."""
+        model = self._require_model()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with quiet_transformers():
+            model.encoder.save_pretrained(folder / ENCODER_DIR)
+        self.tokenizer.save_pretrained(folder / ENCODER_DIR)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, folder / HEAD_FILE)
+        meta = {
+            "format": ARTIFACT_FORMAT,
+            "family": self.family,
+            "config": dataclasses.asdict(self.config),
+            "feature_names": list(self.feature_names),
+            "feature_mean": self.feature_mean.tolist(),
+            "feature_std": self.feature_std.tolist(),
+            "hidden_size": model.encoder.config.hidden_size,
+            "fit_report": dataclasses.asdict(self.fit_report) if self.fit_report else None,
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, folder: Path, *, device: str = "auto") -> "BertFamily":
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{folder} is not a saved bert family ({META_FILE}: {exc})") from exc
+        if meta.get("format") != ARTIFACT_FORMAT:
+            raise ValueError(f"{folder}: unsupported bert artifact format {meta.get('format')!r}")
+        saved = dict(meta["config"])
+        saved.update(model_path=str(folder / ENCODER_DIR), device=device, use_lora=False)  # LoRA is merged on save
+        self = cls(BertConfig(**saved))
+        self.tokenizer = load_tokenizer(self.config.model_path)
+        self.feature_names = tuple(meta["feature_names"])
+        self.feature_mean = np.asarray(meta["feature_mean"], dtype=np.float64)
+        self.feature_std = np.asarray(meta["feature_std"], dtype=np.float64)
+        model = FusionModel(load_encoder(self.config.model_path), len(self.feature_names), self.config.head_hidden, self.config.dropout)
+        model.head.load_state_dict(load_file(folder / HEAD_FILE))
+        self.model = model.to(self.device).eval()
+        if meta.get("fit_report"):
+            self.fit_report = FitReport(**meta["fit_report"])
+        return self

@@ -1,0 +1,126 @@
+"""The fusion network (encoder mean-pool + numeric features -> small MLP head) and batching helpers."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token vectors that are not padding (how MiniLM was trained)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class FusionHead(nn.Module):
+    """[text embedding ; standardised features] -> hidden -> logit."""
+
+    def __init__(self, hidden_size: int, n_features: int, head_hidden: int, dropout: float):
+        super().__init__()
+        self.dropout_in = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden_size + n_features, head_hidden)
+        self.act = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(head_hidden, 1)
+
+    def forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.dropout_in(embedding), features], dim=-1)
+        return self.out(self.dropout(self.act(self.dense(x)))).squeeze(-1)
+
+
+class FusionModel(nn.Module):
+    """The encoder and the head trained together."""
+
+    def __init__(self, encoder: nn.Module, n_features: int, head_hidden: int, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.head = FusionHead(encoder.config.hidden_size, n_features, head_hidden, dropout)
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed_with(self.encoder, batch)
+
+    def forward(self, batch: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(batch), features)
+
+
+def embed_with(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    hidden = encoder(**batch).last_hidden_state
+    return mean_pool(hidden, batch["attention_mask"])
+
+
+def pad_batch(
+    token_lists: list[list[int]], pad_id: int, device: torch.device, *, with_token_types: bool
+) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of this batch only (dynamic padding)."""
+    width = max(len(ids) for ids in token_lists)
+    ids = np.full((len(token_lists), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(token_lists), width), dtype=np.int64)
+    for row, tokens in enumerate(token_lists):
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = 1
+    batch = {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
+    if with_token_types:
+        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+    return batch
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Row positions in batches of similar length (longest first), so padding stays small."""
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; plain fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# FFN output projections ("layer.N.output.dense"), as opposed to "attention.output.dense".
+_FFN_OUTPUT = re.compile(r"(?<!attention\.)output\.dense$")
+
+
+def quantized_copy(encoder: nn.Module, *, include_ffn_output: bool) -> nn.Module:
+    """An int8 dynamically quantised copy of the encoder's Linear layers (CPU inference only).
+
+    torch.ao.quantization.quantize_dynamic still works on torch 2.13 but is deprecated in
+    favour of torchao, which is not installed here; the warnings are silenced so that
+    scoring logs stay readable.
+    """
+    names = {
+        name
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.Linear) and (include_ffn_output or not _FFN_OUTPUT.search(name))
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(encoder).eval(), names, dtype=torch.qint8)
+
+
+def param_groups(model: FusionModel, *, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights; the head gets its own lr."""
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        part = "head" if name.startswith("head.") else "encoder"
+        no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+        groups.setdefault((part, no_decay), []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": head_lr if part == "head" else lr,
+            "weight_decay": 0.0 if no_decay else weight_decay,
+        }
+        for (part, no_decay), params in groups.items()
+    ]
