@@ -91,3 +91,9 @@ class SlackClient:
 @pytest.fixture
 def slack(slack_settings, slack_standin) -> SlackClient:
     return SlackClient(response_url=f"{slack_standin.url}/response/xyz")
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Factories set passwords; the default PBKDF2 hasher would dominate these tests' run time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,143 @@
+"""/churn through the signed endpoint: customer card, top lists, help, refusals."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from crm_plugin.models import Customer, Event, Intervention
+from tests.crm_plugin.factories import (
+    AccountOwnerFactory,
+    ChurnScoreFactory,
+    CustomerFactory,
+    EventFactory,
+    InterventionFactory,
+    ModelVersionFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _scored(customer: Customer, history: list[tuple[int, float]], version) -> None:
+    """Scores at `days ago` with probabilities; the newest becomes latest_score."""
+    now = timezone.now()
+    latest = None
+    for days, probability in sorted(history, reverse=True):
+        band = "high" if probability >= 0.6 else "medium" if probability >= 0.3 else "low"
+        latest = ChurnScoreFactory(customer=customer, model_version=version, as_of=now - timedelta(days=days),
+                                   probability=probability, band=band)
+    Customer.objects.filter(pk=customer.pk).update(latest_score=latest)
+
+
+def _all_text(body: dict) -> str:
+    parts = [body.get("text", "")]
+    for block in body.get("blocks", []):
+        if "text" in block and isinstance(block["text"], dict):
+            parts.append(block["text"]["text"])
+        for element in block.get("elements", []):
+            if isinstance(element, dict) and isinstance(element.get("text"), (dict, str)):
+                parts.append(element["text"]["text"] if isinstance(element["text"], dict) else element["text"])
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def book():
+    version = ModelVersionFactory()
+    ana = AccountOwnerFactory(name="Ana", slack_user_id="UANA", user__username="ana")
+    bob = AccountOwnerFactory(name="Bob", slack_user_id="UBOB", user__username="bob")
+    boss = AccountOwnerFactory(name="Boss", slack_user_id="UBOSS", is_manager=True, user__username="boss")
+    risky = CustomerFactory(owner=ana, name="Risky Rita", external_id="C000123", email="rita@mail.example")
+    _scored(risky, [(30, 0.30), (7, 0.50), (0, 0.82)], version)
+    EventFactory(customer=risky, kind=Event.Kind.ORDER, occurred_at=timezone.now() - timedelta(days=64),
+                 amount=Decimal("59.90"))
+    InterventionFactory(customer=risky, action=Intervention.Action.CALL, note="left a voicemail")
+    calm = CustomerFactory(owner=ana, name="Calm Carl", external_id="C000124")
+    _scored(calm, [(0, 0.10)], version)
+    bobs = CustomerFactory(owner=bob, name="Bobs Betty", external_id="C000200")
+    _scored(bobs, [(0, 0.95)], version)
+    return {"ana": ana, "bob": bob, "boss": boss, "risky": risky, "calm": calm, "bobs": bobs}
+
+
+def test_customer_card_shows_risk_trend_reasons_last_order_and_actions(slack, book):
+    response = slack.command("customer C000123", user_id="UANA")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["response_type"] == "ephemeral"
+    text = _all_text(body)
+    assert "Risky Rita" in text and "owner: Ana" in text
+    assert "82%" in text and "high" in text
+    assert "7 days ▲ +32 pts" in text and "30 days ▲ +52 pts" in text
+    assert "no order for 64 days" in text
+    assert "Last order:* " in text and "59.90" in text and "64 days ago" in text
+    assert "Call on" in text and "left a voicemail" in text
+    actions = next(b for b in body["blocks"] if b["type"] == "actions")
+    ids = [e["action_id"] for e in actions["elements"]]
+    assert ids == ["log_action", "snooze_select", "open_crm"]
+    assert actions["elements"][-1]["url"] == f"https://crm.shop.example/customers/{book['risky'].pk}/"
+
+
+def test_customer_found_by_email_too(slack, book):
+    assert "Risky Rita" in _all_text(slack.command("customer rita@mail.example", user_id="UANA").json())
+
+
+def test_unknown_customer_gets_a_clear_message_with_a_hint(slack, book):
+    text = _all_text(slack.command("customer C999999", user_id="UANA").json())
+    assert "No customer with id or email 'C999999'" in text
+    assert "/churn top" in text
+
+
+def test_another_owners_customer_is_refused_without_leaking_it(slack, book):
+    text = _all_text(slack.command("customer C000200", user_id="UANA").json())
+    assert "another owner's book" in text
+    assert "Betty" not in text and "95%" not in text
+
+
+def test_manager_sees_any_customer(slack, book):
+    assert "Bobs Betty" in _all_text(slack.command("customer C000200", user_id="UBOSS").json())
+
+
+def test_top_lists_the_callers_own_riskiest_first(slack, book):
+    text = _all_text(slack.command("top", user_id="UANA").json())
+    assert text.index("Risky Rita") < text.index("Calm Carl")
+    assert "Bobs Betty" not in text
+
+
+def test_top_n_limits_the_list(slack, book):
+    text = _all_text(slack.command("top 1", user_id="UANA").json())
+    assert "Risky Rita" in text and "Calm Carl" not in text
+
+
+def test_top_all_is_for_managers(slack, book):
+    refused = _all_text(slack.command("top all", user_id="UANA").json())
+    assert "Only managers" in refused and "Bobs Betty" not in refused
+    text = _all_text(slack.command("top all", user_id="UBOSS").json())
+    assert text.index("Bobs Betty") < text.index("Risky Rita")
+
+
+def test_manager_top_for_someone_by_mention_or_name(slack, book):
+    by_mention = _all_text(slack.command("top <@UBOB|bob> 5", user_id="UBOSS").json())
+    assert "Bobs Betty" in by_mention and "Risky Rita" not in by_mention
+    by_name = _all_text(slack.command("top @ana", user_id="UBOSS").json())
+    assert "Risky Rita" in by_name and "Bobs Betty" not in by_name
+    assert "No account owner matches @nobody" in _all_text(slack.command("top @nobody", user_id="UBOSS").json())
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("", None),
+    ("help", None),
+    ("frobnicate", "Unknown subcommand `frobnicate`"),
+    ("customer", "needs exactly one customer id"),
+    ("customer a b", "needs exactly one customer id"),
+    ("top lots", "takes a number from 1 to 20"),
+    ("top 0", "takes a number from 1 to 20"),
+    ("top 500", "takes a number from 1 to 20"),
+])
+def test_empty_unknown_or_malformed_commands_get_usage_help(slack, book, text, problem):
+    response = slack.command(text, user_id="UANA")
+    assert response.status_code == 200
+    body_text = _all_text(response.json())
+    assert "/churn top [N]" in body_text
+    if problem:
+        assert problem in body_text
