@@ -94,12 +94,12 @@ def _current_scores(as_of: datetime) -> list[ChurnScore]:
 
 def _trigger(score: ChurnScore) -> tuple[str, float | None] | None:
     """Which alert this score earns on its own: crossing into high risk, or a sharp rise."""
-    rise = settings.ALERT_SHARP_RISE
-    low = score.window_low
-    if low is not None and score.probability - low >= rise - 1e-9:
-        return Alert.Kind.SHARP_RISE, low
+    # Crossing into high is the headline when both apply.
     if score.band == ChurnScore.Band.HIGH and score.previous_band != ChurnScore.Band.HIGH:
         return Alert.Kind.HIGH_RISK, score.previous_probability
+    low = score.window_low
+    if low is not None and score.probability - low >= settings.ALERT_SHARP_RISE - 1e-9:
+        return Alert.Kind.SHARP_RISE, low
     return None
 
 

@@ -1,0 +1,159 @@
+"""Buttons and modals: Log action -> modal -> Intervention, snooze, not a risk, follow-up -> outcome."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from churnbot.delivery import alert_deliver
+from churnbot.tasks import follow_ups_send
+from crm_plugin.models import Alert, Intervention, RiskFeedback
+from crm_plugin.services.alerts import alert_policy_apply
+from tests.churnbot.test_delivery import make_alerts
+from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def delivered(slack_settings, slack_standin):
+    """An alert DM to Ana, as Slack shows it."""
+    [alert] = make_alerts()
+    assert alert_deliver(alert_id=alert.pk) == "sent"
+    alert.refresh_from_db()
+    return alert
+
+
+def button_value(message: dict, action_id: str) -> str:
+    actions = next(b for b in message["blocks"] if b["type"] == "actions")
+    return next(e["value"] for e in actions["elements"] if e["action_id"] == action_id)
+
+
+def modal_values(action: str, note: str = "", follow_up: str | None = None) -> dict:
+    return {
+        "action": {"value": {"type": "static_select", "selected_option": {"value": action}}},
+        "note": {"value": {"type": "plain_text_input", "value": note}},
+        "follow_up": {"value": {"type": "datepicker", "selected_date": follow_up}},
+    }
+
+
+def test_log_action_button_modal_submission_creates_an_intervention_and_updates_the_dm(
+        slack, slack_standin, delivered, django_capture_on_commit_callbacks):
+    [message] = slack_standin.posted("DANA")
+    response = slack.click(user_id="UANA", action_id="log_action", value=button_value(message, "log_action"),
+                           channel="DANA", message_ts=delivered.slack_ts)
+    assert response.status_code == 200
+    [opened] = slack_standin.calls_to("views.open")
+    assert opened.arg("trigger_id") == "trigger-1"
+    view = opened.arg("view")
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["callback_id"] == "log_action_modal"
+    options = [o["value"] for o in view["blocks"][1]["element"]["options"]]
+    assert options == ["call", "email", "coupon", "recommendation", "escalation", "other"]
+
+    follow_up = (timezone.localdate() + timedelta(days=14)).isoformat()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = slack.submit_view(user_id="UANA", callback_id=view["callback_id"],
+                                     private_metadata=view["private_metadata"],
+                                     values=modal_values("call", "Offered free shipping", follow_up))
+    assert response.status_code == 200 and response.content in (b"", b"{}")
+    intervention = Intervention.objects.get()
+    assert (intervention.customer, intervention.alert, intervention.action, intervention.source) == (
+        delivered.customer, delivered, "call", "slack")
+    assert intervention.note == "Offered free shipping"
+    assert intervention.follow_up_on.isoformat() == follow_up
+    assert intervention.created_by == delivered.owner.user
+    [update] = slack_standin.calls_to("chat.update")
+    assert (update.arg("channel"), update.arg("ts")) == ("DANA", delivered.slack_ts)
+    assert "Logged: call by <@UANA>" in json.dumps(slack_standin.posted("DANA")[0]["blocks"])
+    assert not any(b["type"] == "actions" for b in slack_standin.posted("DANA")[0]["blocks"])
+
+
+def test_modal_with_a_past_follow_up_date_shows_the_error_in_the_modal(slack, slack_standin, delivered):
+    metadata = json.dumps({"customer": delivered.customer_id, "alert": delivered.pk, "channel": "DANA",
+                           "ts": delivered.slack_ts, "ephemeral": False, "response_url": None})
+    response = slack.submit_view(user_id="UANA", callback_id="log_action_modal", private_metadata=metadata,
+                                 values=modal_values("email", "", (timezone.localdate() - timedelta(days=1)).isoformat()))
+    body = response.json()
+    assert body == {"response_action": "errors", "errors": {"follow_up": "The follow-up date is in the past."}}
+    assert not Intervention.objects.exists()
+
+
+def test_snooze_button_records_feedback_updates_the_dm_and_silences_the_policy(
+        slack, slack_standin, delivered, django_capture_on_commit_callbacks):
+    [message] = slack_standin.posted("DANA")
+    with django_capture_on_commit_callbacks(execute=True):
+        slack.click(user_id="UANA", action_id="snooze_7", value=button_value(message, "snooze_7"),
+                    channel="DANA", message_ts=delivered.slack_ts)
+    feedback = RiskFeedback.objects.get()
+    assert (feedback.kind, feedback.alert, feedback.customer) == ("snooze", delivered, delivered.customer)
+    customer = delivered.customer
+    customer.refresh_from_db()
+    assert timedelta(days=6, hours=23) < customer.alerts_snoozed_until - timezone.now() <= timedelta(days=7)
+    assert "Alerts snoozed for 7 days by <@UANA>" in json.dumps(slack_standin.posted("DANA")[0]["blocks"])
+    # The next scoring run leaves the customer alone.
+    from tests.crm_plugin.factories import ChurnScoreFactory
+    later = timezone.now() + timedelta(days=2)
+    ChurnScoreFactory(customer=customer, probability=0.99, band="high", as_of=later)
+    assert alert_policy_apply(as_of=later).skipped_snoozed == 1
+
+
+def test_not_a_risk_button(slack, slack_standin, delivered, django_capture_on_commit_callbacks):
+    [message] = slack_standin.posted("DANA")
+    with django_capture_on_commit_callbacks(execute=True):
+        slack.click(user_id="UANA", action_id="not_a_risk", value=button_value(message, "not_a_risk"),
+                    channel="DANA", message_ts=delivered.slack_ts)
+    delivered.customer.refresh_from_db()
+    assert delivered.customer.not_a_risk_until > timezone.now() + timedelta(days=89)
+    assert "Marked not a risk until" in json.dumps(slack_standin.posted("DANA")[0]["blocks"])
+
+
+def test_snooze_from_the_private_card_answers_through_the_response_url(
+        slack, slack_standin, slack_settings, django_capture_on_commit_callbacks):
+    owner = AccountOwnerFactory(slack_user_id="UANA")
+    customer = CustomerFactory(owner=owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        slack.click(user_id="UANA", action_id="snooze_select", selected=f"{customer.pk}::30", ephemeral=True)
+    customer.refresh_from_db()
+    assert customer.alerts_snoozed_until > timezone.now() + timedelta(days=29)
+    [answer] = slack_standin.calls_to("/response/xyz")
+    assert "snoozed for 30 days" in answer.arg("text")
+
+
+def test_buttons_on_another_owners_customer_are_refused(slack, slack_standin, delivered,
+                                                        django_capture_on_commit_callbacks):
+    AccountOwnerFactory(slack_user_id="UBOB")
+    [message] = slack_standin.posted("DANA")
+    with django_capture_on_commit_callbacks(execute=True):
+        slack.click(user_id="UBOB", action_id="snooze_30", value=button_value(message, "snooze_30"))
+        slack.click(user_id="UBOB", action_id="log_action", value=button_value(message, "log_action"))
+    assert not RiskFeedback.objects.exists()
+    assert slack_standin.calls_to("views.open") == []
+    answers = slack_standin.calls_to("/response/xyz")
+    assert [a.arg("text") for a in answers] == ["That customer is not in your book (or no longer exists)."] * 2
+
+
+def test_follow_up_dm_and_outcome_round_trip(slack, slack_standin, slack_settings, django_capture_on_commit_callbacks):
+    owner = AccountOwnerFactory(name="Ana", slack_user_id="UANA")
+    intervention = InterventionFactory(customer=CustomerFactory(owner=owner, name="Rita"), created_by=owner.user,
+                                       follow_up_on=timezone.localdate(), note="Sent a 10% coupon")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert follow_ups_send.delay().get() == 1
+    [question] = slack_standin.posted("DANA")
+    assert "How did it go with" in question["text"] and "Rita" in question["text"]
+    buttons = next(b for b in question["blocks"] if b["type"] == "actions")["elements"]
+    assert [b["action_id"] for b in buttons] == [
+        "follow_up_retained", "follow_up_churned", "follow_up_no_response", "follow_up_still_working"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = slack.click(user_id="UANA", action_id="follow_up_retained", value=buttons[0]["value"],
+                               channel="DANA", message_ts=question["ts"])
+    assert response.status_code == 200
+    intervention.refresh_from_db()
+    assert (intervention.outcome, intervention.outcome_by) == ("retained", owner.user)
+    assert "Outcome recorded: retained by <@UANA>" in json.dumps(slack_standin.posted("DANA")[0]["blocks"])
+    # The question is asked once.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert follow_ups_send.delay().get() == 0
+    assert Alert.objects.filter(kind="follow_up").count() == 1
