@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -18,16 +19,26 @@ UNMAPPED_TEXT = (
 )
 
 
+SLACK_UNAVAILABLE_TEXT = "I couldn't check who you are with Slack just now; please try again in a minute."
+
+
 def owner_for_slack_user(*, slack_user_id: str, client: WebClient) -> AccountOwner | None:
-    """The owner behind a Slack user; the first time, look the user's email up and remember the id."""
+    """The owner behind a Slack user; the first time, look the user's email up and remember the id.
+
+    Returns None for a user with no owner profile; raises CrmError when Slack cannot be asked.
+    """
     owner = AccountOwner.objects.select_related("user").filter(slack_user_id=slack_user_id).first()
     if owner is not None:
         return owner
     try:
         info = client.users_info(user=slack_user_id)
     except SlackApiError as exc:
+        if exc.response.status_code == 429 or exc.response.status_code >= 500:
+            raise CrmError(SLACK_UNAVAILABLE_TEXT, code="slack_unavailable") from exc
         logger.warning("users.info for %s failed: %s", slack_user_id, exc.response.get("error"))
         return None
+    except (URLError, OSError) as exc:
+        raise CrmError(SLACK_UNAVAILABLE_TEXT, code="slack_unavailable") from exc
     email = ((info.get("user") or {}).get("profile") or {}).get("email")
     if not email:
         return None

@@ -56,3 +56,9 @@ def test_slack_user_is_resolved_once_by_email_and_remembered(slack, slack_standi
     owner.refresh_from_db()
     assert owner.slack_user_id == "UANA"
     assert len(slack_standin.calls_to("users.info")) == 1
+
+
+def test_when_slack_cannot_say_who_the_user_is_they_are_asked_to_retry(slack, slack_standin):
+    slack_standin.fail_next(5, status=503, method="users.info")
+    text = slack.command("top", user_id="UNEW").json()["text"]
+    assert "try again in a minute" in text

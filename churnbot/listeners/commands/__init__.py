@@ -66,7 +66,11 @@ def churn_command(ack: Ack, command: dict, client: WebClient) -> None:
     if parsed.verb == "help":
         _reply(ack, blocks.help_message(parsed.problem))
         return
-    owner = owner_for_slack_user(slack_user_id=command["user_id"], client=client)
+    try:
+        owner = owner_for_slack_user(slack_user_id=command["user_id"], client=client)
+    except CrmError as exc:
+        _reply(ack, blocks.text_message(exc.message))
+        return
     if owner is None:
         _reply(ack, blocks.text_message(UNMAPPED_TEXT))
         return
@@ -98,8 +102,12 @@ def churn_command(ack: Ack, command: dict, client: WebClient) -> None:
         title = f"The {parsed.n} riskiest customers (everyone)"
     else:
         mention = MENTION.match(parsed.who)
-        target = (owner_for_slack_user(slack_user_id=mention.group(1), client=client) if mention
-                  else owner_find(handle=parsed.who))
+        try:
+            target = (owner_for_slack_user(slack_user_id=mention.group(1), client=client) if mention
+                      else owner_find(handle=parsed.who))
+        except CrmError as exc:
+            _reply(ack, blocks.text_message(exc.message))
+            return
         if target is None:
             _reply(ack, blocks.text_message(
                 f"No account owner matches {parsed.who}. Mention them (@name) or use their CRM name or email."))
