@@ -1,7 +1,6 @@
 """Delivery of outbox alerts through the loopback Slack stand-in: once, and only once."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 from django.utils import timezone

@@ -1,7 +1,6 @@
 """Buttons: Log action (opens the modal), Snooze, Not a risk, Open in CRM, follow-up outcomes."""
 from __future__ import annotations
 
-import logging
 import re
 
 from slack_bolt import Ack, App
@@ -13,8 +12,6 @@ from churnbot.queries import alert_get, intervention_get
 from crm_plugin.errors import CrmError
 from crm_plugin.services.alerts import alert_mark_not_a_risk, alert_snooze
 from crm_plugin.services.interventions import intervention_record_outcome
-
-logger = logging.getLogger(__name__)
 
 
 def _container(body: dict) -> dict:

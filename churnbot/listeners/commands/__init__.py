@@ -1,7 +1,6 @@
 """The /churn slash command: customer card, top list and help, answered privately in the ack."""
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
@@ -14,7 +13,6 @@ from churnbot.queries import TOP_MAX, customer_card_data, customer_list_riskiest
 from crm_plugin.errors import CrmError
 from crm_plugin.selectors import customer_get_visible, customer_list_visible_to, user_sees_everyone
 
-logger = logging.getLogger(__name__)
 
 TOP_DEFAULT = 10
 # Slack escapes mentions in command text as <@U123ABC|name> (manifest: should_escape: true).
