@@ -67,6 +67,12 @@ class BertConfig:
     # per-tensor costs most of the accuracy for little speed (docs/bert.md has the figures).
     quantize_ffn_output: bool = False
     freeze_layers: int = 0  # freeze embeddings + the first N transformer layers (speed knob)
+    # The 30k x hidden token table is half of MiniLM's weights; its gradient and AdamW update
+    # cost ~20% of a CPU step, and a few thousand customers cannot tune it well anyway.
+    freeze_word_embeddings: bool = True
+    # Batches of similar token length (HF's group_by_length): less padding, faster epochs.
+    group_by_length: bool = False
+    cpu_bf16: bool = False  # bf16 autocast for CPU training too (fp32 is the default on CPU)
     progress_bar: bool = True
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ from mlcore.families.bert.model import (
     autocast_for,
     embed_with,
     length_sorted_batches,
+    training_batches,
     pad_batch,
     param_groups,
     quantized_copy,
@@ -96,7 +97,7 @@ class BertFamily:
         x = np.where(np.isfinite(x), x, 0.0)
         return np.clip(x, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
 
-    def _embed_tokens(self, encoder: torch.nn.Module, token_lists: list[list[int]]) -> np.ndarray:
+    def _embed_tokens(self, encoder: torch.nn.Module, token_lists: list[list[int]], *, sort: bool = True) -> np.ndarray:
         """Mean-pooled embeddings in the original order, computed in length-sorted batches."""
         hidden = self._require_model().encoder.config.hidden_size
         out = np.zeros((len(token_lists), hidden), dtype=np.float32)
@@ -105,7 +106,7 @@ class BertFamily:
         device = self.device  # the int8 copy only exists on CPU, where the model is too
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
         with torch.inference_mode(), autocast_for(device):
-            for index in length_sorted_batches(lengths, self.config.inference_batch_size()):
+            for index in length_sorted_batches(lengths, self.config.inference_batch_size(), sort=sort):
                 batch = pad_batch(
                     [token_lists[i] for i in index], self.tokenizer.pad_token_id, device,
                     with_token_types=self._with_token_types,
@@ -159,6 +160,8 @@ class BertFamily:
         n_layers = len(encoder.encoder.layer) if hasattr(encoder, "encoder") else 0
         if cfg.freeze_layers > n_layers:
             raise ValueError(f"freeze_layers={cfg.freeze_layers} but the encoder has only {n_layers} layers")
+        if cfg.freeze_word_embeddings:
+            encoder.get_input_embeddings().requires_grad_(False)
         if cfg.freeze_layers:
             for module in [encoder.embeddings, *encoder.encoder.layer[: cfg.freeze_layers]]:
                 module.requires_grad_(False)
@@ -179,6 +182,7 @@ class BertFamily:
 
         # 3. Data: tokenise once; batches are padded dynamically to their longest row.
         train_tokens = self._tokenize(train.texts)
+        train_lengths = np.array([len(t) for t in train_tokens], dtype=np.int64)
         x_train = torch.from_numpy(self._standardise(train.features))
         weights = None if train.sample_weight is None else torch.as_tensor(train.sample_weight, dtype=torch.float32)
         has_valid = valid is not None and valid.labels is not None and 0 < int(np.sum(valid.labels)) < len(valid)
@@ -217,29 +221,27 @@ class BertFamily:
         generator = torch.Generator().manual_seed(cfg.seed)
         step, best_auc, best_step, best_state, bad_evals = 0, None, 0, None, 0
         stopped_early = hit_budget = False
-        last_eval_s, smoothed_loss, history = None, None, []
+        last_eval_s, smoothed_loss, history, eval_total_s, samples_seen = None, None, [], 0.0, 0
         bar = tqdm(total=total_steps, desc="bert fine-tune", unit="step", file=sys.stderr, disable=not cfg.progress_bar)
         model.train()
         loop_started = time.monotonic()
         while step < total_steps and not (stopped_early or hit_budget):
-            order = torch.randperm(len(train), generator=generator).numpy()
-            for start in range(0, len(order), batch_size):
+            for index in training_batches(train_lengths, batch_size, generator, group_by_length=cfg.group_by_length):
                 if step >= total_steps:
                     break
                 # Time budget: stop before a step (and the validation after it) would overrun it.
                 if budget_s is not None and step > 0:
-                    per_step = (time.monotonic() - loop_started) / step
+                    per_step = (time.monotonic() - loop_started - eval_total_s) / step
                     eval_cost = last_eval_s if last_eval_s is not None else per_step * len(valid_tokens) / batch_size / 3
                     if time.monotonic() - started + per_step + (eval_cost if has_valid else 0.0) > budget_s:
                         hit_budget = True
                         break
-                index = order[start : start + batch_size]
                 batch = pad_batch(
                     [train_tokens[i] for i in index], self.tokenizer.pad_token_id, device,
                     with_token_types=self._with_token_types,
                 )
                 targets = torch.from_numpy(y_train[index]).to(device)
-                with autocast_for(device):
+                with autocast_for(device, cpu_bf16=cfg.cpu_bf16):
                     logits = model(batch, x_train[index].to(device))
                 per_row = loss_fn(logits.float(), targets)
                 if weights is None:
@@ -253,6 +255,7 @@ class BertFamily:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                samples_seen += len(index)
                 smoothed_loss = loss.item() if smoothed_loss is None else 0.9 * smoothed_loss + 0.1 * loss.item()
                 bar.update(1)
                 event = {"step": step, "total": total_steps, "loss": smoothed_loss, "valid_pr_auc": best_auc}
@@ -261,6 +264,7 @@ class BertFamily:
                     eval_started = time.monotonic()
                     auc = validate()
                     last_eval_s = time.monotonic() - eval_started
+                    eval_total_s += last_eval_s
                     history.append({"step": step, "valid_pr_auc": auc, "loss": smoothed_loss})
                     if best_auc is None or auc > best_auc:
                         best_auc, best_step, bad_evals = auc, step, 0
@@ -277,7 +281,9 @@ class BertFamily:
 
         # 7. Finish: validate the last steps if the budget cut in, then restore the best weights.
         if hit_budget and has_valid and (not history or history[-1]["step"] != step):
+            eval_started = time.monotonic()
             auc = validate()
+            eval_total_s += time.monotonic() - eval_started
             history.append({"step": step, "valid_pr_auc": auc, "loss": smoothed_loss})
             if best_auc is None or auc > best_auc:
                 best_auc, best_step, best_state = auc, step, None  # the current weights are the best
@@ -302,7 +308,9 @@ class BertFamily:
                 "steps": step,
                 "best_step": best_step,
                 "pos_weight": pos_weight,
-                "samples_per_s": step * batch_size / max(time.monotonic() - loop_started, 1e-9),
+                # Training throughput only: validation passes are excluded.
+                "samples_per_s": samples_seen / max(time.monotonic() - loop_started - eval_total_s, 1e-9),
+                "validation_seconds": eval_total_s,
                 "history": history,
                 "source_model_path": cfg.model_path,
             },
@@ -310,7 +318,7 @@ class BertFamily:
         return self.fit_report
 
     # --- inference -----------------------------------------------------------------------
-    def encode(self, texts: list[str], *, quantized: bool | None = None) -> np.ndarray:
+    def encode(self, texts: list[str], *, quantized: bool | None = None, sort_by_length: bool = True) -> np.ndarray:
         """Encoder output per text, float32 [n, hidden], in the order given.
 
         Texts are run in batches sorted by token length; on CPU the encoder is int8
@@ -318,7 +326,8 @@ class BertFamily:
         """
         self._require_model()
         self.config.apply_threads()
-        return self._embed_tokens(self._inference_encoder(quantized), self._tokenize(list(texts)))
+        tokens = self._tokenize(list(texts))
+        return self._embed_tokens(self._inference_encoder(quantized), tokens, sort=sort_by_length)
 
     def predict_proba_from_embeddings(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
         logits = self._head_logits(np.asarray(embeddings, dtype=np.float32), self._standardise(features))

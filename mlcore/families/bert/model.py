@@ -70,18 +70,35 @@ def pad_batch(
     return batch
 
 
-def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+def length_sorted_batches(lengths: np.ndarray, batch_size: int, *, sort: bool = True) -> Iterator[np.ndarray]:
     """Row positions in batches of similar length (longest first), so padding stays small."""
-    order = np.argsort(-lengths, kind="stable")
+    order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(lengths))
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; plain fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast_for(device: torch.device, *, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA (and on CPU when asked); plain fp32 otherwise."""
+    if device.type == "cuda" or cpu_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def training_batches(
+    lengths: np.ndarray, batch_size: int, generator: torch.Generator, *, group_by_length: bool
+) -> list[np.ndarray]:
+    """One epoch of shuffled batches; optionally grouped by length like HF's LengthGroupedSampler
+    (sort within shuffled mega-batches of 50 batches, then shuffle the batches)."""
+    order = torch.randperm(len(lengths), generator=generator).numpy()
+    if not group_by_length:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    mega = 50 * batch_size
+    for start in range(0, len(order), mega):
+        chunk = order[start : start + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 # FFN output projections ("layer.N.output.dense"), as opposed to "attention.output.dense".

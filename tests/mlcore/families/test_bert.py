@@ -12,8 +12,9 @@ from mlcore.families.base import TextEncoderModel
 from mlcore.families.bert import BertCheckpointError, BertConfig, BertFamily, write_tiny_checkpoint
 from tests.mlcore.families.bert_data import SIGNAL_SEGMENT, make_rows
 
-# A random tiny encoder needs a far higher learning rate than a pretrained one.
-TINY = dict(lr=2e-3, head_lr=3e-3, epochs=4, progress_bar=False, seed=0)
+# A random tiny encoder needs a far higher learning rate than a pretrained one, and its
+# random token table must learn too (frozen by default, which suits pretrained weights).
+TINY = dict(lr=2e-3, head_lr=3e-3, epochs=4, progress_bar=False, seed=0, freeze_word_embeddings=False)
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +181,37 @@ def test_frozen_layers_do_not_change(tiny_path):
     family.fit(make_rows(64, seed=1), make_rows(32, seed=2))
     original = load_encoder(tiny_path)
     trained_encoder = family.model.encoder
+    assert torch.equal(trained_encoder.embeddings.position_embeddings.weight, original.embeddings.position_embeddings.weight)
     assert torch.equal(trained_encoder.encoder.layer[0].output.dense.weight, original.encoder.layer[0].output.dense.weight)
     assert not torch.equal(trained_encoder.encoder.layer[1].output.dense.weight, original.encoder.layer[1].output.dense.weight)
+
+
+def test_word_embeddings_are_frozen_by_default_and_can_be_trained(tiny_path):
+    from mlcore.families.bert import load_encoder
+
+    original = load_encoder(tiny_path).embeddings.word_embeddings.weight
+    for freeze in (True, False):
+        family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "freeze_word_embeddings": freeze}))
+        family.fit(make_rows(64, seed=1), make_rows(32, seed=2))
+        assert torch.equal(family.model.encoder.embeddings.word_embeddings.weight, original) is freeze
+
+
+def test_length_grouped_batches_cover_every_row_once_per_epoch():
+    from mlcore.families.bert.model import training_batches
+
+    lengths = np.random.default_rng(0).integers(5, 128, 1000)
+    batches = training_batches(lengths, 16, torch.Generator().manual_seed(0), group_by_length=True)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    padding = lambda bs: sum(len(b) * lengths[b].max() - lengths[b].sum() for b in bs)  # noqa: E731
+    shuffled = training_batches(lengths, 16, torch.Generator().manual_seed(0), group_by_length=False)
+    assert padding(batches) < padding(shuffled) / 5
+
+
+def test_length_grouped_training_learns_too(tiny_path):
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "group_by_length": True}))
+    family.fit(make_rows(320, seed=1), make_rows(96, seed=2))
+    test = make_rows(100, seed=3)
+    assert roc_auc_score(test.labels, family.predict_proba(test)) > 0.9
 
 
 def test_lora_training_saves_a_plain_encoder(tiny_path, tmp_path):
