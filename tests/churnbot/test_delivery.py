@@ -1,7 +1,6 @@
 """Delivery of outbox alerts through the loopback Slack stand-in: once, and only once."""
 from __future__ import annotations
 
-
 import pytest
 from django.utils import timezone
 from slack_sdk.errors import SlackObjectFormationError
@@ -228,3 +227,20 @@ def test_reasons_that_do_not_fit_end_with_how_many_were_left_out():
 def test_block_limits_are_checked_by_slack_sdk_before_sending():
     with pytest.raises(SlackObjectFormationError, match="3000"):
         render([SectionBlock(text="x" * 3001)])
+
+
+def test_digest_lists_the_rolled_up_customers_in_one_dm(slack_settings, slack_standin):
+    owner = AccountOwnerFactory(name="Dora", slack_user_id="UDORA", alert_mode="digest")
+    as_of = timezone.now().replace(microsecond=0)
+    version = ModelVersionFactory()
+    for name, probability in [("Low Lou", 0.61), ("High Hal", 0.93)]:
+        ChurnScoreFactory(customer=CustomerFactory(owner=owner, name=name), model_version=version, as_of=as_of,
+                          probability=probability)
+    alert_policy_apply(as_of=as_of)
+    digest = Alert.objects.get(kind="digest")
+    assert alert_deliver(alert_id=digest.pk) == "sent"
+    [message] = slack_standin.posted("DDORA")
+    assert message["text"].endswith("2 customer(s) need attention.")
+    sections = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section"]
+    assert "High Hal" in sections[0] and "93%" in sections[0] and "Low Lou" in sections[1]
+    assert alerts_deliver_pending() == 0  # the digested rows are not sent one by one
