@@ -130,7 +130,7 @@ def _select(as_of: datetime, summary: AlertPolicySummary) -> list[_Candidate]:
             continue
         if earlier:
             # Inside the cooldown only a further sharp rise over what was last alerted counts.
-            alerted_at = max(p for _, p in earlier if p is not None) if any(p is not None for _, p in earlier) else 1.0
+            alerted_at = max((p for _, p in earlier if p is not None), default=1.0)
             if score.probability - alerted_at < settings.ALERT_SHARP_RISE - 1e-9:
                 if trigger is not None:
                     summary.skipped_cooldown += 1
