@@ -2,8 +2,9 @@
 feedback, the outbox state machine used by delivery, re-sends, and follow-up questions.
 
 The policy is a pipeline of small steps (score selection -> triggers -> suppression ->
-routing -> persistence) so that a later step such as a random control group (`held_out`)
-slots in between routing and persistence without touching the rest.
+routing -> persistence) so that a later step such as a random control group slots in between
+suppression and routing: it only sets a candidate's status to `held_out`; routing leaves such
+candidates alone (they use no cap) and persistence stores them with `is_control=True`.
 """
 from __future__ import annotations
 
@@ -162,7 +163,8 @@ def _route(as_of: datetime, candidates: list[_Candidate]) -> list[_Candidate]:
     start, end = _day_bounds(as_of)
     by_owner: dict[int, list[_Candidate]] = defaultdict(list)
     for candidate in candidates:
-        by_owner[candidate.customer.owner_id].append(candidate)
+        if candidate.status == Alert.Status.PENDING:
+            by_owner[candidate.customer.owner_id].append(candidate)
     for owner_id, items in by_owner.items():
         owner = items[0].customer.owner
         items.sort(key=lambda c: (-c.score.probability, c.customer.pk))
@@ -218,7 +220,8 @@ def _persist(as_of: datetime, candidates: list[_Candidate], summary: AlertPolicy
         alert, created = Alert.objects.get_or_create(
             idempotency_key=key,
             defaults=dict(customer=customer, owner=customer.owner, score=score, kind=candidate.kind,
-                          status=candidate.status, digest=digest, payload=_payload(candidate, as_of)),
+                          status=candidate.status, digest=digest, payload=_payload(candidate, as_of),
+                          is_control=candidate.status == Alert.Status.HELD_OUT),
         )
         if not created:
             summary.already_alerted += 1
@@ -226,7 +229,7 @@ def _persist(as_of: datetime, candidates: list[_Candidate], summary: AlertPolicy
         summary.alert_ids.append(alert.pk)
         if alert.status == Alert.Status.DIGESTED:
             summary.digested += 1
-        else:
+        elif alert.status == Alert.Status.PENDING:
             summary.immediate += 1
     for digest in digests.values():
         count = digest.digested_alerts.count()
@@ -246,8 +249,8 @@ def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
         raise CrmError("as_of must be timezone-aware.", code="naive_datetime")
     summary = AlertPolicySummary(as_of=as_of)
     candidates = _select(as_of, summary)
+    # A control-group step (setting some candidates' status to HELD_OUT) belongs here.
     candidates = _route(as_of, candidates)
-    # A control-group step (status HELD_OUT, is_control=True) belongs here, between routing and persistence.
     _persist(as_of, candidates, summary)
     return summary
 
