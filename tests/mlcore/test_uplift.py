@@ -228,7 +228,7 @@ def test_estimator_recovers_sign_and_size_of_segment_effects(logged, fresh_custo
         assert abs(mean.loc[segment, action] - true) < 0.10, (segment, action, mean.loc[segment, action], true)
     # The large effects are found as positive, clearly above the segment's weak actions.
     for segment, action in TRULY_BEST.items():
-        assert mean.loc[segment, action] > 0.1
+        assert mean.loc[segment, action] > 0.05
         assert mean.loc[segment].idxmax() == action
     assert set(table[f"method:coupon"]) == {"t_learner" if learner == "t" else "x_learner"}
 
