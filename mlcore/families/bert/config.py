@@ -72,7 +72,9 @@ class BertConfig:
     freeze_word_embeddings: bool = True
     # Batches of similar token length (HF's group_by_length): less padding, faster epochs.
     group_by_length: bool = False
-    cpu_bf16: bool = False  # bf16 autocast for CPU training too (fp32 is the default on CPU)
+    # bf16 autocast on CPU too (training, and inference when not int8); fp32 is the CPU
+    # default. Pays off on CPUs with AVX512-BF16/AMX (docs/bert.md has the figures).
+    cpu_bf16: bool = False
     progress_bar: bool = True
 
     def __post_init__(self) -> None:

@@ -104,8 +104,9 @@ class BertFamily:
         if not token_lists:
             return out
         device = self.device  # the int8 copy only exists on CPU, where the model is too
+        bf16 = self.config.cpu_bf16 and encoder is self._require_model().encoder  # never autocast the int8 copy
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-        with torch.inference_mode(), autocast_for(device):
+        with torch.inference_mode(), autocast_for(device, cpu_bf16=bf16):
             for index in length_sorted_batches(lengths, self.config.inference_batch_size(), sort=sort):
                 batch = pad_batch(
                     [token_lists[i] for i in index], self.tokenizer.pad_token_id, device,
@@ -209,7 +210,7 @@ class BertFamily:
         eval_every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
 
         def validate() -> float:
-            """PR-AUC on the validation rows with the current fp32 weights."""
+            """PR-AUC on the validation rows with the current (never quantised) weights."""
             model.eval()
             emb = self._embed_tokens(model.encoder, valid_tokens)
             scores = self._head_logits(emb, x_valid)
