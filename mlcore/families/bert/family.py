@@ -42,6 +42,8 @@ HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"  # a complete HF checkpoint (weights + tokenizer): usable as model_path
 FEATURE_CLIP = 10.0  # standardised features beyond +-10 sd are data errors, not signal
 HEAD_BATCH = 8192
+ENCODE_CHUNK = 4096  # texts tokenised and length-sorted together
+OCCLUSION_CHUNK = 512  # rows whose occluded variants are encoded together
 
 
 def _seed_everything(seed: int) -> None:
@@ -325,10 +327,17 @@ class BertFamily:
         Texts are run in batches sorted by token length; on CPU the encoder is int8
         dynamically quantised unless `quantized=False` (or config.quantize_inference is off).
         """
-        self._require_model()
+        model = self._require_model()
         self.config.apply_threads()
-        tokens = self._tokenize(list(texts))
-        return self._embed_tokens(self._inference_encoder(quantized), tokens, sort=sort_by_length)
+        texts = list(texts)
+        encoder = self._inference_encoder(quantized)
+        out = np.empty((len(texts), model.encoder.config.hidden_size), dtype=np.float32)
+        # Chunks bound the memory of token lists (Python ints) whatever the customer count;
+        # sorting within a chunk of thousands removes nearly all padding anyway.
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            tokens = self._tokenize(texts[start : start + ENCODE_CHUNK])
+            out[start : start + len(tokens)] = self._embed_tokens(encoder, tokens, sort=sort_by_length)
+        return out
 
     def predict_proba_from_embeddings(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
         logits = self._head_logits(np.asarray(embeddings, dtype=np.float32), self._standardise(features))
@@ -364,6 +373,16 @@ class BertFamily:
         without being encoded.
         """
         self._require_model()
+        self.config.apply_threads()
+        if len(rows) > OCCLUSION_CHUNK:  # bound memory: rows x max_segments variants at a time
+            return [
+                effect
+                for start in range(0, len(rows), OCCLUSION_CHUNK)
+                for effect in self.text_segment_effects(
+                    rows.take(np.arange(start, min(start + OCCLUSION_CHUNK, len(rows)))),
+                    max_segments=max_segments, skip_segments=skip_segments,
+                )
+            ]
         full_tokens = self._tokenize(rows.texts)
         variants, owners = [], []
         for row, text in enumerate(rows.texts):

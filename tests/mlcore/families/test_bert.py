@@ -1,6 +1,7 @@
 """The bert family on a tiny random checkpoint: training, artifacts, fast inference, explanations."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -89,6 +90,31 @@ def test_encode_returns_embeddings_in_the_order_given(trained):
     assert batch.shape == (5, 32) and batch.dtype == np.float32
     np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
     assert family.encode([]).shape == (0, 32)
+
+
+def test_encode_and_occlusion_work_in_chunks(trained, monkeypatch):
+    from mlcore.families.bert import family as family_module
+
+    family, _ = trained
+    rows = make_rows(23, seed=10)
+    whole_emb, whole_effects = family.encode(rows.texts, quantized=False), family.text_segment_effects(rows)
+    monkeypatch.setattr(family_module, "ENCODE_CHUNK", 5)
+    monkeypatch.setattr(family_module, "OCCLUSION_CHUNK", 4)
+    np.testing.assert_allclose(family.encode(rows.texts, quantized=False), whole_emb, atol=1e-5)
+    chunked = family.text_segment_effects(rows)
+    assert [[i for i, _ in r] for r in chunked] == [[i for i, _ in r] for r in whole_effects]
+    np.testing.assert_allclose([e for r in chunked for _, e in r], [e for r in whole_effects for _, e in r], atol=0.02)
+
+
+def test_cpu_bf16_trains_and_scores_close_to_fp32(tiny_path):
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "cpu_bf16": True, "quantize_inference": False}))
+    family.fit(make_rows(320, seed=1), make_rows(96, seed=2))
+    rows = make_rows(40, seed=3)
+    bf16 = family.predict_proba(rows)
+    assert roc_auc_score(rows.labels, bf16) > 0.9
+    family.config = dataclasses.replace(family.config, cpu_bf16=False)
+    fp32 = family.predict_proba(rows)
+    assert not np.array_equal(bf16, fp32) and np.abs(bf16 - fp32).max() < 0.02
 
 
 def test_cached_embeddings_give_the_same_probabilities_as_the_full_path(trained):
