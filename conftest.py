@@ -48,6 +48,12 @@ def _media_and_models_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """Factory-made users would otherwise spend most of the suite's time hashing passwords."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery():
     """Tasks run in-process unless a test asks for the real worker."""
     from config.celery import app
