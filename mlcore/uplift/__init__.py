@@ -1,5 +1,11 @@
 """The closed loop's statistics: measured retention lift and next-best action by estimated uplift."""
-from mlcore.uplift.lift import LiftBreakdown, LiftEstimate, retention_lift, retention_lift_breakdown
+from mlcore.uplift.lift import (
+    LiftBreakdown,
+    LiftEstimate,
+    retention_lift,
+    retention_lift_breakdown,
+    standardised_retention_lift,
+)
 from mlcore.uplift.next_best_action import ActionEstimate, EvidenceRule, NextBestActionModel, Recommendation
 
 __all__ = [
@@ -11,4 +17,5 @@ __all__ = [
     "Recommendation",
     "retention_lift",
     "retention_lift_breakdown",
+    "standardised_retention_lift",
 ]

@@ -13,7 +13,7 @@ import math
 import operator
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
-from typing import Mapping
+from typing import Hashable, Mapping, Sequence
 
 import pandas as pd
 
@@ -42,6 +42,9 @@ class LiftEstimate:
     relative_lift: float | None  # absolute_lift / control churn: share of churn prevented
     enough_data: bool
     reason: str = ""
+    # Columns the held-out rate was standardised on (re-weighted to the treated group's mix);
+    # empty for a plain comparison. control_churned/control_n stay the raw counts.
+    adjusted_for: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, churned, n in (("treated", self.treated_churned, self.treated_n), ("control", self.control_churned, self.control_n)):
@@ -162,6 +165,88 @@ def retention_lift(
     )
 
 
+def standardised_retention_lift(
+    strata: Mapping[Hashable, tuple[int, int, int, int]],
+    *,
+    adjusted_for: Sequence[str] = ("stratum",),
+    confidence: float = 0.95,
+    min_n: int = MIN_N,
+    min_events: int = MIN_EVENTS,
+) -> LiftEstimate:
+    """Treated vs held out, with the held-out churn rate re-weighted to the treated group's mix.
+
+    `strata` maps each stratum (a segment, a risk band, ...) to (treated_churned, treated_n,
+    control_churned, control_n). When managers pick whom to treat by something the strata
+    capture (e.g. coupons mostly for bargain hunters, who churn more anyway), the plain
+    comparison is biased; this one compares like with like: the held-out rate is
+    Σ_s w_s × control_rate_s with w_s the treated group's share in stratum s. It cannot
+    remove choices the strata do not capture (a manager's hunch about one customer).
+
+    Interval: MOVER (Zou & Donner 2008), the idea behind Newcombe's method applied to a
+    weighted sum: a Wilson interval per stratum for the held-out rates, combined with the
+    weights into an interval for the standardised rate, then with the treated rate's
+    Wilson interval into one for the difference. With one stratum it is exactly
+    `retention_lift`'s Newcombe interval.
+    """
+    if not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    cells = {}
+    for key, counts in strata.items():
+        if len(counts) != 4:
+            raise ValueError(f"stratum {key!r}: need (treated_churned, treated_n, control_churned, control_n)")
+        xt, nt, xc, nc = (_check_count(f"stratum {key!r} {name}", v) for name, v in
+                          zip(("treated_churned", "treated_n", "control_churned", "control_n"), counts))
+        if xt > nt or xc > nc:
+            raise ValueError(f"stratum {key!r}: churned cannot exceed n")
+        cells[key] = (xt, nt, xc, nc)
+    used = {k: c for k, c in cells.items() if c[1] > 0}  # strata the treated group occupies
+    treated_churned = sum(c[0] for c in used.values())
+    treated_n = sum(c[1] for c in used.values())
+    control_churned = sum(c[2] for c in used.values())
+    control_n = sum(c[3] for c in used.values())
+    uncovered = sorted((str(k) for k, c in used.items() if c[3] == 0))
+
+    problems = []
+    if treated_n < min_n:
+        problems.append(f"only {treated_n} treated customers (need {min_n})")
+    if control_n < min_n:
+        problems.append(f"only {control_n} held-out customers like them (need {min_n})")
+    if uncovered:
+        problems.append(f"no held-out customers to compare with in {', '.join(uncovered)}")
+    churned = treated_churned + control_churned
+    kept = treated_n + control_n - churned
+    if churned < min_events:
+        problems.append(f"only {churned} churned customers in both groups together (need {min_events})")
+    if kept < min_events:
+        problems.append(f"only {kept} kept customers in both groups together (need {min_events})")
+    reason = ("Not enough data yet: " + "; ".join(problems) + ".") if problems else ""
+
+    rate_t = treated_churned / treated_n if treated_n else None
+    rate_c = lift = low = high = relative = None
+    if rate_t is not None and not uncovered:
+        z = NormalDist().inv_cdf(0.5 + confidence / 2)
+        rate_c = below = above = 0.0
+        for xt, nt, xc, nc in used.values():
+            w, rate_s = nt / treated_n, xc / nc
+            lo_s, hi_s = _wilson(xc, nc, z)
+            rate_c += w * rate_s
+            below += (w * (rate_s - lo_s)) ** 2
+            above += (w * (hi_s - rate_s)) ** 2
+        lo_c, hi_c = max(0.0, rate_c - math.sqrt(below)), min(1.0, rate_c + math.sqrt(above))
+        lo_t, hi_t = _wilson(treated_churned, treated_n, z)
+        lift = rate_c - rate_t
+        low = max(-1.0, lift - math.sqrt((rate_c - lo_c) ** 2 + (hi_t - rate_t) ** 2))
+        high = min(1.0, lift + math.sqrt((hi_c - rate_c) ** 2 + (rate_t - lo_t) ** 2))
+        relative = lift / rate_c if rate_c > 0 else None
+    return LiftEstimate(
+        treated_churned=treated_churned, treated_n=treated_n,
+        control_churned=control_churned, control_n=control_n, confidence=float(confidence),
+        treated_churn_rate=rate_t, control_churn_rate=rate_c, absolute_lift=lift,
+        lift_low=low, lift_high=high, relative_lift=relative,
+        enough_data=not problems, reason=reason, adjusted_for=tuple(adjusted_for),
+    )
+
+
 @dataclass(frozen=True)
 class LiftBreakdown:
     """The measured lift overall, per action and per segment (see `retention_lift_breakdown`)."""
@@ -189,6 +274,7 @@ def retention_lift_breakdown(
     confidence: float = 0.95,
     min_n: int = MIN_N,
     min_events: int = MIN_EVENTS,
+    adjust_for: Sequence[str] = (),
 ) -> LiftBreakdown:
     """Lift overall, per action and per segment over alert-eligible customers with a known outcome.
 
@@ -205,10 +291,16 @@ def retention_lift_breakdown(
       if they act on the riskiest customers first, the lift is understated; if they act on
       the easiest, overstated.
     - `by_segment` compares alerted vs held out within each segment (randomised there too).
+
+    `adjust_for` (e.g. ("segment", "risk_band")) standardises `treated_any` and `by_action`
+    on those columns (see `standardised_retention_lift`), which removes the bias from
+    managers choosing actions by segment or risk; recommended once the held-out group is
+    large enough to have customers in every stratum the treated occupy.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    adjust_for = tuple(adjust_for)
+    missing = [c for c in (*REQUIRED_COLUMNS, *adjust_for) if c not in df.columns]
     if missing:
-        raise ValueError(f"lift data is missing column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
+        raise ValueError(f"lift data is missing column(s) {missing}; need {list(REQUIRED_COLUMNS)} and the adjust_for columns")
     if df["churned"].isna().any():
         raise ValueError("churned has missing values; keep only customers whose outcome is known")
     churned = df["churned"].astype(int).to_numpy()
@@ -226,10 +318,27 @@ def retention_lift_breakdown(
             confidence=confidence, min_n=min_n, min_events=min_events,
         )
 
+    if adjust_for:
+        strata_names = df[adjust_for[0]].astype(str).to_numpy(dtype=object)
+        for column in adjust_for[1:]:
+            strata_names = strata_names + " / " + df[column].astype(str).to_numpy(dtype=object)
+        strata_codes, strata_labels = pd.factorize(pd.Series(strata_names, dtype=object))
+
+    def adjusted_lift(treated_mask, control_mask) -> LiftEstimate:
+        if not adjust_for:
+            return lift(treated_mask, control_mask)
+        cells = {}
+        for code, label in enumerate(strata_labels):
+            in_s = strata_codes == code
+            t, c = treated_mask & in_s, control_mask & in_s
+            cells[label] = (int(churned[t].sum()), int(t.sum()), int(churned[c].sum()), int(c.sum()))
+        return standardised_retention_lift(cells, adjusted_for=adjust_for, confidence=confidence,
+                                           min_n=min_n, min_events=min_events)
+
     alerted = ~control
     treated = alerted & has_action
     by_action = {
-        str(a): lift(treated & (action.to_numpy() == a), control)
+        str(a): adjusted_lift(treated & (action.to_numpy() == a), control)
         for a in sorted(action[treated].unique(), key=str)
     }
     by_segment = {
@@ -237,7 +346,7 @@ def retention_lift_breakdown(
     }
     return LiftBreakdown(
         overall=lift(alerted, control),
-        treated_any=lift(treated, control),
+        treated_any=adjusted_lift(treated, control),
         by_action=by_action,
         by_segment=by_segment,
     )

@@ -14,6 +14,7 @@ from mlcore.uplift import (
     Recommendation,
     retention_lift,
     retention_lift_breakdown,
+    standardised_retention_lift,
 )
 
 # ---- retention_lift -----------------------------------------------------------------------
@@ -130,6 +131,57 @@ def test_lift_estimate_refuses_inconsistent_construction():
         LiftEstimate(1, 10, 1, 10, 0.95, 0.1, 0.1, 0.0, -0.2, 0.2, 0.0, enough_data=False, reason="")
 
 
+# ---- standardised_retention_lift (managers choose whom to treat) ---------------------------
+
+# Coupons go mostly to the high-risk stratum, and the held-out group is spread the other way.
+CONFOUNDED = {
+    "low": {"control_churn": 0.20, "effect": 0.02, "n_treated": 40, "n_control": 120},
+    "mid": {"control_churn": 0.45, "effect": 0.08, "n_treated": 120, "n_control": 60},
+    "high": {"control_churn": 0.70, "effect": 0.15, "n_treated": 300, "n_control": 30},
+}
+
+
+def _confounded_experiment(rng):
+    return {
+        s: (int(rng.binomial(c["n_treated"], c["control_churn"] - c["effect"])), c["n_treated"],
+            int(rng.binomial(c["n_control"], c["control_churn"])), c["n_control"])
+        for s, c in CONFOUNDED.items()
+    }
+
+
+def test_standardised_lift_covers_the_true_effect_on_the_treated_where_the_plain_one_fails():
+    n_treated = sum(c["n_treated"] for c in CONFOUNDED.values())
+    true_lift = sum(c["n_treated"] * c["effect"] for c in CONFOUNDED.values()) / n_treated  # 0.120
+    rng = np.random.default_rng(20261128)
+    covered = plain_covered = 0
+    for _ in range(500):
+        cells = _confounded_experiment(rng)
+        est = standardised_retention_lift(cells, adjusted_for=("risk_band",))
+        covered += est.lift_low <= true_lift <= est.lift_high
+        plain = retention_lift(sum(c[0] for c in cells.values()), n_treated,
+                               sum(c[2] for c in cells.values()), sum(c[3] for c in cells.values()))
+        plain_covered += plain.lift_low <= true_lift <= plain.lift_high
+    assert 0.93 <= covered / 500 <= 0.97, covered / 500
+    # The plain comparison mistakes "coupons went to risky customers" for "coupons fail".
+    assert plain_covered / 500 < 0.05
+    assert est.adjusted_for == ("risk_band",) and est.enough_data
+
+
+def test_standardised_lift_with_one_stratum_is_the_plain_newcombe_interval():
+    plain = retention_lift(80, 400, 30, 100)
+    one = standardised_retention_lift({"all": (80, 400, 30, 100)})
+    assert (one.absolute_lift, one.lift_low, one.lift_high) == pytest.approx((plain.absolute_lift, plain.lift_low, plain.lift_high))
+
+
+def test_standardised_lift_says_when_treated_customers_have_no_comparison():
+    est = standardised_retention_lift({"vip": (10, 50, 0, 0), "new": (20, 60, 30, 90)})
+    assert est.enough_data is False
+    assert "no held-out customers to compare with in vip" in est.reason
+    assert est.absolute_lift is None and est.treated_churn_rate == pytest.approx(30 / 110)
+    with pytest.raises(ValueError, match="stratum 'a': churned cannot exceed n"):
+        standardised_retention_lift({"a": (5, 4, 0, 10)})
+
+
 # ---- retention_lift_breakdown -------------------------------------------------------------
 
 
@@ -172,6 +224,34 @@ def test_breakdown_recovers_known_lift_overall_per_action_and_per_segment():
     assert result.treated_any.treated_n == int(df.action.notna().sum())
     payload = result.as_dict()
     assert payload["by_action"]["coupon"]["clearly_positive"] is True
+
+
+def test_breakdown_adjusted_for_segment_removes_the_bias_of_who_gets_which_action():
+    rng = np.random.default_rng(5)
+    n = 30_000
+    segment = rng.choice(["loyal", "fragile"], n)
+    is_control = rng.random(n) < 0.15
+    # Managers give coupons mostly to fragile customers, calls mostly to loyal ones.
+    coupon_odds = np.where(segment == "fragile", 0.85, 0.15)
+    action = np.where(is_control, None, np.where(rng.random(n) < coupon_odds, "coupon", "call")).astype(object)
+    base = np.where(segment == "fragile", 0.7, 0.2)
+    effect = np.where(action == "coupon", 0.10, np.where(action == "call", 0.05, 0.0))
+    churned = (rng.random(n) < base - effect).astype(int)
+    df = pd.DataFrame({"segment": segment, "is_control": is_control, "action": action, "churned": churned})
+
+    plain = retention_lift_breakdown(df)
+    adjusted = retention_lift_breakdown(df, adjust_for=["segment"])
+    # Plain: coupons look useless (or harmful) because their customers were riskier to begin with.
+    assert plain.by_action["coupon"].absolute_lift < 0
+    assert plain.by_action["call"].absolute_lift > 0.15
+    # Adjusted: back to the true effects, within about 4 standard errors (coverage is tested above).
+    assert adjusted.by_action["coupon"].absolute_lift == pytest.approx(0.10, abs=0.04)
+    assert adjusted.by_action["call"].absolute_lift == pytest.approx(0.05, abs=0.04)
+    assert adjusted.by_action["coupon"].adjusted_for == ("segment",)
+    # The randomised comparisons are not re-weighted.
+    assert adjusted.overall == plain.overall and adjusted.by_segment == plain.by_segment
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['risk_band'\]"):
+        retention_lift_breakdown(df, adjust_for=["risk_band"])
 
 
 def test_breakdown_says_which_groups_lack_data():
