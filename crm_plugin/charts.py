@@ -1,0 +1,266 @@
+"""Server-rendered SVG charts for the CRM pages: no JavaScript, no CDN, readable offline.
+
+Every function takes plain numbers and returns safe SVG markup with a <title> and an
+aria-label, so screen readers get a sentence instead of a drawing.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+# Colour-blind-safe palette (Okabe-Ito), one per model family / series.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    color: str = ""
+    dashed: bool = False
+    points: bool = False
+
+
+@dataclass
+class _Frame:
+    width: int
+    height: int
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    left: int = 46
+    right: int = 12
+    top: int = 12
+    bottom: int = 34
+    parts: list[str] = field(default_factory=list)
+
+    def px(self, x: float) -> float:
+        lo, hi = self.x_range
+        span = (hi - lo) or 1.0
+        return self.left + (x - lo) / span * (self.width - self.left - self.right)
+
+    def py(self, y: float) -> float:
+        lo, hi = self.y_range
+        span = (hi - lo) or 1.0
+        return self.height - self.bottom - (y - lo) / span * (self.height - self.top - self.bottom)
+
+
+def _finite_pairs(xs: Sequence, ys: Sequence) -> list[tuple[float, float]]:
+    pairs = []
+    for x, y in zip(xs or [], ys or []):
+        try:
+            fx, fy = float(x), float(y)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(fx) and math.isfinite(fy):
+            pairs.append((fx, fy))
+    return pairs
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
+    first = math.ceil(lo / step) * step
+    ticks, value = [], first
+    while value <= hi + step * 1e-9:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _tick_label(value: float, percent: bool) -> str:
+    if percent:
+        return f"{value * 100:.0f}%"
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def _svg(frame: _Frame, title: str, body: list[str], css_class: str = "chart") -> SafeString:
+    label = escape(title)
+    return mark_safe(
+        f'<svg class="{css_class}" viewBox="0 0 {frame.width} {frame.height}" role="img" aria-label="{label}" '
+        f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg"><title>{label}</title>'
+        + "".join(body) + "</svg>"
+    )
+
+
+def _axes(frame: _Frame, *, x_label: str, y_label: str, x_percent: bool, y_percent: bool,
+          x_ticks: list[tuple[float, str]] | None = None) -> list[str]:
+    out = []
+    for y in _nice_ticks(*frame.y_range, count=4):
+        py = frame.py(y)
+        out.append(f'<line class="grid" x1="{frame.left}" x2="{frame.width - frame.right}" y1="{_fmt(py)}" y2="{_fmt(py)}"/>')
+        out.append(f'<text class="tick" x="{frame.left - 5}" y="{_fmt(py + 3.5)}" text-anchor="end">{_tick_label(y, y_percent)}</text>')
+    ticks = x_ticks if x_ticks is not None else [(x, _tick_label(x, x_percent)) for x in _nice_ticks(*frame.x_range, count=5)]
+    for x, text in ticks:
+        px = frame.px(x)
+        out.append(f'<line class="grid" x1="{_fmt(px)}" x2="{_fmt(px)}" y1="{frame.top}" y2="{frame.height - frame.bottom}"/>')
+        out.append(f'<text class="tick" x="{_fmt(px)}" y="{frame.height - frame.bottom + 14}" text-anchor="middle">{escape(text)}</text>')
+    base = frame.height - frame.bottom
+    out.append(f'<line class="axis" x1="{frame.left}" x2="{frame.width - frame.right}" y1="{base}" y2="{base}"/>')
+    out.append(f'<line class="axis" x1="{frame.left}" x2="{frame.left}" y1="{frame.top}" y2="{base}"/>')
+    if x_label:
+        out.append(f'<text class="axis-label" x="{(frame.left + frame.width - frame.right) / 2:.0f}" y="{frame.height - 4}" text-anchor="middle">{escape(x_label)}</text>')
+    if y_label:
+        cy = (frame.top + base) / 2
+        out.append(f'<text class="axis-label" transform="translate(11 {cy:.0f}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
+    return out
+
+
+def _polyline(frame: _Frame, pairs: list[tuple[float, float]], color: str, *, dashed: bool = False,
+              css_class: str = "line") -> str:
+    points = " ".join(f"{_fmt(frame.px(x))},{_fmt(frame.py(y))}" for x, y in pairs)
+    dash = ' stroke-dasharray="5 4"' if dashed else ""
+    return f'<polyline class="{css_class}" fill="none" stroke="{color}"{dash} points="{points}"/>'
+
+
+def _legend(series: Sequence[Series], colors: list[str]) -> SafeString:
+    items = "".join(
+        f'<li><span class="swatch" style="background:{c}"></span>{escape(s.name)}</li>'
+        for s, c in zip(series, colors)
+    )
+    return mark_safe(f'<ul class="legend">{items}</ul>')
+
+
+def line_chart(
+    series: Sequence[Series], *, title: str, x_label: str = "", y_label: str = "",
+    x_range: tuple[float, float] = (0.0, 1.0), y_range: tuple[float, float] | None = (0.0, 1.0),
+    x_percent: bool = True, y_percent: bool = True, diagonal: bool = False,
+    reference_y: float | None = None, width: int = 360, height: int = 260,
+) -> SafeString:
+    """A multi-series line chart (ROC, PR, calibration, lift). Empty series are skipped."""
+    drawn = [(s, _finite_pairs(s.xs, s.ys)) for s in series]
+    drawn = [(s, p) for s, p in drawn if p]
+    if not drawn:
+        return empty_chart(title, width=width, height=height)
+    if y_range is None:
+        top = max(y for _, p in drawn for _, y in p)
+        y_range = (0.0, max(1.0, math.ceil(top * 1.1 * 2) / 2))
+    frame = _Frame(width, height, x_range, y_range)
+    body = _axes(frame, x_label=x_label, y_label=y_label, x_percent=x_percent, y_percent=y_percent)
+    if diagonal:
+        lo = max(x_range[0], y_range[0])
+        hi = min(x_range[1], y_range[1])
+        body.append(_polyline(frame, [(lo, lo), (hi, hi)], "#9aa3ad", dashed=True, css_class="ref"))
+    if reference_y is not None:
+        body.append(_polyline(frame, [(x_range[0], reference_y), (x_range[1], reference_y)], "#9aa3ad", dashed=True, css_class="ref"))
+    colors = []
+    for index, (s, pairs) in enumerate(drawn):
+        color = s.color or PALETTE[index % len(PALETTE)]
+        colors.append(color)
+        body.append(_polyline(frame, pairs, color, dashed=s.dashed))
+        if s.points:
+            body.extend(f'<circle cx="{_fmt(frame.px(x))}" cy="{_fmt(frame.py(y))}" r="2.5" fill="{color}"/>' for x, y in pairs)
+    legend = _legend([s for s, _ in drawn], colors) if len(drawn) > 1 else mark_safe("")
+    return mark_safe(f'<figure class="chart-box">{_svg(frame, title, body)}{legend}</figure>')
+
+
+def histogram(
+    edges: Sequence[float], counts_by_series: Sequence[tuple[str, Sequence[float]]], *, title: str,
+    x_label: str = "Predicted churn probability", y_label: str = "Share of customers",
+    width: int = 360, height: int = 260,
+) -> SafeString:
+    """Score distributions as step outlines (one per family), normalised to shares so families compare."""
+    edges = [float(e) for e in (edges or [])]
+    usable = []
+    for name, counts in counts_by_series:
+        counts = [float(c) for c in (counts or [])]
+        total = sum(counts)
+        if len(counts) == len(edges) - 1 and total > 0:
+            usable.append((name, [c / total for c in counts]))
+    if not usable:
+        return empty_chart(title, width=width, height=height)
+    top = max(max(shares) for _, shares in usable)
+    frame = _Frame(width, height, (edges[0], edges[-1]), (0.0, top * 1.1 or 1.0))
+    body = _axes(frame, x_label=x_label, y_label=y_label, x_percent=True, y_percent=True)
+    colors = []
+    for index, (name, shares) in enumerate(usable):
+        color = PALETTE[index % len(PALETTE)]
+        colors.append(color)
+        pairs = [(edges[0], 0.0)]
+        for i, share in enumerate(shares):
+            pairs += [(edges[i], share), (edges[i + 1], share)]
+        pairs.append((edges[-1], 0.0))
+        if len(usable) == 1:
+            points = " ".join(f"{_fmt(frame.px(x))},{_fmt(frame.py(y))}" for x, y in pairs)
+            body.append(f'<polygon points="{points}" fill="{color}" fill-opacity="0.25" stroke="none"/>')
+        body.append(_polyline(frame, pairs, color))
+    series = [Series(name, [], []) for name, _ in usable]
+    legend = _legend(series, colors) if len(usable) > 1 else mark_safe("")
+    return mark_safe(f'<figure class="chart-box">{_svg(frame, title, body)}{legend}</figure>')
+
+
+def score_history_chart(
+    points: Sequence[tuple[datetime, float]], *, high: float, medium: float, title: str = "Churn probability over time",
+    width: int = 640, height: int = 220,
+) -> SafeString:
+    """A customer's probability over time with the medium/high band thresholds shaded."""
+    points = sorted(points)
+    if not points:
+        return empty_chart("No scores yet", width=width, height=height)
+    xs = [p[0].timestamp() for p in points]
+    lo, hi = xs[0], xs[-1]
+    if hi - lo < 86400:
+        lo, hi = lo - 86400 * 3, hi + 86400 * 3
+    frame = _Frame(width, height, (lo, hi), (0.0, 1.0), bottom=26)
+    body = [
+        f'<rect class="band-high" x="{frame.left}" y="{_fmt(frame.py(1.0))}" width="{frame.width - frame.left - frame.right}" '
+        f'height="{_fmt(frame.py(high) - frame.py(1.0))}"/>',
+        f'<rect class="band-medium" x="{frame.left}" y="{_fmt(frame.py(high))}" width="{frame.width - frame.left - frame.right}" '
+        f'height="{_fmt(frame.py(medium) - frame.py(high))}"/>',
+    ]
+    count = 5 if width >= 480 else 3
+    step = (hi - lo) / (count - 1)
+    ticks = [(lo + i * step, datetime.fromtimestamp(lo + i * step, tz=points[0][0].tzinfo).strftime("%d %b %y")) for i in range(count)]
+    body += _axes(frame, x_label="", y_label="", x_percent=False, y_percent=True, x_ticks=ticks)
+    pairs = [(x, float(p[1])) for x, p in zip(xs, points)]
+    body.append(_polyline(frame, pairs, PALETTE[0]))
+    for (x, y), (when, _) in zip(pairs, points):
+        body.append(
+            f'<circle cx="{_fmt(frame.px(x))}" cy="{_fmt(frame.py(y))}" r="3" fill="{PALETTE[0]}">'
+            f'<title>{when:%Y-%m-%d}: {y * 100:.0f}%</title></circle>'
+        )
+    summary = f"{title}: from {points[0][1] * 100:.0f}% on {points[0][0]:%Y-%m-%d} to {points[-1][1] * 100:.0f}% on {points[-1][0]:%Y-%m-%d}"
+    return _svg(frame, summary, body, css_class="chart chart-wide")
+
+
+def sparkline(values: Sequence[float], *, width: int = 72, height: int = 20) -> SafeString:
+    """A tiny trend line, oldest to newest, 0..1 on a fixed scale so rows compare."""
+    values = [float(v) for v in values if v is not None]
+    if len(values) < 2:
+        return mark_safe("")
+    step = (width - 4) / (len(values) - 1)
+    coords = [(2 + i * step, 2 + (1 - v) * (height - 4)) for i, v in enumerate(values)]
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    rising = values[-1] - values[0]
+    css = "up" if rising > 0.01 else "down" if rising < -0.01 else "flat"
+    label = f"trend over {len(values)} scores: {values[0] * 100:.0f}% to {values[-1] * 100:.0f}%"
+    lx, ly = coords[-1]
+    return mark_safe(
+        f'<svg class="spark spark-{css}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{label}"><title>{label}</title><polyline fill="none" points="{points}"/>'
+        f'<circle cx="{lx:.1f}" cy="{ly:.1f}" r="2"/></svg>'
+    )
+
+
+def empty_chart(title: str, *, width: int = 360, height: int = 260) -> SafeString:
+    label = escape(title)
+    return mark_safe(
+        f'<figure class="chart-box"><svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{label}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{label}</title><rect class="empty" x="1" y="1" width="{width - 2}" '
+        f'height="{height - 2}" rx="6"/><text class="tick" x="{width / 2:.0f}" y="{height / 2:.0f}" '
+        f'text-anchor="middle">No data</text></svg></figure>'
+    )

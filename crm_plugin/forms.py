@@ -1,0 +1,84 @@
+"""Forms of the CRM pages: they parse input only; the services decide what is valid to do."""
+from __future__ import annotations
+
+from django import forms
+
+from crm_plugin.errors import CrmError
+from crm_plugin.models import ChurnScore, Intervention
+
+ALL = [("", "All")]
+
+
+class WorklistFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "Name, id or email", "type": "search"}))
+    owner = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Owner")
+    band = forms.ChoiceField(required=False, choices=ALL + list(ChurnScore.Band.choices), label="Band")
+    segment = forms.ChoiceField(required=False, label="Segment")
+    rose = forms.BooleanField(required=False, label="Risk rose in the last 7 days")
+    no_action = forms.BooleanField(required=False, label="No action yet (30 days)")
+
+    def __init__(self, *args, owners=(), segments=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].choices = ALL + [(o.pk, o.name) for o in owners]
+        self.fields["segment"].choices = ALL + [(s, s.title()) for s in segments]
+        if not owners:
+            del self.fields["owner"]
+
+
+class InterventionFilterForm(forms.Form):
+    view = forms.ChoiceField(required=False, choices=[("", "All actions"), ("due", "Follow-ups due")], widget=forms.HiddenInput)
+    action = forms.ChoiceField(required=False, choices=ALL + list(Intervention.Action.choices))
+    outcome = forms.ChoiceField(
+        required=False,
+        choices=ALL + [("pending", "Not recorded yet")] + [c for c in Intervention.Outcome.choices if c[0]],
+    )
+    owner = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, owners=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].choices = ALL + [(o.pk, o.name) for o in owners]
+        if not owners:
+            del self.fields["owner"]
+
+
+class _ServiceErrorsMixin:
+    """Put a CrmError from a service next to the field it is about."""
+
+    error_fields: dict[str, str] = {}
+
+    def add_service_error(self, error: CrmError) -> None:
+        field = self.error_fields.get(error.code)
+        self.add_error(field if field in self.fields else None, error.message)
+
+
+class InterventionForm(_ServiceErrorsMixin, forms.Form):
+    # Choice checks are left to the service so that Slack, the API and this page say the same thing.
+    action = forms.CharField(widget=forms.Select(choices=[("", "Choose an action…")] + list(Intervention.Action.choices)))
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What did you do or agree?"}))
+    follow_up_on = forms.DateField(required=False, label="Follow up on", widget=forms.DateInput(attrs={"type": "date"}))
+
+    error_fields = {"invalid_action": "action", "note_too_long": "note", "follow_up_in_past": "follow_up_on"}
+
+    def clean_action(self):
+        action = self.cleaned_data["action"].strip()
+        if not action:
+            raise forms.ValidationError("Choose what you did.")
+        return action
+
+
+class OutcomeForm(_ServiceErrorsMixin, forms.Form):
+    intervention = forms.IntegerField(widget=forms.HiddenInput)
+    outcome = forms.CharField(
+        widget=forms.Select(choices=[("", "Choose an outcome…")] + [c for c in Intervention.Outcome.choices if c[0]])
+    )
+    note = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "Optional note"}))
+
+    error_fields = {"invalid_outcome": "outcome", "note_too_long": "note"}
+
+    def clean_outcome(self):
+        outcome = self.cleaned_data["outcome"].strip()
+        if not outcome:
+            raise forms.ValidationError("Choose what came of it.")
+        return outcome

@@ -1,0 +1,253 @@
+"""Read-side queries behind the CRM pages: worklist, customer 360, interventions, model report.
+
+Access control always starts from `selectors.customer_list_visible_to`. Per-row extras
+(sparkline history, last alert, last action) are fetched for a whole page of customers in
+one query each, so the number of queries never grows with the number of rows.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import (
+    Count, Exists, F, FloatField, OuterRef, Q, QuerySet, Subquery, Window,
+)
+from django.db.models.functions import Cast, RowNumber
+from django.utils import timezone
+
+from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
+from crm_plugin.selectors import customer_list_visible_to, user_sees_everyone
+
+SPARKLINE_POINTS = 10
+RISE_WINDOW_DAYS = 7
+# A rise smaller than this is float noise or a re-score of unchanged data, not news.
+RISE_MIN = 0.01
+# "No action yet": nobody has logged an action for the customer in this many days.
+NO_ACTION_WINDOW_DAYS = 30
+HISTORY_POINTS = 120
+
+
+@dataclass(frozen=True)
+class WorklistFilters:
+    owner_id: int | None = None
+    band: str = ""
+    segment: str = ""
+    risk_rose: bool = False
+    no_action: bool = False
+    q: str = ""
+
+
+def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> QuerySet[Customer]:
+    """Visible customers ordered by value at risk (latest probability x value), unscored last."""
+    qs = (
+        customer_list_visible_to(user=user)
+        .select_related("owner", "latest_score")
+        .annotate(
+            value_at_risk=F("latest_score__probability") * Cast("value", FloatField()),
+        )
+    )
+    if filters.owner_id:
+        qs = qs.filter(owner_id=filters.owner_id)
+    if filters.band:
+        qs = qs.filter(latest_score__band=filters.band)
+    if filters.segment:
+        qs = qs.filter(segment=filters.segment)
+    if filters.q:
+        qs = qs.filter(Q(name__icontains=filters.q) | Q(external_id__iexact=filters.q) | Q(email__iexact=filters.q))
+    if filters.risk_rose:
+        # Baseline: the earliest score inside the 7 days before the latest one.
+        baseline = (
+            ChurnScore.objects.filter(
+                customer_id=OuterRef("pk"),
+                as_of__gte=OuterRef("latest_score__as_of") - timedelta(days=RISE_WINDOW_DAYS),
+            )
+            .order_by("as_of")
+            .values("probability")[:1]
+        )
+        qs = qs.annotate(baseline_probability=Subquery(baseline, output_field=FloatField())).filter(
+            latest_score__probability__gte=F("baseline_probability") + RISE_MIN
+        )
+    if filters.no_action:
+        since = timezone.now() - timedelta(days=NO_ACTION_WINDOW_DAYS)
+        recent = Intervention.objects.filter(customer_id=OuterRef("pk"), created_at__gte=since)
+        qs = qs.filter(~Exists(recent))
+    return qs.order_by(F("value_at_risk").desc(nulls_last=True), "pk")
+
+
+def score_history_for(customer_ids: Iterable[int], *, limit: int = SPARKLINE_POINTS) -> dict[int, list[float]]:
+    """Last `limit` probabilities per customer, oldest first, in one windowed query."""
+    ids = list(customer_ids)
+    if not ids:
+        return {}
+    rows = (
+        ChurnScore.objects.filter(customer_id__in=ids)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("customer_id")], order_by=[F("as_of").desc(), F("pk").desc()]))
+        .filter(rank__lte=limit)
+        .values_list("customer_id", "as_of", "probability")
+    )
+    history: dict[int, list[tuple]] = defaultdict(list)
+    for customer_id, as_of, probability in rows:
+        history[customer_id].append((as_of, probability))
+    return {cid: [p for _, p in sorted(points)] for cid, points in history.items()}
+
+
+def _latest_per_customer(qs: QuerySet, ids: list[int], time_field: str) -> dict[int, object]:
+    if not ids:
+        return {}
+    rows = (
+        qs.filter(customer_id__in=ids)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("customer_id")], order_by=[F(time_field).desc(), F("pk").desc()]))
+        .filter(rank=1)
+    )
+    return {row.customer_id: row for row in rows}
+
+
+def last_alerts_for(customer_ids: Iterable[int]) -> dict[int, Alert]:
+    return _latest_per_customer(Alert.objects.all(), list(customer_ids), "created_at")
+
+
+def last_interventions_for(customer_ids: Iterable[int]) -> dict[int, Intervention]:
+    return _latest_per_customer(Intervention.objects.all(), list(customer_ids), "created_at")
+
+
+@dataclass
+class WorklistRow:
+    customer: Customer
+    history: list[float]
+    last_alert: Alert | None
+    last_action: Intervention | None
+
+    @property
+    def score(self) -> ChurnScore | None:
+        return self.customer.latest_score
+
+    @property
+    def top_reason(self) -> str:
+        reasons = (self.score.reasons if self.score else None) or []
+        first = reasons[0] if reasons and isinstance(reasons[0], dict) else {}
+        return str(first.get("text", ""))
+
+    @property
+    def change(self) -> float | None:
+        if len(self.history) < 2:
+            return None
+        return self.history[-1] - self.history[0]
+
+
+def worklist_rows(customers: list[Customer]) -> list[WorklistRow]:
+    """Decorate one page of customers with history, last alert and last action (3 queries)."""
+    ids = [c.pk for c in customers]
+    history = score_history_for(ids)
+    alerts = last_alerts_for(ids)
+    actions = last_interventions_for(ids)
+    return [WorklistRow(c, history.get(c.pk, []), alerts.get(c.pk), actions.get(c.pk)) for c in customers]
+
+
+def worklist_rows_streamed(qs: QuerySet[Customer], *, chunk: int = 1000) -> Iterator[WorklistRow]:
+    """All rows of a worklist, decorated chunk by chunk so exports stay flat in memory and queries."""
+    buffer: list[Customer] = []
+    for customer in qs.iterator(chunk_size=chunk):
+        buffer.append(customer)
+        if len(buffer) >= chunk:
+            yield from worklist_rows(buffer)
+            buffer = []
+    if buffer:
+        yield from worklist_rows(buffer)
+
+
+def owners_for_filter(*, user: AbstractBaseUser) -> list[AccountOwner]:
+    if not user_sees_everyone(user):
+        return []
+    return list(AccountOwner.objects.only("pk", "name").order_by("name"))
+
+
+def segments_for_filter(*, user: AbstractBaseUser) -> list[str]:
+    qs = customer_list_visible_to(user=user).exclude(segment="").order_by("segment").values_list("segment", flat=True).distinct()
+    return list(qs)
+
+
+# --- customer 360 ----------------------------------------------------------------------
+
+
+def customer_history(*, customer: Customer, limit: int = HISTORY_POINTS) -> list[tuple]:
+    rows = ChurnScore.objects.filter(customer=customer).order_by("-as_of").values_list("as_of", "probability")[:limit]
+    return list(reversed(rows))
+
+
+def customer_timeline(*, customer: Customer, kind: str = "", limit: int = 25) -> tuple[list[Event], bool]:
+    """Newest events first, capped; the bool says whether there are more ("show more")."""
+    qs = Event.objects.filter(customer=customer)
+    if kind:
+        qs = qs.filter(kind=kind)
+    events = list(qs.order_by("-occurred_at", "-pk")[: limit + 1])
+    return events[:limit], len(events) > limit
+
+
+def customer_event_counts(*, customer: Customer) -> dict[str, int]:
+    rows = Event.objects.filter(customer=customer).values("kind").annotate(n=Count("pk")).order_by()
+    return {row["kind"]: row["n"] for row in rows}
+
+
+def customer_interventions(*, customer: Customer) -> list[Intervention]:
+    return list(
+        Intervention.objects.filter(customer=customer)
+        .select_related("created_by", "outcome_by", "alert")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def customer_alerts(*, customer: Customer, limit: int = 10) -> list[Alert]:
+    return list(Alert.objects.filter(customer=customer).order_by("-created_at", "-pk")[:limit])
+
+
+# --- interventions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterventionFilters:
+    action: str = ""
+    outcome: str = ""  # "" = any, "pending" = not recorded yet
+    owner_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    follow_ups_due: bool = False
+
+
+def intervention_list_visible(*, user: AbstractBaseUser, filters: InterventionFilters) -> QuerySet[Intervention]:
+    qs = Intervention.objects.filter(customer__in=customer_list_visible_to(user=user)).select_related(
+        "customer", "customer__owner", "customer__latest_score", "created_by", "outcome_by"
+    )
+    if filters.action:
+        qs = qs.filter(action=filters.action)
+    if filters.outcome == "pending":
+        qs = qs.filter(outcome=Intervention.Outcome.PENDING)
+    elif filters.outcome:
+        qs = qs.filter(outcome=filters.outcome)
+    if filters.owner_id:
+        qs = qs.filter(customer__owner_id=filters.owner_id)
+    if filters.date_from:
+        qs = qs.filter(created_at__date__gte=filters.date_from)
+    if filters.date_to:
+        qs = qs.filter(created_at__date__lte=filters.date_to)
+    if filters.follow_ups_due:
+        qs = qs.filter(follow_up_on__lte=timezone.localdate(), outcome=Intervention.Outcome.PENDING).order_by("follow_up_on", "pk")
+        return qs
+    return qs.order_by("-created_at", "-pk")
+
+
+def follow_ups_due_count(*, user: AbstractBaseUser) -> int:
+    return intervention_list_visible(user=user, filters=InterventionFilters(follow_ups_due=True)).count()
+
+
+# --- model report ----------------------------------------------------------------------
+
+
+def model_versions_for_report(*, limit: int = 50) -> list[ModelVersion]:
+    return list(ModelVersion.objects.select_related("promoted_by").order_by("-is_champion", "-created_at")[:limit])
+
+
+def backtest_latest() -> BacktestRun | None:
+    return BacktestRun.objects.order_by("-created_at", "-pk").first()

@@ -1,0 +1,373 @@
+"""CRM web views: at-risk worklist, customer 360, interventions, model report.
+
+Views parse input, call one selector or service, and render. Access control comes from
+`crm_plugin.selectors`; writes go through `crm_plugin.services`; a CrmError becomes a
+message next to the field it is about.
+"""
+from __future__ import annotations
+
+import csv
+import importlib
+import pkgutil
+from collections.abc import Callable
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from crm_plugin import charts
+from crm_plugin import selectors_views as sv
+from crm_plugin.errors import CrmError
+from crm_plugin.forms import InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
+from crm_plugin.models import Customer, Event, Intervention, ModelVersion
+from crm_plugin.selectors import customer_list_visible_to, owner_for_user
+from crm_plugin.services.interventions import intervention_create, intervention_record_outcome
+
+WORKLIST_PAGE_SIZE = 50
+INTERVENTIONS_PAGE_SIZE = 50
+TIMELINE_STEP = 25
+TIMELINE_MAX = 500
+
+
+def _role(user) -> str:
+    if user.is_superuser:
+        return "admin"
+    owner = owner_for_user(user)
+    if owner and owner.is_manager:
+        return "manager"
+    return "owner" if owner else "none"
+
+
+def _query_without_page(request: HttpRequest) -> str:
+    params = request.GET.copy()
+    params.pop("page", None)
+    return params.urlencode()
+
+
+# --- worklist ----------------------------------------------------------------------------
+
+
+def _worklist_filters(request: HttpRequest) -> tuple[WorklistFilterForm, sv.WorklistFilters]:
+    user = request.user
+    form = WorklistFilterForm(
+        request.GET or None, owners=sv.owners_for_filter(user=user), segments=sv.segments_for_filter(user=user)
+    )
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        filters = sv.WorklistFilters(
+            owner_id=data.get("owner"), band=data["band"], segment=data["segment"],
+            risk_rose=data["rose"], no_action=data["no_action"], q=data["q"].strip(),
+        )
+    else:
+        filters = sv.WorklistFilters()
+    return form, filters
+
+
+@login_required
+def worklist(request: HttpRequest) -> HttpResponse:
+    form, filters = _worklist_filters(request)
+    qs = sv.worklist_queryset(user=request.user, filters=filters)
+    page = Paginator(qs, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = sv.worklist_rows(list(page.object_list))
+    for row in rows:
+        row.spark = charts.sparkline(row.history)
+    return render(request, "crm/worklist.html", {
+        "form": form, "page": page, "rows": rows, "query": _query_without_page(request),
+        "export_query": request.GET.urlencode(), "role": _role(request.user),
+        "no_owner": _role(request.user) == "none",
+        "filtered": any([filters.owner_id, filters.band, filters.segment, filters.risk_rose, filters.no_action, filters.q]),
+        "nav": "worklist",
+    })
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@login_required
+def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The whole current filter as CSV, streamed so 100,000 rows never sit in memory."""
+    _, filters = _worklist_filters(request)
+    qs = sv.worklist_queryset(user=request.user, filters=filters)
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow([
+            "external_id", "name", "email", "owner", "segment", "value", "probability", "band", "value_at_risk",
+            "scored_as_of", "top_reason", "last_alert", "last_alert_at", "last_action", "last_action_at", "last_outcome",
+        ])
+        for row in sv.worklist_rows_streamed(qs):
+            c, s = row.customer, row.score
+            yield writer.writerow([
+                c.external_id, c.name, c.email, c.owner.name if c.owner else "", c.segment, c.value,
+                f"{s.probability:.4f}" if s else "", s.band if s else "",
+                f"{c.value_at_risk:.2f}" if c.value_at_risk is not None else "",
+                s.as_of.isoformat() if s else "", row.top_reason,
+                row.last_alert.get_kind_display() if row.last_alert else "",
+                row.last_alert.created_at.isoformat() if row.last_alert else "",
+                row.last_action.get_action_display() if row.last_action else "",
+                row.last_action.created_at.isoformat() if row.last_action else "",
+                row.last_action.get_outcome_display() if row.last_action else "",
+            ])
+
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="at-risk-{stamp}.csv"'
+    return response
+
+
+# --- customer 360 ------------------------------------------------------------------------
+
+
+def _customer_for(request: HttpRequest, pk: int) -> Customer:
+    customer = Customer.objects.select_related("owner", "latest_score", "latest_score__model_version").filter(pk=pk).first()
+    if customer is None:
+        raise Http404("No such customer.")
+    if not customer_list_visible_to(user=request.user).filter(pk=pk).exists():
+        raise PermissionDenied("This customer is in another owner's book.")
+    return customer
+
+
+def _tenure(customer: Customer) -> str:
+    since = customer.first_seen_at or customer.created_at
+    days = max((timezone.now() - since).days, 0)
+    if days >= 365:
+        return f"{days / 365:.1f} years"
+    if days >= 60:
+        return f"{days // 30} months"
+    return f"{days} days"
+
+
+def _outcome_errors(request: HttpRequest, form: OutcomeForm | None) -> dict:
+    """Errors of a failed outcome form, keyed so the page shows them under the right action."""
+    if form is None or not form.errors:
+        return {}
+    try:
+        pk = int(request.POST.get("out-intervention", ""))
+    except ValueError:
+        pk = None
+    return {
+        "pk": pk, "outcome": form.errors.get("outcome", []), "note": form.errors.get("note", []),
+        "other": list(form.non_field_errors()) + list(form.errors.get("intervention", [])),
+    }
+
+
+@login_required
+def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = _customer_for(request, pk)
+    action_form = InterventionForm(prefix="act")
+    outcome_form = None
+    if request.method == "POST":
+        if request.POST.get("form") == "outcome":
+            outcome_form = OutcomeForm(request.POST, prefix="out")
+            if outcome_form.is_valid():
+                target = Intervention.objects.filter(pk=outcome_form.cleaned_data["intervention"], customer=customer).first()
+                if target is None:
+                    outcome_form.add_error(None, "That action does not belong to this customer.")
+                else:
+                    try:
+                        intervention_record_outcome(
+                            intervention=target, by=request.user, outcome=outcome_form.cleaned_data["outcome"],
+                            note=outcome_form.cleaned_data["note"],
+                        )
+                    except CrmError as error:
+                        outcome_form.add_service_error(error)
+                    else:
+                        messages.success(request, f"Outcome recorded: {target.get_action_display()} → "
+                                                  f"{Intervention.Outcome(outcome_form.cleaned_data['outcome']).label}.")
+                        return redirect(reverse("crm-customer", args=[customer.pk]) + "#interventions")
+        else:
+            action_form = InterventionForm(request.POST, prefix="act")
+            if action_form.is_valid():
+                data = action_form.cleaned_data
+                try:
+                    created = intervention_create(
+                        customer=customer, by=request.user, action=data["action"], note=data["note"],
+                        follow_up_on=data["follow_up_on"], source=Intervention.Source.CRM,
+                    )
+                except CrmError as error:
+                    action_form.add_service_error(error)
+                else:
+                    messages.success(request, f"Logged: {created.get_action_display()} for {customer.name or customer.external_id}.")
+                    return redirect(reverse("crm-customer", args=[customer.pk]) + "#interventions")
+
+    kind = request.GET.get("kind", "")
+    if kind not in Event.Kind.values:
+        kind = ""
+    try:
+        shown = min(max(int(request.GET.get("events", TIMELINE_STEP)), TIMELINE_STEP), TIMELINE_MAX)
+    except ValueError:
+        shown = TIMELINE_STEP
+    events, more = sv.customer_timeline(customer=customer, kind=kind, limit=shown)
+    history = sv.customer_history(customer=customer)
+    score = customer.latest_score
+    value_at_risk = (Decimal(str(score.probability)) * customer.value).quantize(Decimal("0.01")) if score else None
+    status = 400 if (request.method == "POST") else 200
+    return render(request, "crm/customer.html", {
+        "customer": customer, "score": score, "value_at_risk": value_at_risk, "tenure": _tenure(customer),
+        "history_chart": charts.score_history_chart(
+            history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM,
+        ),
+        "history_count": len(history),
+        "reasons": [r for r in (score.reasons if score else []) or [] if isinstance(r, dict)],
+        "events": events, "more_events": more, "next_events": min(shown + TIMELINE_STEP, TIMELINE_MAX),
+        "event_kind": kind, "event_kinds": Event.Kind.choices,
+        "event_counts": sv.customer_event_counts(customer=customer),
+        "interventions": sv.customer_interventions(customer=customer),
+        "alerts": sv.customer_alerts(customer=customer),
+        "action_form": action_form, "outcome_errors": _outcome_errors(request, outcome_form),
+        "outcome_choices": [c for c in Intervention.Outcome.choices if c[0]],
+        "role": _role(request.user), "nav": "worklist",
+    }, status=status)
+
+
+# --- interventions ---------------------------------------------------------------------
+
+
+@login_required
+def interventions(request: HttpRequest) -> HttpResponse:
+    owners = sv.owners_for_filter(user=request.user)
+    form = InterventionFilterForm(request.GET or None, owners=owners)
+    filters = sv.InterventionFilters()
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        filters = sv.InterventionFilters(
+            action=data["action"], outcome=data["outcome"], owner_id=data.get("owner"),
+            date_from=data["date_from"], date_to=data["date_to"], follow_ups_due=data["view"] == "due",
+        )
+    page = Paginator(sv.intervention_list_visible(user=request.user, filters=filters), INTERVENTIONS_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "crm/interventions.html", {
+        "form": form, "page": page, "query": _query_without_page(request), "due_view": filters.follow_ups_due,
+        "due_count": sv.follow_ups_due_count(user=request.user), "today": timezone.localdate(),
+        "role": _role(request.user), "nav": "interventions",
+    })
+
+
+# --- model report ----------------------------------------------------------------------
+
+METRIC_COLUMNS = [
+    ("roc_auc", "ROC AUC", True), ("pr_auc", "PR AUC", True), ("lift_at_10pct", "Lift @10%", True),
+    ("capture_at_10pct", "Capture @10%", True), ("brier", "Brier", False), ("ece", "ECE", False),
+    ("train_seconds", "Train s", None),
+]
+
+
+def _curve(family_results: dict, key: str, x: str, y: str) -> tuple[list, list]:
+    curve = family_results.get(key) if isinstance(family_results, dict) else None
+    if not isinstance(curve, dict):
+        return [], []
+    return list(curve.get(x) or []), list(curve.get(y) or [])
+
+
+def _backtest_context(run) -> dict:
+    if run is None:
+        return {}
+    results = run.results if isinstance(run.results, dict) else {}
+    families = results.get("families") if isinstance(results.get("families"), dict) else {}
+    families = {name: data for name, data in families.items() if isinstance(data, dict)}
+    table = []
+    for name, data in families.items():
+        cells = []
+        for key, _, higher_better in METRIC_COLUMNS:
+            value = data.get(key)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            values = [d.get(key) for d in families.values() if isinstance(d.get(key), (int, float))]
+            best = False
+            if numeric and higher_better is not None and len(values) > 1:
+                best = value == (max(values) if higher_better else min(values))
+            cells.append({"value": value if numeric else None, "best": best})
+        table.append({"name": name, "cells": cells})
+
+    def series(key: str, x: str, y: str) -> list[charts.Series]:
+        return [charts.Series(name, *_curve(data, key, x, y)) for name, data in families.items()]
+
+    lift_series = []
+    for name, data in families.items():
+        xs, lifts = _curve(data, "lift", "fraction", "capture")
+        lift_series.append(charts.Series(name, xs, lifts))
+    hist_edges: list = []
+    hist_counts = []
+    for name, data in families.items():
+        edges, counts = _curve(data, "score_hist", "edges", "counts")
+        if edges and not hist_edges:
+            hist_edges = edges
+        if edges == hist_edges:
+            hist_counts.append((name, counts))
+    base_rate = run.churn_rate if run.churn_rate else None
+    return {
+        "families": table,
+        "roc_chart": charts.line_chart(series("roc", "fpr", "tpr"), title="ROC curve: true vs false positive rate",
+                                       x_label="False positive rate", y_label="True positive rate", diagonal=True),
+        "pr_chart": charts.line_chart(series("pr", "recall", "precision"), title="Precision-recall curve",
+                                      x_label="Recall", y_label="Precision", reference_y=base_rate),
+        "calibration_chart": charts.line_chart(
+            [charts.Series(s.name, s.xs, s.ys, points=True) for s in series("calibration", "mean_predicted", "fraction_positive")],
+            title="Calibration: predicted vs observed churn", x_label="Mean predicted probability",
+            y_label="Observed churn rate", diagonal=True),
+        "lift_chart": charts.line_chart(lift_series, title="Capture: share of churners found in the top X% of scores",
+                                        x_label="Share of customers contacted (by score)", y_label="Share of churners captured",
+                                        diagonal=True),
+        "hist_chart": charts.histogram(hist_edges, hist_counts, title="Distribution of predicted churn probability"),
+        "extra": {k: v for k, v in results.items() if k != "families" and isinstance(v, (int, float, str))},
+    }
+
+
+def _promotion_service() -> Callable | None:
+    """`model_version_promote` from the ML helper's crm_plugin/services/ml* module, when installed."""
+    import crm_plugin.services as services
+
+    for module in pkgutil.iter_modules(services.__path__):
+        if module.name.startswith("ml"):
+            found = getattr(importlib.import_module(f"crm_plugin.services.{module.name}"), "model_version_promote", None)
+            if callable(found):
+                return found
+    return None
+
+
+def model_version_promote_adapter(*, version: ModelVersion, by) -> ModelVersion:
+    service = _promotion_service()
+    if service is None:
+        raise CrmError("Promotion is not available: the model registry service is not installed.", code="unavailable")
+    return service(version=version, by=by) or version
+
+
+@login_required
+def model_report(request: HttpRequest) -> HttpResponse:
+    versions = sv.model_versions_for_report()
+    run = sv.backtest_latest()
+    metric_keys = [key for key, _, _ in METRIC_COLUMNS]
+    for version in versions:
+        metrics = version.metrics if isinstance(version.metrics, dict) else {}
+        version.metric_cells = [metrics.get(key) if isinstance(metrics.get(key), (int, float)) else None for key in metric_keys]
+    return render(request, "crm/models.html", {
+        "versions": versions, "run": run, "metric_columns": METRIC_COLUMNS, "bt": _backtest_context(run),
+        "can_promote": request.user.is_superuser, "role": _role(request.user), "nav": "models",
+    })
+
+
+@login_required
+@require_POST
+def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.is_superuser:
+        raise PermissionDenied("Only an admin can promote a model version.")
+    version = ModelVersion.objects.filter(pk=pk).first()
+    if version is None:
+        raise Http404("No such model version.")
+    try:
+        model_version_promote_adapter(version=version, by=request.user)
+    except CrmError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{version.name} is now the champion; the next scoring run uses it.")
+    return redirect("crm-models")
