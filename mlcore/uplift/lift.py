@@ -255,9 +255,13 @@ class LiftBreakdown:
     treated_any: LiftEstimate  # alerted and acted on (any action) vs held out: observational
     by_action: Mapping[str, LiftEstimate] = field(default_factory=dict)  # observational
     by_segment: Mapping[str, LiftEstimate] = field(default_factory=dict)  # randomised within segment
+    # Held-out customers someone treated anyway (e.g. found by hand in the CRM): they stay
+    # held out, which shrinks the measured lift; many of them mean the hold-out is leaking.
+    control_treated_anyway: int = 0
 
     def as_dict(self) -> dict:
         return {
+            "control_treated_anyway": self.control_treated_anyway,
             "overall": self.overall.as_dict(),
             "treated_any": self.treated_any.as_dict(),
             "by_action": {k: v.as_dict() for k, v in self.by_action.items()},
@@ -349,4 +353,5 @@ def retention_lift_breakdown(
         treated_any=adjusted_lift(treated, control),
         by_action=by_action,
         by_segment=by_segment,
+        control_treated_anyway=int((control & has_action).sum()),
     )

@@ -222,6 +222,7 @@ def test_breakdown_recovers_known_lift_overall_per_action_and_per_segment():
     # Held-out customers are the comparison for every action.
     assert result.by_action["coupon"].control_n == result.overall.control_n == int(df.is_control.sum())
     assert result.treated_any.treated_n == int(df.action.notna().sum())
+    assert result.control_treated_anyway == 0
     payload = result.as_dict()
     assert payload["by_action"]["coupon"]["clearly_positive"] is True
 
@@ -257,7 +258,12 @@ def test_breakdown_adjusted_for_segment_removes_the_bias_of_who_gets_which_actio
 def test_breakdown_says_which_groups_lack_data():
     df = _alert_log(300, seed=4, effects={("a", "coupon"): 0.1, ("a", "call"): 0.0}, base={"a": 0.4, "b": 0.4})
     rare = pd.DataFrame([{"segment": "a", "value": 100.0, "log_value": 4.6, "is_control": False, "action": "escalation", "churned": 0}] * 3)
-    result = retention_lift_breakdown(pd.concat([df, rare], ignore_index=True))
+    leak = pd.DataFrame([{"segment": "b", "value": 100.0, "log_value": 4.6, "is_control": True, "action": "call", "churned": 1}] * 2)
+    result = retention_lift_breakdown(pd.concat([df, rare, leak], ignore_index=True))
+    # Held-out customers treated anyway stay held out (and are counted), never join the treated.
+    assert result.control_treated_anyway == 2
+    assert result.overall.control_n == int(df.is_control.sum()) + 2
+    assert result.by_action["call"].treated_n == int(((df.action == "call") & ~df.is_control).sum())
     assert result.by_action["escalation"].enough_data is False
     assert "only 3 treated customers (need 30)" in result.by_action["escalation"].reason
 
