@@ -5,7 +5,9 @@ action and one for the untreated baseline; uplift = P(churn | x, none) - P(churn
 or an X-learner, under a minimum-evidence rule. When an action lacks the evidence for a
 model, the estimate falls back to that action's observed rates, within the customer's
 segment when the segment alone has enough customers, else over all segments; below that
-the action gets no estimate, and with no estimate at all there is no recommendation.
+the action gets no estimate, and with no estimate at all there is no recommendation. A
+model's estimate is only used in segments where the action has been tried
+(`EvidenceRule.min_in_segment`), since elsewhere it would be a guess dressed as a number.
 
 The baseline is the random held-out group when the data carries `is_control` (untreated
 alerted customers were passed over by their manager for a reason, so they are not a fair
@@ -36,9 +38,13 @@ class EvidenceRule:
     min_treated: int = 30  # customers who got the action (in the scope: all, or one segment)
     min_control: int = 30  # baseline customers in the same scope
     min_events: int = 5  # churned, and kept, customers across both arms, for a model
+    # A model's estimate counts for a customer only when their segment has at least this
+    # many customers who got the action and as many baseline ones; otherwise the model
+    # would be extrapolating to a segment the action was never tried in.
+    min_in_segment: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("min_treated", "min_control", "min_events"):
+        for name in ("min_treated", "min_control", "min_events", "min_in_segment"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -249,16 +255,19 @@ class NextBestActionModel:
         for a in self.actions:
             est = np.full(len(df), np.nan)
             method = np.full(len(df), METHOD_NONE, dtype=object)
-            if a in self._models and rows_ok.any():
-                xs = X[rows_ok]
+            supported = rows_ok.copy()
+            if self.segment_as_feature:
+                supported &= np.array([self._supported(a, s) for s in segment], dtype=bool)
+            if a in self._models and supported.any():
+                xs = X[supported]
                 if self.learner == "x":
                     tau_t, tau_b, g = self._effect_models[a]
                     # Trust the effect model fitted on the larger arm's imputations more.
                     value = g * tau_b.predict(xs) + (1 - g) * tau_t.predict(xs)
                 else:
                     value = self._base_model.predict_proba(xs)[:, 1] - self._models[a].predict_proba(xs)[:, 1]
-                est[rows_ok] = np.clip(value, -1.0, 1.0)
-                method[rows_ok] = METHOD_X if self.learner == "x" else METHOD_T
+                est[supported] = np.clip(value, -1.0, 1.0)
+                method[supported] = METHOD_X if self.learner == "x" else METHOD_T
             for i in np.flatnonzero(method == METHOD_NONE):
                 seg_counts = self._by_segment.get((a, segment[i]))
                 if seg_counts is not None and seg_counts.enough(self.rule):
@@ -270,6 +279,10 @@ class NextBestActionModel:
             out[a] = est
             out[f"method:{a}"] = method
         return out
+
+    def _supported(self, action: str, segment: str) -> bool:
+        c = self._by_segment.get((action, segment))
+        return c is not None and min(c.n_treated, c.n_baseline) >= self.rule.min_in_segment
 
     def recommend(self, x: Mapping[str, Any] | pd.Series) -> Recommendation:
         """The next-best action for one customer: a mapping with the feature columns and 'segment'."""

@@ -383,6 +383,23 @@ def test_missing_features_fall_back_to_rates():
     assert model.recommend({"segment": "a", "log_value": float("nan")}).method == "segment_rates"
 
 
+def test_model_is_not_trusted_in_a_segment_where_the_action_was_never_tried():
+    rng = np.random.default_rng(8)
+    rows = []
+    for segment in ("tried", "untried"):
+        for i in range(200):
+            rows.append({"segment": segment, "log_value": rng.normal(5, 1), "is_control": True, "action": None,
+                         "churned": int(rng.random() < 0.5)})
+    for i in range(200):  # coupons only ever went to one segment
+        rows.append({"segment": "tried", "log_value": rng.normal(5, 1), "is_control": False, "action": "coupon",
+                     "churned": int(rng.random() < 0.3)})
+    model = NextBestActionModel(feature_columns=["log_value"]).fit(pd.DataFrame(rows))
+    assert model.recommend({"segment": "tried", "log_value": 5.0}).method == "t_learner"
+    rec = model.recommend({"segment": "untried", "log_value": 5.0})
+    assert rec.method == "overall_rates"
+    assert rec.evidence_text.startswith("coupon: ") and rec.evidence_text.endswith("n=200 (all segments)")
+
+
 def test_below_the_evidence_rule_there_is_no_recommendation():
     model = NextBestActionModel(feature_columns=["log_value"]).fit(_small_log(12, 200))
     rec = model.recommend({"segment": "a", "log_value": 5.0})
