@@ -273,3 +273,25 @@ CELERY_BEAT_SCHEDULE["churnbot.alerts_deliver_pending"] = {
 }
 # Hourly is enough: a follow-up question is created once per intervention (idempotency key).
 CELERY_BEAT_SCHEDULE["churnbot.follow_ups_send"] = {"task": "churnbot.follow_ups_send", "schedule": 3600}
+
+# --- uplift --------------------------------------------------------------------------------
+# Closed loop (issue 6): a random, stable share of the customers the policy would alert is
+# held out (no alert, outcome still recorded) so the alerts' effect can be measured. The salt
+# names the experiment: changing it re-randomises everyone, so change it only between
+# measurements. Read by mlcore.control_group.control_group_member(share=, salt=).
+CONTROL_GROUP_SHARE = env_float("CONTROL_GROUP_SHARE", 0.10)
+CONTROL_GROUP_SALT = env("CONTROL_GROUP_SALT", "control-v1")
+if not 0 <= CONTROL_GROUP_SHARE < 1:
+    raise ImproperlyConfigured("CONTROL_GROUP_SHARE must be at least 0 and below 1 (0.10 holds out 10%)")
+# Minimum evidence before a lift or a next-best action is shown as measured.
+UPLIFT_MIN_N = env_int("UPLIFT_MIN_N", 30)
+UPLIFT_MIN_EVENTS = env_int("UPLIFT_MIN_EVENTS", 5)
+# Expected-profit alert threshold (mlcore.profit.profit_threshold): money won back when a
+# would-be churner is kept = Customer.value (yearly spend) x PROFIT_VALUE_SHARE (e.g. margin).
+PROFIT_ACTION_COST = env_float("PROFIT_ACTION_COST", 10.0)
+PROFIT_SUCCESS_RATE = env_float("PROFIT_SUCCESS_RATE", 0.2)
+PROFIT_VALUE_SHARE = env_float("PROFIT_VALUE_SHARE", 0.3)
+if UPLIFT_MIN_N < 1 or UPLIFT_MIN_EVENTS < 1:
+    raise ImproperlyConfigured("UPLIFT_MIN_N and UPLIFT_MIN_EVENTS must be at least 1")
+if PROFIT_ACTION_COST < 0 or not 0 <= PROFIT_SUCCESS_RATE <= 1 or PROFIT_VALUE_SHARE < 0:
+    raise ImproperlyConfigured("need PROFIT_ACTION_COST >= 0, 0 <= PROFIT_SUCCESS_RATE <= 1, PROFIT_VALUE_SHARE >= 0")
