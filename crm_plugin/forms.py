@@ -55,30 +55,20 @@ class _ServiceErrorsMixin:
 
 class InterventionForm(_ServiceErrorsMixin, forms.Form):
     # Choice checks are left to the service so that Slack, the API and this page say the same thing.
-    action = forms.CharField(widget=forms.Select(choices=[("", "Choose an action…")] + list(Intervention.Action.choices)))
+    action = forms.CharField(error_messages={"required": "Choose what you did."}, widget=forms.Select(choices=[("", "Choose an action…")] + list(Intervention.Action.choices)))
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What did you do or agree?"}))
     follow_up_on = forms.DateField(required=False, label="Follow up on", widget=forms.DateInput(attrs={"type": "date"}))
 
     error_fields = {"invalid_action": "action", "note_too_long": "note", "follow_up_in_past": "follow_up_on"}
 
-    def clean_action(self):
-        action = self.cleaned_data["action"].strip()
-        if not action:
-            raise forms.ValidationError("Choose what you did.")
-        return action
 
 
 class OutcomeForm(_ServiceErrorsMixin, forms.Form):
     intervention = forms.IntegerField(widget=forms.HiddenInput)
     outcome = forms.CharField(
+        error_messages={"required": "Choose what came of it."},
         widget=forms.Select(choices=[("", "Choose an outcome…")] + [c for c in Intervention.Outcome.choices if c[0]])
     )
     note = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "Optional note"}))
 
     error_fields = {"invalid_outcome": "outcome", "note_too_long": "note"}
-
-    def clean_outcome(self):
-        outcome = self.cleaned_data["outcome"].strip()
-        if not outcome:
-            raise forms.ValidationError("Choose what came of it.")
-        return outcome

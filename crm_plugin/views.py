@@ -212,6 +212,10 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     score = customer.latest_score
     value_at_risk = (Decimal(str(score.probability)) * customer.value).quantize(Decimal("0.01")) if score else None
     status = 400 if (request.method == "POST") else 200
+    interventions_shown = sv.customer_interventions(customer=customer)
+    outcome_errors = _outcome_errors(request, outcome_form)
+    if outcome_errors and outcome_errors["pk"] not in {iv.pk for iv in interventions_shown}:
+        outcome_errors["pk"] = None  # shown above the list instead of under one action
     return render(request, "crm/customer.html", {
         "customer": customer, "score": score, "value_at_risk": value_at_risk, "tenure": _tenure(customer),
         "history_chart": charts.score_history_chart(
@@ -222,9 +226,9 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "events": events, "more_events": more, "next_events": min(shown + TIMELINE_STEP, TIMELINE_MAX),
         "event_kind": kind, "event_kinds": Event.Kind.choices,
         "event_counts": sv.customer_event_counts(customer=customer),
-        "interventions": sv.customer_interventions(customer=customer),
+        "interventions": interventions_shown, "outcome_errors": outcome_errors,
         "alerts": sv.customer_alerts(customer=customer),
-        "action_form": action_form, "outcome_errors": _outcome_errors(request, outcome_form),
+        "action_form": action_form,
         "outcome_choices": [c for c in Intervention.Outcome.choices if c[0]],
         "role": _role(request.user), "nav": "worklist",
     }, status=status)

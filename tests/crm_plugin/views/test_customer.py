@@ -1,0 +1,171 @@
+"""The customer 360 page: access, what it shows, logging actions and outcomes, query counts."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from crm_plugin.models import Event, Intervention
+from tests.crm_plugin.factories import EventFactory, InterventionFactory
+from tests.crm_plugin.views.builders import scored_customer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def customer(ana, version):
+    return scored_customer(
+        owner=ana, name="Clara Quinn", probabilities=[0.3, 0.5, 0.82], value="2500.00", segment="vip", version=version,
+        external_id="SHOP-77",
+    )
+
+
+def url(customer) -> str:
+    return reverse("crm-customer", args=[customer.pk])
+
+
+def test_another_owners_customer_is_forbidden(client, ben, customer):
+    client.force_login(ben.user)
+    response = client.get(url(customer))
+    assert response.status_code == 403
+    assert b"another owner" in response.content
+    assert b"Clara Quinn" not in response.content
+
+
+def test_missing_customer_is_404(ana_client):
+    assert ana_client.get(reverse("crm-customer", args=[999999])).status_code == 404
+
+
+def test_manager_can_open_any_customer(client, maria, customer):
+    client.force_login(maria.user)
+    assert client.get(url(customer)).status_code == 200
+
+
+def test_header_probability_reasons_and_chart(ana_client, customer):
+    content = ana_client.get(url(customer)).content.decode()
+    for text in ["Clara Quinn", "SHOP-77", "Ana", "vip", "2,500.00", "1.1 years", "82%", "High risk",
+                 "value at risk 2,050", "no order for 64 days (usually every 20)"]:
+        assert text in content, text
+    assert '<blockquote class="evidence">arrived broken</blockquote>' in content
+    assert "Churn probability over time: from 30%" in content  # the SVG's accessible summary
+    assert content.count("<circle") >= 3
+
+
+def test_timeline_shows_every_kind_with_review_text_and_caps_with_show_more(ana_client, customer):
+    now = timezone.now()
+    EventFactory(customer=customer, kind=Event.Kind.REVIEW, rating=1, text="arrived broken", amount=None,
+                 occurred_at=now - timedelta(days=1), attributes={"product": "Kettle"})
+    EventFactory(customer=customer, kind=Event.Kind.TICKET, text="refund not processed", amount=None,
+                 occurred_at=now - timedelta(days=2), attributes={"ticket_id": "T1", "status": "open", "closed_at": None})
+    EventFactory(customer=customer, kind=Event.Kind.RETURN, text="too small", amount=Decimal("19.99"),
+                 occurred_at=now - timedelta(days=3))
+    EventFactory(customer=customer, kind=Event.Kind.COUPON, amount=Decimal("5.00"),
+                 occurred_at=now - timedelta(days=4), attributes={"code": "COMEBACK5", "redeemed": False})
+    EventFactory(customer=customer, kind=Event.Kind.VISIT, amount=None, occurred_at=now - timedelta(days=5),
+                 attributes={"pages": 7, "duration_s": 300})
+    for i in range(30):
+        EventFactory(customer=customer, occurred_at=now - timedelta(days=10 + i), attributes={"category": "garden"})
+    content = ana_client.get(url(customer)).content.decode()
+    for text in ["“arrived broken”", "Kettle", "★☆☆☆☆", "“refund not processed”", ">open<", "“too small”",
+                 "COMEBACK5", "not redeemed", "7 pages", "garden"]:
+        assert text in content, text
+    assert content.count('class="ev ev-') == 25
+    assert "events=50" in content and "Show more" in content
+    more = ana_client.get(url(customer), {"events": 50}).content.decode()
+    assert more.count('class="ev ev-') == 35 and "Show more" not in more
+    reviews = ana_client.get(url(customer), {"kind": "review"}).content.decode()
+    assert reviews.count('class="ev ev-') == 1
+
+
+def test_log_an_action_redirects_and_shows_it(ana_client, ana, customer):
+    follow_up = (timezone.localdate() + timedelta(days=7)).isoformat()
+    response = ana_client.post(url(customer), {
+        "form": "action", "act-action": "call", "act-note": "Offered free returns", "act-follow_up_on": follow_up,
+    })
+    assert response.status_code == 302
+    assert response["Location"] == url(customer) + "#interventions"
+    intervention = Intervention.objects.get(customer=customer)
+    assert (intervention.action, intervention.created_by, intervention.source) == ("call", ana.user, "crm")
+    page = ana_client.get(url(customer)).content.decode()
+    assert "Logged: Call for Clara Quinn." in page
+    assert "Offered free returns" in page
+    assert "Follow up on" in page
+
+
+def test_follow_up_in_the_past_is_shown_next_to_the_date(ana_client, customer):
+    yesterday = (timezone.localdate() - timedelta(days=1)).isoformat()
+    response = ana_client.post(url(customer), {"form": "action", "act-action": "email", "act-follow_up_on": yesterday})
+    assert response.status_code == 400
+    assert response.context["action_form"].errors == {"follow_up_on": ["The follow-up date is in the past."]}
+    assert 'id="err-follow-up">The follow-up date is in the past.' in response.content.decode()
+    assert not Intervention.objects.exists()
+
+
+def test_missing_or_unknown_action_is_shown_next_to_the_action(ana_client, customer):
+    response = ana_client.post(url(customer), {"form": "action", "act-action": ""})
+    assert response.context["action_form"].errors == {"action": ["Choose what you did."]}
+    response = ana_client.post(url(customer), {"form": "action", "act-action": "pigeon"})
+    assert "Unknown action 'pigeon'" in response.context["action_form"].errors["action"][0]
+    assert not Intervention.objects.exists()
+
+
+def test_record_an_outcome(ana_client, ana, customer):
+    intervention = InterventionFactory(customer=customer)
+    response = ana_client.post(url(customer), {
+        "form": "outcome", "out-intervention": intervention.pk, "out-outcome": "retained", "out-note": "ordered again",
+    })
+    assert response.status_code == 302
+    intervention.refresh_from_db()
+    assert (intervention.outcome, intervention.outcome_note, intervention.outcome_by) == ("retained", "ordered again", ana.user)
+    page = ana_client.get(url(customer)).content.decode()
+    assert "Outcome recorded: Call → Retained." in page
+    assert 'class="badge outcome-retained">Retained' in page
+
+
+def test_bad_outcome_is_shown_under_that_action(ana_client, customer):
+    intervention = InterventionFactory(customer=customer)
+    response = ana_client.post(url(customer), {"form": "outcome", "out-intervention": intervention.pk, "out-outcome": "maybe"})
+    assert response.status_code == 400
+    assert response.context["outcome_errors"]["pk"] == intervention.pk
+    assert "Unknown outcome 'maybe'" in response.context["outcome_errors"]["outcome"][0]
+    intervention.refresh_from_db()
+    assert intervention.outcome == ""
+
+
+def test_cannot_record_outcome_of_another_customers_action(ana_client, ana, customer, version):
+    other = scored_customer(owner=ana, version=version)
+    foreign = InterventionFactory(customer=other)
+    response = ana_client.post(url(customer), {"form": "outcome", "out-intervention": foreign.pk, "out-outcome": "churned"})
+    assert "That action does not belong to this customer." in response.content.decode()
+    foreign.refresh_from_db()
+    assert foreign.outcome == ""
+
+
+def test_owner_cannot_post_to_another_owners_customer(client, ben, customer):
+    client.force_login(ben.user)
+    response = client.post(url(customer), {"form": "action", "act-action": "call"})
+    assert response.status_code == 403
+    assert not Intervention.objects.exists()
+
+
+def test_customer_page_query_count_does_not_grow_with_history(ana_client, ana, version):
+    def grow(customer, n):
+        for i in range(n):
+            EventFactory(customer=customer, kind=Event.Kind.REVIEW, rating=2, text=f"meh {i}", amount=None)
+            InterventionFactory(customer=customer)
+    small = scored_customer(owner=ana, probabilities=[0.4] * 3, version=version)
+    large = scored_customer(owner=ana, probabilities=[0.4] * 60, version=version)
+    grow(small, 2)
+    grow(large, 40)
+    ana_client.get(url(small))
+    with CaptureQueriesContext(connection) as few:
+        ana_client.get(url(small))
+    with CaptureQueriesContext(connection) as many:
+        ana_client.get(url(large))
+    assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+    assert len(many) <= 14
