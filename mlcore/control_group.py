@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
+
 # 53 bits fit a float64 mantissa exactly, so every draw is a distinct, exact value in [0, 1).
 _MANTISSA_BITS = 53
 
@@ -48,3 +50,24 @@ def _check_key_and_salt(customer_key: str, salt: str) -> None:
         raise ValueError(f"customer_key must be a non-empty string (the shop's customer id), got {customer_key!r}")
     if not isinstance(salt, str) or not salt:
         raise ValueError("salt must be a non-empty string; it names the experiment (e.g. 'control-2026')")
+
+
+def control_group_evaluation_weights(is_alert_eligible, is_control, *, share: float) -> np.ndarray:
+    """Row weights that make untreated rows stand for the whole population under "no alerts".
+
+    For backtests and calibration checks of the no-action risk a model should predict:
+    customers the policy would not alert count once; among the would-be-alerted, only the
+    held-out ones are untreated by design, so each stands for 1 / share customers; alerted
+    customers get weight 0 (their outcome is what the alert made of it). Sums of weights
+    estimate population counts, so a weighted churn rate is the no-alert churn rate.
+    """
+    _check_share(share)
+    if share == 0:
+        raise ValueError("with a control group share of 0 there are no untreated would-be-alerted customers to weight")
+    eligible = np.asarray(is_alert_eligible, dtype=bool)
+    control = np.asarray(is_control, dtype=bool)
+    if eligible.shape != control.shape:
+        raise ValueError(f"is_alert_eligible and is_control need one entry per row ({eligible.shape} vs {control.shape})")
+    if (control & ~eligible).any():
+        raise ValueError("a held-out customer must be alert-eligible (the hold-out is drawn among would-be-alerted customers)")
+    return np.where(~eligible, 1.0, np.where(control, 1.0 / share, 0.0))

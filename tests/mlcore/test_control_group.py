@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from mlcore.control_group import control_group_draw, control_group_member
+from mlcore.control_group import control_group_draw, control_group_evaluation_weights, control_group_member
 
 SALT = "control-test"
 
@@ -101,3 +101,30 @@ def test_missing_salt_or_key_is_refused():
         control_group_member("", salt=SALT)
     with pytest.raises(ValueError, match="customer_key must be a non-empty string"):
         control_group_member(123, salt=SALT)  # type: ignore[arg-type]
+
+
+def test_evaluation_weights_recover_the_no_alert_churn_rate():
+    # 20,000 customers; the riskiest 30% are alert-eligible; 10% of those are held out.
+    rng = np.random.default_rng(0)
+    n = 20_000
+    risk = rng.beta(2, 4, n)
+    eligible = risk >= np.quantile(risk, 0.7)
+    control = eligible & np.array([control_group_member(f"C{i}", salt=SALT) for i in range(n)])
+    churn_without_alerts = rng.random(n) < risk
+    observed = churn_without_alerts & ~(eligible & ~control & (rng.random(n) < 0.4))  # alerts save 40%
+    weights = control_group_evaluation_weights(eligible, control, share=0.10)
+    assert set(np.unique(weights)) == {0.0, 1.0, 10.0}
+    assert weights.sum() == pytest.approx(n, rel=0.03)
+    weighted_rate = (weights * observed).sum() / weights.sum()
+    naive_rate = observed.mean()  # mixes in the customers the alerts saved
+    assert weighted_rate == pytest.approx(churn_without_alerts.mean(), abs=0.015)
+    assert naive_rate < churn_without_alerts.mean() - 0.03
+
+
+def test_evaluation_weights_refuse_inconsistent_input():
+    with pytest.raises(ValueError, match="held-out customer must be alert-eligible"):
+        control_group_evaluation_weights([False], [True], share=0.1)
+    with pytest.raises(ValueError, match="one entry per row"):
+        control_group_evaluation_weights([True, False], [True], share=0.1)
+    with pytest.raises(ValueError, match="share of 0 there are no untreated"):
+        control_group_evaluation_weights([True], [False], share=0.0)
