@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Hashable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 MIN_N = 30  # customers per arm before a lift is reported as measured
@@ -272,6 +273,23 @@ class LiftBreakdown:
 REQUIRED_COLUMNS = ("is_control", "churned", "action", "segment")
 
 
+def as_flags(values: pd.Series, name: str) -> np.ndarray:
+    """A 0/1 or boolean column as a bool array; anything else (None, "no", 2) is refused.
+
+    Strings are refused on purpose: bool("False") is True, which would silently move
+    customers between the held-out and treated groups.
+    """
+    if values.isna().any():
+        raise ValueError(f"{name} has missing values; keep only customers whose {name} is known")
+    numeric = pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+    if not numeric and any(isinstance(v, str) for v in values):
+        raise ValueError(f"{name} must be 0/1 or False/True, not text")
+    numbers = values.astype(float).to_numpy()
+    if ((numbers != 0) & (numbers != 1)).any():
+        raise ValueError(f"{name} must be 0/1 (or False/True)")
+    return numbers == 1
+
+
 def retention_lift_breakdown(
     df: pd.DataFrame,
     *,
@@ -305,12 +323,8 @@ def retention_lift_breakdown(
     missing = [c for c in (*REQUIRED_COLUMNS, *adjust_for) if c not in df.columns]
     if missing:
         raise ValueError(f"lift data is missing column(s) {missing}; need {list(REQUIRED_COLUMNS)} and the adjust_for columns")
-    if df["churned"].isna().any():
-        raise ValueError("churned has missing values; keep only customers whose outcome is known")
-    churned = df["churned"].astype(int).to_numpy()
-    if ((churned != 0) & (churned != 1)).any():
-        raise ValueError("churned must be 0/1 (or False/True)")
-    control = df["is_control"].astype(bool).to_numpy()
+    churned = as_flags(df["churned"], "churned").astype(int)
+    control = as_flags(df["is_control"], "is_control")
     action = df["action"].where(df["action"].notna() & (df["action"].astype(str) != ""), None)
     has_action = action.notna().to_numpy()
     segment = df["segment"].fillna("").astype(str).to_numpy()

@@ -24,6 +24,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mlcore.uplift.lift import as_flags
+
 METHOD_T = "t_learner"
 METHOD_X = "x_learner"
 METHOD_SEGMENT = "segment_rates"
@@ -168,15 +170,11 @@ class NextBestActionModel:
         missing = [c for c in required if c not in df.columns]
         if missing:
             raise ValueError(f"next-best-action data is missing column(s) {missing}")
-        if df["churned"].isna().any():
-            raise ValueError("churned has missing values; keep only customers whose outcome is known")
-        y = df["churned"].astype(int).to_numpy()
-        if ((y != 0) & (y != 1)).any():
-            raise ValueError("churned must be 0/1 (or False/True)")
+        y = as_flags(df["churned"], "churned").astype(int)
         action = df["action"].where(df["action"].notna() & (df["action"].astype(str) != ""), None).to_numpy(dtype=object)
         untreated = pd.isna(action)
         self.uses_control_group = "is_control" in df.columns
-        control = df["is_control"].astype(bool).to_numpy() if self.uses_control_group else np.zeros(len(df), bool)
+        control = as_flags(df["is_control"], "is_control") if self.uses_control_group else np.zeros(len(df), bool)
         baseline = (control & untreated) if self.uses_control_group else untreated
         segment = df["segment"].fillna("").astype(str).to_numpy()
         self.segments = tuple(sorted(set(segment)))

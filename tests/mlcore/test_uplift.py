@@ -271,8 +271,12 @@ def test_breakdown_says_which_groups_lack_data():
 def test_breakdown_refuses_missing_columns_and_unknown_outcomes():
     with pytest.raises(ValueError, match=r"missing column\(s\) \['segment'\]"):
         retention_lift_breakdown(pd.DataFrame({"is_control": [True], "churned": [1], "action": [None]}))
-    with pytest.raises(ValueError, match="outcome is known"):
+    with pytest.raises(ValueError, match="churned has missing values"):
         retention_lift_breakdown(pd.DataFrame({"is_control": [True], "churned": [None], "action": [None], "segment": ["a"]}))
+    with pytest.raises(ValueError, match="is_control must be 0/1 or False/True, not text"):
+        retention_lift_breakdown(pd.DataFrame({"is_control": ["False"], "churned": [1], "action": [None], "segment": ["a"]}))
+    with pytest.raises(ValueError, match=r"churned must be 0/1 \(or False/True\)"):
+        retention_lift_breakdown(pd.DataFrame({"is_control": [True], "churned": [2], "action": [None], "segment": ["a"]}))
 
 
 def test_breakdown_of_no_rows_is_not_enough_data():
