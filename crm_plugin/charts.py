@@ -34,7 +34,7 @@ class _Frame:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
     left: int = 46
-    right: int = 12
+    right: int = 20
     top: int = 12
     bottom: int = 34
     parts: list[str] = field(default_factory=list)
@@ -105,10 +105,16 @@ def _axes(frame: _Frame, *, x_label: str, y_label: str, x_percent: bool, y_perce
         out.append(f'<line class="grid" x1="{frame.left}" x2="{frame.width - frame.right}" y1="{_fmt(py)}" y2="{_fmt(py)}"/>')
         out.append(f'<text class="tick" x="{frame.left - 5}" y="{_fmt(py + 3.5)}" text-anchor="end">{_tick_label(y, y_percent)}</text>')
     ticks = x_ticks if x_ticks is not None else [(x, _tick_label(x, x_percent)) for x in _nice_ticks(*frame.x_range, count=5)]
-    for x, text in ticks:
+    for index, (x, text) in enumerate(ticks):
         px = frame.px(x)
+        # Long date labels at the ends would be clipped by the viewBox: align them inwards.
+        anchor = "middle"
+        if x_ticks is not None and index == 0:
+            anchor = "start"
+        elif x_ticks is not None and index == len(ticks) - 1:
+            anchor = "end"
         out.append(f'<line class="grid" x1="{_fmt(px)}" x2="{_fmt(px)}" y1="{frame.top}" y2="{frame.height - frame.bottom}"/>')
-        out.append(f'<text class="tick" x="{_fmt(px)}" y="{frame.height - frame.bottom + 14}" text-anchor="middle">{escape(text)}</text>')
+        out.append(f'<text class="tick" x="{_fmt(px)}" y="{frame.height - frame.bottom + 14}" text-anchor="{anchor}">{escape(text)}</text>')
     base = frame.height - frame.bottom
     out.append(f'<line class="axis" x1="{frame.left}" x2="{frame.width - frame.right}" y1="{base}" y2="{base}"/>')
     out.append(f'<line class="axis" x1="{frame.left}" x2="{frame.left}" y1="{frame.top}" y2="{base}"/>')

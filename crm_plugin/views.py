@@ -221,6 +221,9 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "history_chart": charts.score_history_chart(
             history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM,
         ),
+        "history_chart_narrow": charts.score_history_chart(
+            history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM, width=360, height=220,
+        ),
         "history_count": len(history),
         "reasons": [r for r in (score.reasons if score else []) or [] if isinstance(r, dict)],
         "events": events, "more_events": more, "next_events": min(shown + TIMELINE_STEP, TIMELINE_MAX),
@@ -265,6 +268,13 @@ METRIC_COLUMNS = [
     ("capture_at_10pct", "Capture @10%", True), ("brier", "Brier", False), ("ece", "ECE", False),
     ("train_seconds", "Train s", None),
 ]
+METRIC_DIGITS = {"lift_at_10pct": 2, "train_seconds": 0}
+
+
+def _metric_text(key: str, value) -> str | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return f"{value:,.{METRIC_DIGITS.get(key, 3)}f}"
 
 
 def _curve(family_results: dict, key: str, x: str, y: str) -> tuple[list, list]:
@@ -290,7 +300,7 @@ def _backtest_context(run) -> dict:
             best = False
             if numeric and higher_better is not None and len(values) > 1:
                 best = value == (max(values) if higher_better else min(values))
-            cells.append({"value": value if numeric else None, "best": best})
+            cells.append({"value": _metric_text(key, value), "best": best})
         table.append({"name": name, "cells": cells})
 
     def series(key: str, x: str, y: str) -> list[charts.Series]:
@@ -353,7 +363,7 @@ def model_report(request: HttpRequest) -> HttpResponse:
     metric_keys = [key for key, _, _ in METRIC_COLUMNS]
     for version in versions:
         metrics = version.metrics if isinstance(version.metrics, dict) else {}
-        version.metric_cells = [metrics.get(key) if isinstance(metrics.get(key), (int, float)) else None for key in metric_keys]
+        version.metric_cells = [_metric_text(key, metrics.get(key)) for key in metric_keys]
     return render(request, "crm/models.html", {
         "versions": versions, "run": run, "metric_columns": METRIC_COLUMNS, "bt": _backtest_context(run),
         "can_promote": request.user.is_superuser, "role": _role(request.user), "nav": "models",

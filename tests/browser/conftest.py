@@ -56,7 +56,7 @@ def _curves(strength: float) -> dict:
     """Plausible backtest curves for a model of the given strength (for the report screenshots)."""
     grid = [i / 20 for i in range(21)]
     tpr = [x ** (1 / (1 + strength)) for x in grid]
-    precision = [max(0.3, 0.95 - (0.65 * r ** (1.5 - strength))) for r in grid]
+    precision = [max(0.31, 0.95 - 0.64 * r ** (1 + 3 * strength)) for r in grid]
     capture = [min(1.0, x ** (1 / (1 + strength * 1.3))) for x in grid]
     centres = [0.05 + 0.1 * i for i in range(10)]
     observed = [min(1, max(0, c + 0.05 * math.sin(6 * c) * (1 - strength))) for c in centres]
