@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import (
     Count, Exists, F, FloatField, OuterRef, Q, QuerySet, Subquery, Window,
 )
@@ -137,6 +138,16 @@ class WorklistRow:
         return self.history[-1] - self.history[0]
 
 
+def worklist_page_customers(qs: QuerySet[Customer], ids: list[int]) -> list[Customer]:
+    """Full rows for one page of ids, in page order.
+
+    The page itself is chosen by sorting ids only: carrying every column (reasons JSON,
+    attributes) through the sort of 100,000 joined rows costs more than this second query.
+    """
+    by_pk = qs.filter(pk__in=ids).in_bulk()
+    return [by_pk[pk] for pk in ids if pk in by_pk]
+
+
 def worklist_rows(customers: list[Customer]) -> list[WorklistRow]:
     """Decorate one page of customers with history, last alert and last action (3 queries)."""
     ids = [c.pk for c in customers]
@@ -165,8 +176,20 @@ def owners_for_filter(*, user: AbstractBaseUser) -> list[AccountOwner]:
 
 
 def segments_for_filter(*, user: AbstractBaseUser) -> list[str]:
-    qs = customer_list_visible_to(user=user).exclude(segment="").order_by("segment").values_list("segment", flat=True).distinct()
-    return list(qs)
+    if not user_sees_everyone(user):
+        qs = customer_list_visible_to(user=user).exclude(segment="").order_by("segment")
+        return list(qs.values_list("segment", flat=True).distinct())
+    # All customers: a loose index scan (one index probe per distinct segment) instead of
+    # DISTINCT over every row, which costs ~30 ms at 100,000 customers.
+    table = connection.ops.quote_name(Customer._meta.db_table)
+    sql = (
+        f"WITH RECURSIVE seg(v) AS (SELECT MIN(segment) FROM {table} WHERE segment > %s "
+        f"UNION ALL SELECT (SELECT MIN(segment) FROM {table} WHERE segment > seg.v) FROM seg WHERE seg.v IS NOT NULL) "
+        f"SELECT v FROM seg WHERE v IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [""])
+        return [row[0] for row in cursor.fetchall()]
 
 
 # --- customer 360 ----------------------------------------------------------------------

@@ -75,8 +75,8 @@ def _worklist_filters(request: HttpRequest) -> tuple[WorklistFilterForm, sv.Work
 def worklist(request: HttpRequest) -> HttpResponse:
     form, filters = _worklist_filters(request)
     qs = sv.worklist_queryset(user=request.user, filters=filters)
-    page = Paginator(qs, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = sv.worklist_rows(list(page.object_list))
+    page = Paginator(qs.values_list("pk", flat=True), WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = sv.worklist_rows(sv.worklist_page_customers(qs, list(page.object_list)))
     for row in rows:
         row.spark = charts.sparkline(row.history)
     return render(request, "crm/worklist.html", {
