@@ -147,6 +147,31 @@ def _tenure(customer: Customer) -> str:
     return f"{days} days"
 
 
+def _evidence_text(evidence) -> str:
+    """Evidence may be a quote, a list of quotes or a mapping of facts; show each as text."""
+    if evidence is None or evidence == "":
+        return ""
+    if isinstance(evidence, dict):
+        return "; ".join(f"{key}: {value}" for key, value in evidence.items() if value not in (None, ""))
+    if isinstance(evidence, (list, tuple)):
+        return " · ".join(_evidence_text(item) for item in evidence if item not in (None, ""))
+    return str(evidence)
+
+
+def _reasons_for_display(reasons) -> list[dict]:
+    shown = []
+    for reason in reasons if isinstance(reasons, list) else []:
+        if not isinstance(reason, dict) or not reason.get("text"):
+            continue
+        weight = reason.get("weight")
+        shown.append({
+            "text": str(reason["text"]),
+            "weight": weight if isinstance(weight, (int, float)) and not isinstance(weight, bool) else None,
+            "evidence": _evidence_text(reason.get("evidence")),
+        })
+    return shown
+
+
 def _outcome_errors(request: HttpRequest, form: OutcomeForm | None) -> dict:
     """Errors of a failed outcome form, keyed so the page shows them under the right action."""
     if form is None or not form.errors:
@@ -225,7 +250,7 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
             history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM, width=360, height=220,
         ),
         "history_count": len(history),
-        "reasons": [r for r in (score.reasons if score else []) or [] if isinstance(r, dict)],
+        "reasons": _reasons_for_display(score.reasons if score else None),
         "events": events, "more_events": more, "next_events": min(shown + TIMELINE_STEP, TIMELINE_MAX),
         "event_kind": kind, "event_kinds": Event.Kind.choices,
         "event_counts": sv.customer_event_counts(customer=customer),

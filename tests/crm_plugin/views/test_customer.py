@@ -169,3 +169,16 @@ def test_customer_page_query_count_does_not_grow_with_history(ana_client, ana, v
         ana_client.get(url(large))
     assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
     assert len(many) <= 14
+
+
+def test_reasons_with_odd_evidence_shapes_render_as_text(ana_client, ana, version):
+    customer = scored_customer(owner=ana, version=version, reasons=[
+        {"code": "tickets", "text": "2 open tickets", "weight": 0.2, "evidence": ["refund missing", "wrong size"]},
+        {"code": "recency", "text": "No order for 80 days", "weight": "n/a", "evidence": {"days_since_order": 80, "usual_gap": 21}},
+        {"code": "broken"},
+        "not a reason",
+    ])
+    content = ana_client.get(url(customer)).content.decode()
+    assert "refund missing · wrong size" in content
+    assert "days_since_order: 80; usual_gap: 21" in content
+    assert content.count('class="r-text"') == 2
