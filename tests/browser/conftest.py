@@ -2,7 +2,8 @@
 
 Skips (fails under CI) when Debian's /usr/bin/chromium is absent. Playwright's sync API
 runs an event loop in the test thread, which trips Django's async-safety check on every
-ORM call made by the test itself; the test thread is not serving requests, so allow it.
+ORM call made by the test itself; the test thread is not serving requests, so these tests
+(and only these) allow it.
 """
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ import pytest
 
 from conftest import ROOT, service_missing
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -25,16 +24,26 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 PASSWORD = "churn-demo-test"
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's loop, and the permission below, end before other test modules
+# touch the ORM. Django reads the variable on every ORM call (database flushes included).
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         service_missing("needs Chromium at /usr/bin/chromium (apt-get install chromium; .ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
