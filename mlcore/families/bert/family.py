@@ -7,6 +7,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -176,10 +177,12 @@ class BertFamily:
                 LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.1, target_modules=["query", "value"]),
             )
         self.feature_names = tuple(train.feature_names)
-        self.feature_mean = np.nanmean(np.where(np.isfinite(train.features), train.features, np.nan), axis=0)
-        self.feature_mean = np.nan_to_num(self.feature_mean.astype(np.float64))
-        std = np.nanstd(np.where(np.isfinite(train.features), train.features, np.nan), axis=0)
-        self.feature_std = np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0).astype(np.float64)
+        finite = np.where(np.isfinite(train.features), train.features, np.nan).astype(np.float64)
+        with warnings.catch_warnings():  # an all-missing column is fine: mean 0, sd 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.feature_mean = np.nan_to_num(np.nanmean(finite, axis=0))
+            std = np.nan_to_num(np.nanstd(finite, axis=0))
+        self.feature_std = np.where(std > 1e-6, std, 1.0)
         model = FusionModel(encoder, len(self.feature_names), cfg.head_hidden, cfg.dropout).to(device)
         self.model, self._quantized_encoder = model, None
 

@@ -249,6 +249,26 @@ def test_lora_training_saves_a_plain_encoder(tiny_path, tmp_path):
     assert np.array_equal(loaded.predict_proba(rows), family.predict_proba(rows))
 
 
+def test_missing_feature_values_score_as_the_train_mean(tiny_path):
+    rows, valid = make_rows(64, seed=1), make_rows(32, seed=2)
+    features = rows.features.copy()
+    features[:, 0] = np.nan  # a feature nobody has yet
+    features[:5, 1] = np.inf
+    rows = dataclasses.replace(rows, features=features)
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1}))
+    family.fit(rows, valid)
+    assert family.feature_mean[0] == 0.0 and family.feature_std[0] == 1.0
+    test = make_rows(6, seed=3)
+    holes = test.features.copy()
+    holes[:, 1] = np.nan
+    at_mean = test.features.copy()
+    at_mean[:, 1] = family.feature_mean[1]
+    emb = family.encode(test.texts)
+    proba = family.predict_proba_from_embeddings(emb, holes)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba, family.predict_proba_from_embeddings(emb, at_mean), atol=1e-6)
+
+
 def test_fit_needs_both_classes(tiny_path):
     rows = make_rows(20, seed=1)
     only_retained = rows.take(rows.labels == 0)
