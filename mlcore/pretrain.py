@@ -81,6 +81,7 @@ class PretrainReport:
     eval_loss_after: float
     hit_time_budget: bool
     mlm_head_initialised_fresh: bool  # the source had no MLM head (e.g. MiniLM): a new one was trained
+    samples_per_s: float = 0.0  # training loop only
 
 
 def read_texts(path: Path | str) -> list[str]:
@@ -245,7 +246,7 @@ def pretrain_mlm(
 
     # 5. The loop: shuffle, mask afresh, forward, backward, clip, step; stop on the budget.
     generator = torch.Generator().manual_seed(config.seed)
-    step, hit_budget, smoothed = 0, False, None
+    step, hit_budget, smoothed, samples_seen = 0, False, None, 0
     bar = tqdm(total=total_steps, desc="mlm pretrain", unit="step", file=sys.stderr, disable=not config.progress_bar)
     loop_started = time.monotonic()
     while step < total_steps and not hit_budget and train_tokens:
@@ -275,12 +276,14 @@ def pretrain_mlm(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            samples_seen += len(inputs)
             smoothed = loss.item() if smoothed is None else 0.9 * smoothed + 0.1 * loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{smoothed:.3f}")
             if progress is not None and (step % 10 == 0 or step == total_steps):
                 progress({"step": step, "total": total_steps, "loss": smoothed})
     bar.close()
+    loop_seconds = time.monotonic() - loop_started
 
     # 6. Measure again on the same masked held-out tokens, then write the checkpoint atomically.
     loss_after = eval_loss()
@@ -301,6 +304,7 @@ def pretrain_mlm(
         eval_loss_after=loss_after,
         hit_time_budget=hit_budget,
         mlm_head_initialised_fresh=bool(fresh_keys),
+        samples_per_s=samples_seen / max(loop_seconds, 1e-9),
     )
     (partial / REPORT_FILE).write_text(json.dumps({**dataclasses.asdict(report), "config": dataclasses.asdict(config)}, indent=2))
     out_dir.parent.mkdir(parents=True, exist_ok=True)

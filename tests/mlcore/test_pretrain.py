@@ -33,7 +33,7 @@ def pretrained(tiny_path, corpus, tmp_path_factory):
 
 
 def test_pretraining_lowers_the_held_out_masked_lm_loss(pretrained):
-    assert pretrained.steps > 0 and pretrained.n_eval == 16
+    assert pretrained.steps > 0 and pretrained.n_eval == 16 and pretrained.samples_per_s > 0
     assert pretrained.eval_loss_after < pretrained.eval_loss_before - 1.0
     # The tiny checkpoint is a bare BertModel: its MLM head had to be made, and we say so.
     assert pretrained.mlm_head_initialised_fresh
