@@ -1,2 +1,8 @@
 """REST API routes (DRF). Every endpoint needs authentication."""
-urlpatterns: list = []
+from django.urls import path
+
+from crm_plugin.apis import EventBatchApi
+
+urlpatterns = [
+    path("events/", EventBatchApi.as_view(), name="api-events"),
+]

@@ -20,6 +20,11 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda o: f"{o.username}@shop.example")
     password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
 
+    @classmethod
+    def _after_postgeneration(cls, instance, create, results=None):
+        if create and results:
+            instance.save()  # store the hashed password
+
 
 class AccountOwnerFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -1,0 +1,181 @@
+"""The import service: all or nothing, idempotent, clear errors with row numbers."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from crm_plugin.errors import CrmError
+from crm_plugin.models import Customer, Event
+from crm_plugin.services.events_import import events_import_file, events_import_records
+from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory
+
+pytestmark = pytest.mark.django_db
+
+GOOD_TX = "customer_id,timestamp,amount,quantity\nC1,2026-01-05,10.50,1\nC2,20260106,20,2\nC1,2026-02-01T10:00:00+02:00,5.25,\n"
+
+
+def write(tmp_path, text, name="data.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def test_transactions_create_customers_and_orders(tmp_path):
+    summary = events_import_file(path=write(tmp_path, GOOD_TX), fmt="transactions")
+    assert (summary.rows, summary.added, summary.customers_created) == (3, 3, 2)
+    c1 = Customer.objects.get(external_id="C1")
+    orders = list(c1.events.order_by("occurred_at"))
+    assert [o.amount for o in orders] == [Decimal("10.50"), Decimal("5.25")]
+    assert orders[1].occurred_at.isoformat() == "2026-02-01T08:00:00+00:00"
+    assert c1.first_seen_at.date().isoformat() == "2026-01-05"
+    assert Event.objects.get(customer__external_id="C2").occurred_at.date().isoformat() == "2026-01-06"
+
+
+def test_reimport_adds_nothing(tmp_path):
+    path = write(tmp_path, GOOD_TX)
+    events_import_file(path=path, fmt="transactions")
+    again = events_import_file(path=path, fmt="transactions")
+    assert (again.added, again.skipped, again.customers_created) == (0, 3, 0)
+    assert Event.objects.count() == 3
+
+
+def test_identical_rows_in_one_file_are_two_events_and_stay_two(tmp_path):
+    path = write(tmp_path, "customer_id,timestamp,amount\nC1,2026-01-05,10\nC1,2026-01-05,10\n")
+    assert events_import_file(path=path, fmt="transactions").added == 2
+    assert events_import_file(path=path, fmt="transactions").added == 0
+    assert Event.objects.count() == 2
+
+
+def test_bad_date_in_row_3_names_row_and_column_and_writes_nothing(tmp_path):
+    CustomerFactory(external_id="C0")
+    before = (Event.objects.count(), Customer.objects.count())
+    text = "customer_id,timestamp,amount\nC1,2026-01-05,10\nC2,2026-01-06,10\nC3,2026-13-45,10\nC4,2026-01-07,10\n"
+    with pytest.raises(CrmError) as err:
+        events_import_file(path=write(tmp_path, text), fmt="transactions")
+    message = str(err.value)
+    assert "row 3 (line 4), column 'timestamp'" in message
+    assert "'2026-13-45' is not a date" in message
+    assert "nothing was imported" in message
+    assert (Event.objects.count(), Customer.objects.count()) == before
+    assert err.value.problems[0]["row"] == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("customer_id,amount\nC1,10\n", "missing column(s): timestamp"),
+        ("customer_id,timestamp,amount\n", "header but no data rows"),
+        ("customer_id,timestamp,amount\nC1,2026-01-05,ten\n", "row 1 (line 2), column 'amount': 'ten' is not a number"),
+        ("customer_id,timestamp,amount\nC1,2026-01-05,\n", "column 'amount': is empty"),
+        ("customer_id,timestamp,amount,quantity\nC1,2026-01-05,1,-2\n", "column 'quantity': -2 is out of range"),
+        ("customer_id,timestamp,amount,quantity\nC1,2026-01-05,1,1.5\n", "'1.5' is not a whole number"),
+        ("customer_id,timestamp,amount\nC1,2999-01-05,1\n", "is in the future"),
+        ("customer_id,timestamp,amount\n,2026-01-05,1\n", "column 'customer_id': is empty"),
+        ("customer_id,timestamp,amount,colour\nC1,2026-01-05,1,red\n", "unknown column(s): colour"),
+        ("customer_id,timestamp,amount\nC1,2026-01-05\n", "has 2 fields, the header has 3"),
+        ("customer_id,timestamp,amount\n" + "C" * 200 + ",2026-01-05,1\n", "is 200 characters long; the limit is 128"),
+    ],
+)
+def test_bad_transactions_get_clear_errors(tmp_path, text, expected):
+    with pytest.raises(CrmError) as err:
+        events_import_file(path=write(tmp_path, text), fmt="transactions")
+    assert expected in str(err.value)
+    assert Event.objects.count() == 0
+
+
+def test_empty_file(tmp_path):
+    with pytest.raises(CrmError, match="the file is empty"):
+        events_import_file(path=write(tmp_path, ""), fmt="transactions")
+
+
+def test_wrong_encoding_names_the_line(tmp_path):
+    text = "customer_id,timestamp,amount\nC1,2026-01-05,1\nMüller,2026-01-05,1\n".encode("latin-1")
+    with pytest.raises(CrmError, match=r"line 3 is not UTF-8 text .*save the file as UTF-8"):
+        events_import_file(path=write(tmp_path, text), fmt="transactions")
+    assert Customer.objects.count() == 0
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = write(tmp_path, "\ufeffcustomer_id,timestamp,amount\nC1,2026-01-05,1\n")
+    assert events_import_file(path=path, fmt="transactions").added == 1
+
+
+def test_first_20_problems_then_a_count(tmp_path):
+    rows = "".join(f"C{i},not-a-date,1\n" for i in range(25))
+    with pytest.raises(CrmError) as err:
+        events_import_file(path=write(tmp_path, "customer_id,timestamp,amount\n" + rows), fmt="transactions")
+    assert "25 problems" in str(err.value)
+    assert "... and 5 more" in str(err.value)
+    assert len(err.value.problems) == 20
+
+
+def test_csv_events_with_kind_column_and_customer_fields(tmp_path):
+    owner = AccountOwnerFactory(email="ana@shop.example")
+    text = (
+        "customer_id,kind,occurred_at,amount,rating,text,attributes,name,segment,owner_email\n"
+        'C9,review,2026-03-01,,1,arrived broken,"{""product"": ""mug""}",Ada,vip,ANA@shop.example\n'
+        'C9,ticket,2026-03-02,,,refund not processed,"{""status"": ""open""}",,,\n'
+    )
+    summary = events_import_file(path=write(tmp_path, text), fmt="csv")
+    assert summary.added == 2
+    customer = Customer.objects.get(external_id="C9")
+    assert (customer.name, customer.segment, customer.owner) == ("Ada", "vip", owner)
+    review = customer.events.get(kind="review")
+    assert (review.rating, review.text, review.attributes) == (1, "arrived broken", {"product": "mug"})
+
+
+def test_csv_with_kind_option_and_errors(tmp_path):
+    ok = write(tmp_path, "customer_id,occurred_at\nC1,2026-03-01\n")
+    assert events_import_file(path=ok, fmt="csv", kind="visit").added == 1
+    with pytest.raises(CrmError, match="missing column\\(s\\): kind"):
+        events_import_file(path=ok, fmt="csv")
+    bad = write(tmp_path, "customer_id,kind,occurred_at,rating\nC1,review,2026-03-01,7\nC1,parcel,2026-03-01,\n", "bad.csv")
+    with pytest.raises(CrmError) as err:
+        events_import_file(path=bad, fmt="csv")
+    assert "row 1 (line 2), column 'rating': 7 is out of range (1 to 5)" in str(err.value)
+    assert "row 2 (line 3), column 'kind': 'parcel' is not a kind" in str(err.value)
+
+
+def test_unknown_owner_email_is_an_error(tmp_path):
+    path = write(tmp_path, "customer_id,kind,occurred_at,owner_email\nC1,visit,2026-03-01,nobody@x.example\n")
+    with pytest.raises(CrmError, match="no account owner with email 'nobody@x.example'"):
+        events_import_file(path=path, fmt="csv")
+
+
+def test_jsonl(tmp_path):
+    lines = [
+        {"customer_id": "C1", "kind": "order", "occurred_at": "2026-03-01T10:00:00Z", "amount": 12.5, "quantity": 2,
+         "attributes": {"category": "shoes"}, "source_id": "shop-order-1"},
+        {"customer_id": "C1", "kind": "visit", "occurred_at": "2026-03-02"},
+    ]
+    path = write(tmp_path, "\n".join(json.dumps(x) for x in lines) + "\n\n", "events.jsonl")
+    assert events_import_file(path=path, fmt="jsonl").added == 2
+    assert Event.objects.get(source_id="shop-order-1").attributes == {"category": "shoes"}
+    assert events_import_file(path=path, fmt="jsonl").added == 0
+
+
+def test_jsonl_bad_line(tmp_path):
+    path = write(tmp_path, '{"customer_id": "C1", "kind": "visit", "occurred_at": "2026-03-02"}\n{oops\n', "e.jsonl")
+    with pytest.raises(CrmError, match="row 2: is not valid JSON"):
+        events_import_file(path=path, fmt="jsonl")
+    assert Event.objects.count() == 0
+
+
+def test_order_needs_amount_and_review_needs_rating():
+    with pytest.raises(CrmError) as err:
+        events_import_records(records=[
+            {"customer_id": "C1", "kind": "order", "occurred_at": "2026-03-01"},
+            {"customer_id": "C1", "kind": "review", "occurred_at": "2026-03-01"},
+            "not an object",
+        ])
+    fields = [(p["row"], p["field"]) for p in err.value.problems]
+    assert fields == [(1, "amount"), (2, "rating"), (3, None)]
+
+
+def test_batch_limits():
+    with pytest.raises(CrmError, match="non-empty list"):
+        events_import_records(records=[])
+    with pytest.raises(CrmError, match="send at most 10,000 per request"):
+        events_import_records(records=[{}] * 10_001)
