@@ -371,6 +371,7 @@ class _Staging:
         if self.postgres:
             self._copy_cm.__exit__(None, None, None)
             self._copy_cm = None
+            self.cursor.execute("ANALYZE import_staging")  # temp tables have no statistics otherwise
         else:
             self.flush()
 
