@@ -317,10 +317,20 @@ class _EventWriter:
             self.flush()
 
     def flush(self) -> None:
-        if self.rows:
-            with connection.cursor() as cursor:
+        if not self.rows:
+            return
+        with connection.cursor() as cursor:
+            if self.postgres:
+                # COPY is several times faster than a prepared INSERT on PostgreSQL.
+                quote = connection.ops.quote_name
+                copy_sql = (f"COPY {quote(Event._meta.db_table)} "
+                            f"({', '.join(quote(c) for c in self.COLUMNS)}) FROM STDIN")
+                with cursor.cursor.copy(copy_sql) as copy:
+                    for row in self.rows:
+                        copy.write_row(row)
+            else:
                 cursor.executemany(self.sql, self.rows)
-            self.rows = []
+        self.rows = []
 
 
 def _money(value: float) -> Decimal:
