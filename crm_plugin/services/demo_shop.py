@@ -572,8 +572,9 @@ def demo_shop_generate(*, customers: int, days: int, seed: int, end_date: date |
                 external_id=f"{EXTERNAL_ID_PREFIX}{g + 1:07d}", name=f"{first} {last}",
                 email=f"{first}.{last}{g + 1}@{domain}".lower().replace(" ", "").replace("'", ""),
                 segment=segment, owner=owners[pop.owner_idx[g]],
+                # Customers who join in the window are first seen at the start of their first order's day.
                 first_seen_at=start + timedelta(days=int(pop.first_seen_offset[g]),
-                                                hours=int(type_rng.integers(7, 23))),
+                                                hours=0 if pop.is_new[g] else int(type_rng.integers(7, 23))),
                 attributes={"country": COUNTRIES[0][pop.country[g]], "acquisition_channel": CHANNELS[0][pop.channel[g]],
                             "newsletter": bool(type_rng.random() < 0.45)},
             ))
