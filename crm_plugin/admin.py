@@ -7,7 +7,7 @@ up front so their query count does not grow with the number of rows shown.
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.text import Truncator
@@ -30,11 +30,34 @@ from crm_plugin.services.alerts import alert_resend
 from crm_plugin.services.interventions import intervention_record_outcome
 
 CUSTOMER_SEARCH = ("customer__external_id", "customer__name", "customer__email", "customer__owner__name")
+# For tables with millions of rows (events, score history) a substring search would scan them all.
+CUSTOMER_SEARCH_EXACT = ("=customer__external_id", "=customer__email")
 INLINE_LIMIT = 10
 
 
 def _short(text: str, length: int = 60) -> str:
     return Truncator(text or "").chars(length)
+
+
+class CustomerExactSearchMixin:
+    """Search a big per-customer table by exact shop id or email (and an exact extra field).
+
+    The customer is looked up first, so the query uses the (customer, time) index instead of
+    scanning millions of rows through a join with an OR across tables.
+    """
+
+    exact_search_field: str | None = None
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        ids = list(Customer.objects.filter(Q(external_id=term) | Q(email__iexact=term))
+                   .values_list("pk", flat=True)[:1000])
+        condition = Q(customer_id__in=ids)
+        if self.exact_search_field:
+            condition |= Q(**{self.exact_search_field: term})
+        return queryset.filter(condition), False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -143,12 +166,13 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(CustomerExactSearchMixin, admin.ModelAdmin):
     """Events are an append-only log: they can be added (a manual correction) but never edited or deleted."""
 
     list_display = ("occurred_at", "customer", "kind", "amount", "quantity", "rating", "text_short", "source_id")
     list_filter = ("kind", "rating", "occurred_at")
-    search_fields = CUSTOMER_SEARCH + ("source_id",)
+    search_fields = CUSTOMER_SEARCH_EXACT + ("=source_id",)
+    exact_search_field = "source_id"
     list_select_related = ("customer",)
     autocomplete_fields = ("customer",)
     date_hierarchy = "occurred_at"
@@ -218,10 +242,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChurnScore)
-class ChurnScoreAdmin(ReadOnlyAdmin):
+class ChurnScoreAdmin(CustomerExactSearchMixin, ReadOnlyAdmin):
     list_display = ("as_of", "customer", "owner", "probability_pct", "band", "model_version", "top_reason")
     list_filter = ("band", "model_version", "as_of")
-    search_fields = CUSTOMER_SEARCH
+    search_fields = CUSTOMER_SEARCH_EXACT
     list_select_related = ("customer__owner", "model_version")
     date_hierarchy = "as_of"
     show_full_result_count = False

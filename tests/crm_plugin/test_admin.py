@@ -116,8 +116,18 @@ def test_search_by_external_id_name_email_and_owner(staff, shop):
     response = client.get(_url(Customer, "changelist"), {"q": "Chloe"})
     owners = {c.owner.user.username for c in response.context["cl"].result_list}
     assert owners == {"chloe"}
+    # Big per-customer tables search by exact shop id, email or source id (no table scan).
     response = client.get(_url(Event, "changelist"), {"q": customer.external_id})
     assert {e.customer_id for e in response.context["cl"].result_list} == {customer.pk}
+    response = client.get(_url(Event, "changelist"), {"q": customer.email.upper()})
+    assert {e.customer_id for e in response.context["cl"].result_list} == {customer.pk}
+    event = customer.events.order_by("pk").first()
+    response = client.get(_url(Event, "changelist"), {"q": event.source_id})
+    assert list(response.context["cl"].result_list) == [event]
+    response = client.get(_url(Event, "changelist"), {"q": "no-such-customer"})
+    assert list(response.context["cl"].result_list) == []
+    response = client.get(_url(ChurnScore, "changelist"), {"q": customer.external_id})
+    assert list(response.context["cl"].result_list) == [shop["score"]]
     response = client.get(_url(Alert, "changelist"), {"q": "high_risk:1"})
     assert list(response.context["cl"].result_list) == [shop["alert"]]
 
