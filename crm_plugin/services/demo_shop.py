@@ -597,7 +597,8 @@ def demo_shop_generate(*, customers: int, days: int, seed: int, end_date: date |
             progress(int(idx[-1]) + 1, customers)
     if truth is not None:
         for g in range(customers):
-            churn_at = start + timedelta(days=float(pop.churn_day[g]))
+            # Capped at a century: a very loyal customer's draw could otherwise overflow a datetime.
+            churn_at = start + timedelta(days=float(min(pop.churn_day[g], days + 36_500)))
             truth[f"{EXTERNAL_ID_PREFIX}{g + 1:07d}"] = {
                 "churn_at": churn_at, "lead_days": float(pop.lead[g]), "abrupt": bool(pop.lead[g] <= 1)}
 

@@ -1,6 +1,7 @@
 """`manage.py generate_demo_shop`: write a synthetic shop for demos and backtests."""
 from __future__ import annotations
 
+import argparse
 import time
 from datetime import date
 
@@ -14,7 +15,7 @@ def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
-        raise CommandError(f"--end-date must be YYYY-MM-DD; got {text!r}.") from exc
+        raise argparse.ArgumentTypeError(f"must be YYYY-MM-DD; got {text!r}") from exc
 
 
 class Command(BaseCommand):

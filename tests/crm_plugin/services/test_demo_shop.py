@@ -123,6 +123,14 @@ def test_command_refuses_a_second_shop_without_replace_and_if_empty_skips():
     assert "admin   / churn-demo" in text and "maria   / churn-demo" in text
 
 
+def test_quiet_prints_nothing_and_a_bad_end_date_is_explained():
+    out = StringIO()
+    call_command("generate_demo_shop", customers=5, days=30, seed=1, quiet=True, stdout=out)
+    assert out.getvalue() == "" and Customer.objects.count() == 5
+    with pytest.raises(CommandError, match="--end-date: must be YYYY-MM-DD; got '2026-13-01'"):
+        call_command("generate_demo_shop", "--end-date", "2026-13-01", "--replace")
+
+
 def test_replace_never_deletes_imported_customers():
     CustomerFactory(external_id="SHOP-1")
     with pytest.raises(CrmError, match="--replace only removes demo customers"):
