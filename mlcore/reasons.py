@@ -1,0 +1,166 @@
+"""Turn per-feature contributions and text-segment effects into reasons a person can act on.
+
+A reason is {"code", "text", "weight", "evidence"}: weight is the push towards churn in log-odds
+(features of one topic summed), evidence the facts behind the sentence. Only reasons that push
+towards churn are kept, strongest first.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+TOPICS: dict[str, tuple[str, ...]] = {
+    "no_recent_order": ("days_since_last_order", "gap_ratio", "usual_gap_days", "has_orders", "orders_30"),
+    "orders_down": ("orders_90", "orders_trend", "orders_365", "orders_total"),
+    "spend_down": ("spend_30", "spend_90", "spend_365", "spend_total", "spend_trend", "avg_order_value"),
+    "returns": ("returns_90", "returns_365", "return_rate_365"),
+    "bad_review": ("mean_rating_365", "min_rating_90", "low_reviews_90", "reviews_365"),
+    "open_ticket": ("tickets_open", "oldest_open_ticket_days", "tickets_90"),
+    "coupons": ("coupons_365", "coupons_redeemed_365"),
+    "fewer_visits": ("visits_30", "visits_90", "visits_trend", "days_since_last_visit", "days_since_last_event"),
+    "new_customer": ("tenure_days",),
+    "treated": ("treated", "days_since_treatment"),
+}
+SEGMENT_TOPIC = {"review": "bad_review", "ticket": "open_ticket", "return": "returns"}
+SEGMENT_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\w+)(.*)$")
+MIN_WEIGHT = 0.02
+
+
+def _days(as_of: pd.Timestamp, at) -> int | None:
+    if at is None or pd.isna(at):
+        return None
+    return max(0, int((as_of - pd.Timestamp(at)) / pd.Timedelta(days=1)))
+
+
+def _quote(text) -> str:
+    if not isinstance(text, str) or not text.strip():
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _sentence(code: str, f: dict, ev: dict, as_of: pd.Timestamp) -> tuple[str, dict]:
+    if code == "no_recent_order":
+        if not f["has_orders"]:
+            return "has never ordered", {"orders": 0}
+        d, g = int(round(f["days_since_last_order"])), int(round(f["usual_gap_days"]))
+        last = ev.get("last_order_at")
+        return (f"no order for {d} days (usually every {g})",
+                {"days_since_last_order": d, "usual_gap_days": g,
+                 "last_order": None if pd.isna(last) else pd.Timestamp(last).strftime("%Y-%m-%d")})
+    if code == "orders_down":
+        o90, o365 = int(f["orders_90"]), int(f["orders_365"])
+        return f"{o90} orders in the last 90 days ({o365} in the last year)", {"orders_90": o90, "orders_365": o365}
+    if code == "spend_down":
+        s, t = f["spend_90"], f["spend_trend"]
+        prev = max(0.0, (s * (1 - t) - t) / (1 + t)) if t > -1 else 0.0
+        if prev > 0 and s < prev:
+            pct = int(round(100 * (prev - s) / prev))
+            return (f"spend down {pct}% vs previous 90 days ({s:.2f} vs {prev:.2f})",
+                    {"spend_90": round(s, 2), "spend_previous_90": round(prev, 2)})
+        return f"spent {s:.2f} in the last 90 days", {"spend_90": round(s, 2), "spend_365": round(f["spend_365"], 2)}
+    if code == "returns":
+        n, q = int(f["returns_90"]), _quote(ev.get("return_text"))
+        text = f"{n} return{'s' if n != 1 else ''} in the last 90 days" if n else f"{int(f['returns_365'])} returns in the last year"
+        return text + (f": '{q}'" if q else ""), {"returns_90": n, "returns_365": int(f["returns_365"]), "quote": q}
+    if code == "bad_review":
+        rating, at = ev.get("review_rating"), ev.get("review_at")
+        if rating is not None and not pd.isna(rating) and rating <= 3:
+            d, q = _days(as_of, at), _quote(ev.get("review_text"))
+            return (f"{int(rating)}-star review {d} days ago" + (f": '{q}'" if q else ""),
+                    {"rating": int(rating), "days_ago": d, "quote": q, "product": ev.get("review_item") or ""})
+        return f"average rating {f['mean_rating_365']:.1f} over the last year", {"mean_rating_365": round(f["mean_rating_365"], 2)}
+    if code == "open_ticket":
+        if f["tickets_open"] > 0:
+            d, q = int(round(f["oldest_open_ticket_days"])), _quote(ev.get("ticket_text"))
+            n = int(f["tickets_open"])
+            return (f"open ticket for {d} days" + (f": {q}" if q else "") + (f" ({n} open)" if n > 1 else ""),
+                    {"open_tickets": n, "open_for_days": d, "quote": q})
+        return f"{int(f['tickets_90'])} support tickets in the last 90 days", {"tickets_90": int(f["tickets_90"])}
+    if code == "coupons":
+        return (f"{int(f['coupons_365'])} coupons in the last year, {int(f['coupons_redeemed_365'])} redeemed",
+                {"coupons_365": int(f["coupons_365"]), "redeemed": int(f["coupons_redeemed_365"])})
+    if code == "fewer_visits":
+        d = int(round(f["days_since_last_visit"]))
+        if d < 999:
+            return (f"no site visit for {d} days ({int(f['visits_90'])} in the last 90 days)",
+                    {"days_since_last_visit": d, "visits_90": int(f["visits_90"])})
+        return f"no activity for {int(round(f['days_since_last_event']))} days", {"days_since_last_event": int(round(f["days_since_last_event"]))}
+    if code == "new_customer":
+        if f["tenure_days"] > 180:
+            return "", {}
+        return f"customer for only {int(f['tenure_days'])} days", {"tenure_days": int(f["tenure_days"])}
+    if code == "treated":
+        d = int(f["days_since_treatment"])
+        return f"already contacted {d} days ago", {"days_since_treatment": d}
+    raise KeyError(code)
+
+
+def _segment_reason(segment: str, as_of: pd.Timestamp) -> tuple[str, str, dict]:
+    m = SEGMENT_RE.match(segment)
+    if not m:
+        return "text", f"'{_quote(segment)}'", {"segment": segment}
+    date, kind, rest = m.group(1), m.group(2), m.group(3).strip()
+    d = _days(as_of, pd.Timestamp(date))
+    return f"recent_{kind}", f"{kind} {d} days ago: {_quote(rest)}".rstrip(": "), {"date": date, "segment": segment}
+
+
+def build_reasons(
+    *,
+    feature_names: tuple[str, ...],
+    features: np.ndarray,
+    contributions: np.ndarray,
+    evidence: pd.DataFrame,
+    as_of,
+    texts: list[str] | None = None,
+    segment_effects: dict[int, list[tuple[int, float]]] | None = None,
+    top: int = 5,
+) -> list[list[dict]]:
+    """Reasons per row. segment_effects: row -> [(segment index, change in log-odds when removed)]."""
+    as_of = pd.Timestamp(as_of)
+    index = {name: j for j, name in enumerate(feature_names)}
+    topic_cols = {code: [index[c] for c in cols if c in index] for code, cols in TOPICS.items()}
+    topic_weight = {code: contributions[:, cols].sum(axis=1) for code, cols in topic_cols.items() if cols}
+    ev_records = evidence.to_dict("records")
+    out: list[list[dict]] = []
+    for i in range(len(features)):
+        f = {name: float(features[i, j]) for name, j in index.items()}
+        ev = ev_records[i]
+        weights = {code: float(w[i]) for code, w in topic_weight.items()}
+        extra: list[dict] = []
+        for seg_index, delta in (segment_effects or {}).get(i, []):
+            # delta = log-odds without the segment - with it; negative = the segment pushes towards churn
+            push = -delta
+            if push <= MIN_WEIGHT or texts is None:
+                continue
+            segment = texts[i].split("\n")[seg_index]
+            kind = SEGMENT_RE.match(segment)
+            topic = SEGMENT_TOPIC.get(kind.group(2)) if kind else None
+            if topic and topic in weights:
+                weights[topic] += push  # the text confirms the numeric topic: one reason, both pushes
+                continue
+            code, text, evid = _segment_reason(segment, as_of)
+            extra.append({"code": code, "text": text, "weight": round(push, 4), "evidence": evid})
+        reasons = []
+        for code, w in weights.items():
+            if w <= MIN_WEIGHT:
+                continue
+            text, evid = _sentence(code, f, ev, as_of)
+            if not text:
+                continue
+            reasons.append({"code": code, "text": text, "weight": round(w, 4), "evidence": evid})
+        reasons.extend(extra)
+        reasons.sort(key=lambda r: -r["weight"])
+        out.append(reasons[:top])
+    return out
+
+
+def logit_delta(p_full: np.ndarray, effects: list[list[tuple[int, float]]]) -> dict[int, list[tuple[int, float]]]:
+    """Convert occlusion effects in probability (P without - P with) into log-odds deltas."""
+    def lo(p):
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+    return {i: [(s, lo(p_full[i] + d) - lo(p_full[i])) for s, d in row] for i, row in enumerate(effects)}

@@ -1,0 +1,339 @@
+"""Leak-free customer snapshots at a cutoff: numeric features, evidence for reasons, and a deterministic text.
+
+Everything here is plain pandas/numpy and vectorised: only events with `occurred_at < as_of`
+are read. The text uses absolute dates ("2026-11-02 order 45.00 shoes") so it does not change
+when a day passes without events; relative recency lives in the numeric features. That keeps
+the encoder cache valid for customers without new events.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+EVENT_COLUMNS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes")
+WINDOWS = (30, 90, 365)
+NO_HISTORY_DAYS = 999.0  # recency value for "never happened": far beyond any horizon
+TEXT_MAX_EVENTS = 12
+TEXT_MAX_CHARS = 640  # ~128 word pieces of this vocabulary; a cut happens at a segment boundary
+TEXT_SNIPPET_CHARS = 80
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "days_since_last_order", "days_since_last_event", "usual_gap_days", "gap_ratio", "has_orders",
+    "orders_30", "orders_90", "orders_365", "orders_total",
+    "spend_30", "spend_90", "spend_365", "spend_total", "avg_order_value",
+    "orders_trend", "spend_trend",
+    "returns_90", "returns_365", "return_rate_365",
+    "reviews_365", "mean_rating_365", "min_rating_90", "low_reviews_90",
+    "tickets_open", "oldest_open_ticket_days", "tickets_90",
+    "coupons_365", "coupons_redeemed_365",
+    "visits_30", "visits_90", "visits_trend", "days_since_last_visit",
+    "tenure_days", "treated", "days_since_treatment",
+)
+
+
+def _naive_utc(values) -> pd.Series | pd.DatetimeIndex:
+    """datetime64[ns] in UTC without tz, whatever came in (aware, naive, strings, objects)."""
+    out = pd.to_datetime(values, utc=True, errors="coerce")
+    if isinstance(out, pd.Series):
+        return out.dt.tz_localize(None).astype("datetime64[ns]")
+    return out.tz_localize(None).astype("datetime64[ns]")
+
+
+def as_timestamp(as_of) -> pd.Timestamp:
+    ts = pd.Timestamp(as_of)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.as_unit("ns")
+
+
+def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
+    """Normalise an events frame once (types, attribute columns) so many cutoffs reuse it."""
+    df = events.copy()
+    for column in EVENT_COLUMNS:
+        if column not in df:
+            df[column] = None
+    df["customer_id"] = df["customer_id"].astype("int64")
+    df["kind"] = df["kind"].astype(str)
+    df["occurred_at"] = _naive_utc(df["occurred_at"])
+    for column in ("amount", "quantity", "rating"):
+        df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
+    df["text"] = df["text"].fillna("").astype(str)
+    attrs = df["attributes"]
+    is_ticket = (df["kind"] == "ticket").to_numpy()
+    is_coupon = (df["kind"] == "coupon").to_numpy()
+    closed_at = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
+    status = pd.Series("", index=df.index, dtype=object)
+    if is_ticket.any():
+        ticket_attrs = [a if isinstance(a, dict) else {} for a in attrs[is_ticket]]
+        closed_at[is_ticket] = _naive_utc(pd.Series([a.get("closed_at") for a in ticket_attrs], dtype=object)).to_numpy()
+        status[is_ticket] = [str(a.get("status") or "open") for a in ticket_attrs]
+    redeemed = np.zeros(len(df), dtype=bool)
+    if is_coupon.any():
+        redeemed[is_coupon] = [bool(a.get("redeemed")) if isinstance(a, dict) else False for a in attrs[is_coupon]]
+    is_item = df["kind"].isin(["order", "review"]).to_numpy()
+    item = pd.Series("", index=df.index, dtype=object)
+    if is_item.any():
+        item[is_item] = [
+            str((a.get("category") or a.get("product") or "")) if isinstance(a, dict) else "" for a in attrs[is_item]
+        ]
+    # A ticket marked closed without a date is treated as closed when it was opened (nothing better is known).
+    closed_no_date = (status == "closed") & closed_at.isna()
+    closed_at[closed_no_date] = df.loc[closed_no_date, "occurred_at"]
+    df["closed_at"] = closed_at
+    df["redeemed"] = redeemed
+    df["item"] = item.fillna("").astype(str)
+    df = df.drop(columns=["attributes"]).sort_values(["customer_id", "occurred_at"], kind="stable")
+    return df.reset_index(drop=True)
+
+
+def prepare_customers(customers: pd.DataFrame) -> pd.DataFrame:
+    df = customers.copy()
+    df["customer_id"] = df["customer_id"].astype("int64")
+    df["first_seen_at"] = _naive_utc(df["first_seen_at"]) if "first_seen_at" in df else pd.NaT
+    df["segment"] = df["segment"].fillna("").astype(str) if "segment" in df else ""
+    return df.set_index("customer_id", drop=False)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Features, evidence and texts of the customers with history before `as_of` (same row order)."""
+
+    as_of: pd.Timestamp
+    customer_ids: np.ndarray
+    features: pd.DataFrame  # columns FEATURE_NAMES, float32
+    evidence: pd.DataFrame  # raw facts the reasons quote (dates, texts)
+    texts: list[str]
+
+
+def _count(codes: np.ndarray, n: int, weights=None) -> np.ndarray:
+    return np.bincount(codes, weights=weights, minlength=n).astype(np.float64)
+
+
+def _latest_per_customer(frame: pd.DataFrame, ids: pd.Index, value_cols: list[str]) -> pd.DataFrame:
+    """The newest row per customer among `frame` (sorted by time), aligned to `ids`."""
+    last = frame.drop_duplicates("customer_id", keep="last").set_index("customer_id")[value_cols]
+    return last.reindex(ids)
+
+
+def snapshot(
+    events: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of,
+    *,
+    interventions: pd.DataFrame | None = None,
+    prepared: bool = False,
+    max_events_in_text: int = TEXT_MAX_EVENTS,
+    max_chars: int = TEXT_MAX_CHARS,
+) -> Snapshot:
+    """Build features and texts at `as_of` from events strictly before it."""
+    as_of = as_timestamp(as_of)
+    ev = events if prepared else prepare_events(events)
+    cu = customers if prepared else prepare_customers(customers)
+    ev = ev[ev["occurred_at"] < as_of]
+    ids = pd.Index(np.unique(ev["customer_id"].to_numpy()), dtype="int64")
+    n = len(ids)
+    codes = ids.get_indexer(ev["customer_id"].to_numpy())
+    age = ((as_of - ev["occurred_at"]).to_numpy() / np.timedelta64(1, "D")).astype(np.float64)
+    kind = ev["kind"].to_numpy()
+    amount = np.nan_to_num(ev["amount"].to_numpy(), nan=0.0)
+    rating = ev["rating"].to_numpy()
+    f: dict[str, np.ndarray] = {}
+
+    # --- orders: recency, frequency, spend, trends, gaps vs the customer's own rhythm ---
+    is_order = kind == "order"
+    oc, oage, oamt = codes[is_order], age[is_order], amount[is_order]
+    for w in WINDOWS:
+        m = oage < w
+        f[f"orders_{w}"] = _count(oc[m], n)
+        f[f"spend_{w}"] = _count(oc[m], n, oamt[m])
+    f["orders_total"] = _count(oc, n)
+    f["spend_total"] = _count(oc, n, oamt)
+    last_order_age = np.full(n, np.nan)
+    np.fmin.at(last_order_age, oc, oage) if len(oc) else None
+    has_orders = f["orders_total"] > 0
+    f["has_orders"] = has_orders.astype(np.float64)
+    f["days_since_last_order"] = np.where(has_orders, last_order_age, NO_HISTORY_DAYS)
+    prev = (oage >= 90) & (oage < 180)
+    orders_prev90 = _count(oc[prev], n)
+    spend_prev90 = _count(oc[prev], n, oamt[prev])
+    f["orders_trend"] = (f["orders_90"] - orders_prev90) / (f["orders_90"] + orders_prev90 + 1.0)
+    f["spend_trend"] = (f["spend_90"] - spend_prev90) / (f["spend_90"] + spend_prev90 + 1.0)
+    f["avg_order_value"] = np.divide(f["spend_total"], f["orders_total"], out=np.zeros(n), where=has_orders)
+    # Usual gap: median days between consecutive orders (events are sorted by customer, time).
+    orders = ev.loc[is_order, ["customer_id", "occurred_at"]]
+    gaps = orders["occurred_at"].diff().dt.total_seconds().to_numpy() / 86400.0
+    same = orders["customer_id"].to_numpy()
+    valid_gap = np.r_[False, same[1:] == same[:-1]] if len(same) else np.zeros(0, dtype=bool)
+    gap_frame = pd.DataFrame({"c": same[valid_gap], "g": gaps[valid_gap]})
+    usual = gap_frame.groupby("c")["g"].median().reindex(ids).to_numpy(dtype=np.float64)
+    # One order only: no rhythm of its own yet; a month is the neutral guess.
+    usual = np.where(np.isnan(usual), 30.0, np.maximum(usual, 1.0))
+    f["usual_gap_days"] = usual
+    f["gap_ratio"] = np.where(has_orders, f["days_since_last_order"] / usual, NO_HISTORY_DAYS / 30.0)
+
+    # --- any event, visits ---
+    last_age = np.full(n, np.inf)
+    np.minimum.at(last_age, codes, age)
+    f["days_since_last_event"] = last_age
+    is_visit = kind == "visit"
+    vc, vage = codes[is_visit], age[is_visit]
+    f["visits_30"] = _count(vc[vage < 30], n)
+    f["visits_90"] = _count(vc[vage < 90], n)
+    visits_prev90 = _count(vc[(vage >= 90) & (vage < 180)], n)
+    f["visits_trend"] = (f["visits_90"] - visits_prev90) / (f["visits_90"] + visits_prev90 + 1.0)
+    last_visit = np.full(n, NO_HISTORY_DAYS)
+    if len(vc):
+        np.minimum.at(last_visit, vc, vage)
+    f["days_since_last_visit"] = last_visit
+
+    # --- returns ---
+    is_ret = kind == "return"
+    rc, rage = codes[is_ret], age[is_ret]
+    f["returns_90"] = _count(rc[rage < 90], n)
+    f["returns_365"] = _count(rc[rage < 365], n)
+    f["return_rate_365"] = f["returns_365"] / (f["orders_365"] + 1.0)
+
+    # --- reviews ---
+    is_rev = (kind == "review") & ~np.isnan(rating)
+    wc, wage, wr = codes[is_rev], age[is_rev], rating[is_rev]
+    m365 = wage < 365
+    f["reviews_365"] = _count(wc[m365], n)
+    rating_sum = _count(wc[m365], n, wr[m365])
+    # No reviews: a neutral 4 (the typical shop average) so silence does not look like anger.
+    f["mean_rating_365"] = np.divide(rating_sum, f["reviews_365"], out=np.full(n, 4.0), where=f["reviews_365"] > 0)
+    min90 = np.full(n, 5.0)
+    m90 = wage < 90
+    if m90.any():
+        np.minimum.at(min90, wc[m90], wr[m90])
+    f["min_rating_90"] = min90
+    f["low_reviews_90"] = _count(wc[m90 & (wr <= 2)], n)
+
+    # --- tickets: open at as_of means not closed before as_of ---
+    is_tix = kind == "ticket"
+    closed_at = ev["closed_at"].to_numpy()[is_tix]
+    open_now = np.isnat(closed_at) | (closed_at >= np.datetime64(as_of))
+    tc, tage = codes[is_tix], age[is_tix]
+    f["tickets_open"] = _count(tc[open_now], n)
+    oldest = np.zeros(n)
+    if open_now.any():
+        np.maximum.at(oldest, tc[open_now], tage[open_now])
+    f["oldest_open_ticket_days"] = oldest
+    f["tickets_90"] = _count(tc[tage < 90], n)
+
+    # --- coupons ---
+    is_cp = (kind == "coupon") & (age < 365)
+    f["coupons_365"] = _count(codes[is_cp], n)
+    f["coupons_redeemed_365"] = _count(codes[is_cp & ev["redeemed"].to_numpy()], n)
+
+    # --- tenure and treatment ---
+    first_event_age = np.zeros(n)
+    np.maximum.at(first_event_age, codes, age)
+    first_seen = cu["first_seen_at"].reindex(ids).to_numpy() if len(cu) else np.full(n, np.datetime64("NaT"))
+    seen_age = (np.datetime64(as_of) - first_seen) / np.timedelta64(1, "D")
+    seen_age = np.where(np.isnan(seen_age) | (seen_age < 0), 0.0, seen_age)
+    f["tenure_days"] = np.maximum(first_event_age, seen_age)
+    f["treated"] = np.zeros(n)
+    f["days_since_treatment"] = np.full(n, NO_HISTORY_DAYS)
+    if interventions is not None and len(interventions):
+        iv = interventions
+        created = _naive_utc(iv["created_at"]).to_numpy()
+        before = created < np.datetime64(as_of)
+        ic = ids.get_indexer(iv["customer_id"].to_numpy()[before])
+        keep = ic >= 0
+        iage = (np.datetime64(as_of) - created[before][keep]) / np.timedelta64(1, "D")
+        if keep.any():
+            f["treated"][np.unique(ic[keep])] = 1.0
+            np.minimum.at(f["days_since_treatment"], ic[keep], iage)
+
+    features = pd.DataFrame({name: f[name].astype(np.float32) for name in FEATURE_NAMES}, index=ids)
+    evidence = _evidence(ev, ids, as_of, is_order, is_rev, is_tix, open_now)
+    texts = _texts(ev, ids, cu, max_events_in_text=max_events_in_text, max_chars=max_chars, as_of=as_of)
+    return Snapshot(as_of=as_of, customer_ids=ids.to_numpy(), features=features, evidence=evidence, texts=texts)
+
+
+def _evidence(ev, ids, as_of, is_order, is_rev, is_tix, open_now) -> pd.DataFrame:
+    """The facts a reason quotes: last order date, the worst recent review, the oldest open ticket."""
+    out = pd.DataFrame(index=ids)
+    last_order = _latest_per_customer(ev[is_order], ids, ["occurred_at", "amount"])
+    out["last_order_at"] = last_order["occurred_at"]
+    reviews = ev[is_rev & (ev["occurred_at"] >= as_of - pd.Timedelta(days=90))]
+    worst = reviews.sort_values(["customer_id", "rating", "occurred_at"], ascending=[True, False, True], kind="stable")
+    worst = _latest_per_customer(worst, ids, ["occurred_at", "rating", "text", "item"])
+    out["review_at"], out["review_rating"], out["review_text"], out["review_item"] = (
+        worst["occurred_at"], worst["rating"], worst["text"], worst["item"])
+    tickets = ev[is_tix][open_now].sort_values(["customer_id", "occurred_at"], ascending=[True, False], kind="stable")
+    oldest = _latest_per_customer(tickets, ids, ["occurred_at", "text"])
+    out["ticket_at"], out["ticket_text"] = oldest["occurred_at"], oldest["text"]
+    returns = _latest_per_customer(ev[ev["kind"] == "return"], ids, ["occurred_at", "text"])
+    out["return_at"], out["return_text"] = returns["occurred_at"], returns["text"]
+    return out
+
+
+def _money(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: "" if pd.isna(v) else f" {v:.2f}")
+
+
+def _snippet(text: pd.Series) -> pd.Series:
+    cleaned = text.str.replace(r"\s+", " ", regex=True).str.strip()
+    cut = cleaned.str.slice(0, TEXT_SNIPPET_CHARS)
+    return cut.where(cut == "", ": " + cut)
+
+
+def _texts(ev, ids, cu, *, max_events_in_text: int, max_chars: int, as_of) -> list[str]:
+    """profile \\n aggregates \\n newest event \\n ... (absolute dates only, so a quiet day changes nothing)."""
+    if not len(ids):
+        return []
+    recent = ev.groupby("customer_id", sort=False).tail(max_events_in_text)
+    recent = recent.iloc[::-1]  # newest first within each customer
+    date = recent["occurred_at"].dt.strftime("%Y-%m-%d")
+    kind = recent["kind"]
+    item = recent["item"].where(recent["item"] == "", " " + recent["item"])
+    seg = date + " " + kind
+    seg = seg.where(kind != "order", seg + _money(recent["amount"]) + item)
+    rating = recent["rating"].map(lambda r: "" if pd.isna(r) else f" {int(r)}/5")
+    seg = seg.where(kind != "review", seg + rating + item + _snippet(recent["text"]))
+    closed = recent["closed_at"]
+    is_closed = closed.notna() & (closed < as_of)
+    status = pd.Series(np.where(is_closed, " closed " + closed.dt.strftime("%Y-%m-%d").fillna(""), " open"), index=recent.index)
+    seg = seg.where(kind != "ticket", seg + status + _snippet(recent["text"]))
+    seg = seg.where(kind != "return", seg + _money(recent["amount"]) + _snippet(recent["text"]))
+    seg = seg.where(kind != "coupon", seg + _money(recent["amount"]) + np.where(recent["redeemed"], " redeemed", ""))
+    events_text = seg.groupby(recent["customer_id"], sort=False).agg("\n".join).reindex(ids)
+
+    # Aggregates over the whole history before as_of: they change only when an event arrives.
+    g = ev.groupby("customer_id", sort=False)
+    is_order = ev["kind"] == "order"
+    n_orders = is_order.groupby(ev["customer_id"]).sum().reindex(ids).fillna(0).astype(int)
+    spend = ev["amount"].where(is_order, 0.0).fillna(0.0).groupby(ev["customer_id"]).sum().reindex(ids).fillna(0.0)
+    n_returns = (ev["kind"] == "return").groupby(ev["customer_id"]).sum().reindex(ids).fillna(0).astype(int)
+    n_tickets = (ev["kind"] == "ticket").groupby(ev["customer_id"]).sum().reindex(ids).fillna(0).astype(int)
+    ratings = ev["rating"].where(ev["kind"] == "review")
+    mean_rating = ratings.groupby(ev["customer_id"]).mean().reindex(ids)
+    first = g["occurred_at"].min().reindex(ids).dt.strftime("%Y-%m-%d")
+    aggregates = (
+        "history: " + n_orders.astype(str) + " orders, " + spend.map(lambda v: f"{v:.2f}") + " spent, "
+        + n_returns.astype(str) + " returns, " + n_tickets.astype(str) + " tickets"
+        + mean_rating.map(lambda r: "" if pd.isna(r) else f", average rating {r:.1f}")
+    )
+    segment = cu["segment"].reindex(ids).fillna("") if len(cu) else pd.Series("", index=ids)
+    profile = "customer since " + first + segment.map(lambda s: f", segment {s}" if s else "")
+    full = (profile + "\n" + aggregates + "\n" + events_text.fillna("")).tolist()
+    return [_cut(t, max_chars) for t in full]
+
+
+def _cut(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind("\n", 0, max_chars)
+    return text[:cut] if cut > 0 else text[:max_chars]
+
+
+def churn_labels(events: pd.DataFrame, customer_ids: np.ndarray, as_of, horizon_days: int) -> np.ndarray:
+    """1 = no order in [as_of, as_of + horizon), per customer id (prepared events)."""
+    as_of = as_timestamp(as_of)
+    end = as_of + pd.Timedelta(days=horizon_days)
+    t = events["occurred_at"]
+    ordered = events.loc[(events["kind"] == "order") & (t >= as_of) & (t < end), "customer_id"].unique()
+    return (~np.isin(customer_ids, ordered)).astype(np.int8)
