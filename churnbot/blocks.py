@@ -156,7 +156,34 @@ def alert_message(alert: Alert, *, footer: str | None = None, digest_items: Sequ
         return _digest_message(alert, digest_items)
     if alert.kind == Alert.Kind.FOLLOW_UP:
         return _follow_up_message(alert, footer=footer)
+    if alert.kind == Alert.Kind.ESCALATION:
+        return _escalation_message(alert, footer=footer)
     return _risk_message(alert, footer=footer)
+
+
+def _escalation_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
+    customer: Customer = alert.customer
+    data = alert.payload or {}
+    name = customer.name or customer.external_id
+    fallback = cut(
+        f"No action yet: {name} ({customer.external_id}) was alerted to {data.get('owner', 'their owner')} "
+        f"on {data.get('alerted_on', '?')} ({data.get('days_waiting', '?')} days ago) at churn risk "
+        f"{pct(data.get('probability'))}.", FALLBACK_MAX)
+    blocks: list[Block] = [
+        HeaderBlock(text=cut(f"Escalation: {name}", HEADER_MAX)),
+        section(
+            f"*<{crm_url(customer.pk)}|{escape(name)}>* ({escape(customer.external_id)}) was flagged to "
+            f"*{escape(str(data.get('owner', 'their owner')))}* on {escape(str(data.get('alerted_on', '?')))} "
+            f"({data.get('days_waiting', '?')} days ago) and nobody has logged an action since.\n"
+            f"*Churn probability then:* {pct(data.get('probability'))} · {band_label(data.get('band'))}"
+        ),
+    ]
+    if footer:
+        blocks.append(context(footer))
+    else:
+        blocks.append(_customer_buttons(customer.pk, alert.pk, snooze_as_buttons=False, not_a_risk=False))
+    blocks.append(context(f"Escalation of alert #{data.get('alert', '?')}"))
+    return fallback, render(blocks)
 
 
 def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
@@ -230,6 +257,8 @@ def _follow_up_message(alert: Alert, *, footer: str | None) -> tuple[str, list[d
 def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> str:
     """The same message as readable plain text, for the console backend."""
     to = alert.owner.name if alert.owner_id else "nobody"
+    if not alert.owner_id and (alert.payload or {}).get("channel"):
+        to = f"channel {alert.payload['channel']}"
     lines = [f"── Slack DM to {to} <{alert.owner.email if alert.owner_id else '-'}> · {alert.get_kind_display()} "
              f"· alert #{alert.pk} ──"]
     data = alert.payload or {}
@@ -243,6 +272,9 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
     elif alert.kind == Alert.Kind.FOLLOW_UP:
         lines.append(_follow_up_message(alert, footer=None)[0])
         lines.append("  Answer: retained / churned / no response / still working")
+    elif alert.kind == Alert.Kind.ESCALATION:
+        lines.append(_escalation_message(alert, footer=None)[0])
+        lines.append(f"  Open in CRM: {crm_url(alert.customer_id)}")
     else:
         lines.append(_risk_message(alert, footer=None)[0])
         for reason in (data.get("reasons") or [])[:5]:

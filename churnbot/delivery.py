@@ -129,15 +129,20 @@ def alert_deliver(*, alert_id: int, client: WebClient | None = None) -> str:
         channel, ts = console_post(alert=alert, digest_items=items)
         alert_mark_sent(alert=alert, channel=channel, ts=ts)
         return "sent"
-    if alert.owner is None:
+    # Escalations without a manager go to a configured channel instead of a DM.
+    to_channel = (alert.payload or {}).get("channel", "") if alert.kind == Alert.Kind.ESCALATION else ""
+    if alert.owner is None and not to_channel:
         alert_mark_failed(alert=alert, error="The alert has no owner to send it to.")
         return "failed"
     client = client or delivery_client()
     posting = False
     try:
         text, blocks = alert_message(alert, digest_items=items)
-        user_id = slack_user_for_owner(owner=alert.owner, client=client)
-        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        if alert.owner is None:
+            channel = to_channel
+        else:
+            user_id = slack_user_for_owner(owner=alert.owner, client=client)
+            channel = client.conversations_open(users=user_id)["channel"]["id"]
         if claim.uncertain:
             ts = _find_posted(client, channel, claim)
             if ts is not None:

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from churnbot.delivery import DeliveryDeferred, alert_deliver, alert_message_annotate
 from churnbot.delivery import alerts_deliver_pending as _enqueue_pending
-from crm_plugin.services.alerts import alert_follow_ups_create
+from crm_plugin.services.alerts import alert_escalations_create, alert_follow_ups_create
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,14 @@ def follow_ups_send() -> int:
     created = alert_follow_ups_create()
     _enqueue_pending()
     return len(created)
+
+
+@shared_task(name="churnbot.escalations_send")
+def escalations_send() -> int:
+    """Escalate alerts nobody acted on within CHURN_ESCALATION_DAYS, then deliver them."""
+    summary = alert_escalations_create()
+    _enqueue_pending()
+    return summary.escalated
 
 
 @shared_task(bind=True, name="churnbot.alert_message_annotate", max_retries=5)

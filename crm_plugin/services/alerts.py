@@ -2,9 +2,9 @@
 feedback, the outbox state machine used by delivery, re-sends, and follow-up questions.
 
 The policy is a pipeline of small steps (score selection -> triggers -> suppression ->
-routing -> persistence) so that a later step such as a random control group slots in between
-suppression and routing: it only sets a candidate's status to `held_out`; routing leaves such
-candidates alone (they use no cap) and persistence stores them with `is_control=True`.
+control group -> routing -> persistence): the control group only sets a candidate's status to
+`held_out`; routing leaves such candidates alone (they use no cap) and persistence stores them
+with `is_control=True`, never delivered. Unanswered alerts escalate (`alert_escalations_create`).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Intervention, RiskFeedback
+from mlcore.control_group import control_group_member
 
 RISK_KINDS = (Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE)
 # Alerts that used up an owner's immediate quota for the day.
@@ -44,6 +45,7 @@ class AlertPolicySummary:
     skipped_not_a_risk: int = 0
     skipped_cooldown: int = 0
     skipped_no_owner: int = 0
+    held_out: int = 0
     alert_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -54,7 +56,8 @@ class AlertPolicySummary:
     def __str__(self) -> str:
         return (
             f"alerts as of {self.as_of:%Y-%m-%d %H:%M}: {self.considered} scores considered, "
-            f"{self.immediate} immediate, {self.digested} into {self.digests} digest(s); skipped "
+            f"{self.immediate} immediate, {self.digested} into {self.digests} digest(s), {self.held_out} held out "
+            f"(control group); skipped "
             f"{self.skipped_cooldown} cooldown, {self.skipped_snoozed} snoozed, {self.skipped_not_a_risk} not-a-risk, "
             f"{self.skipped_no_owner} without owner, {self.already_alerted} already alerted"
         )
@@ -152,6 +155,21 @@ def _select(as_of: datetime, summary: AlertPolicySummary) -> list[_Candidate]:
     return candidates
 
 
+def _hold_out(candidates: list[_Candidate]) -> list[_Candidate]:
+    """The control group: a stable random share of would-be-alerted customers gets no alert.
+
+    Drawn by the shop's id (not the database pk) so a re-import keeps everyone in their group;
+    the same policy run records them (status held_out, is_control) so the report can compare.
+    """
+    share = settings.CONTROL_GROUP_SHARE
+    if share <= 0:
+        return candidates
+    for candidate in candidates:
+        if control_group_member(candidate.customer.external_id, share=share, salt=settings.CONTROL_GROUP_SALT):
+            candidate.status = Alert.Status.HELD_OUT
+    return candidates
+
+
 def _day_bounds(as_of: datetime) -> tuple[datetime, datetime]:
     day = timezone.localdate(as_of)
     start = timezone.make_aware(datetime.combine(day, datetime.min.time()))
@@ -231,6 +249,8 @@ def _persist(as_of: datetime, candidates: list[_Candidate], summary: AlertPolicy
             summary.digested += 1
         elif alert.status == Alert.Status.PENDING:
             summary.immediate += 1
+        elif alert.status == Alert.Status.HELD_OUT:
+            summary.held_out += 1
     for digest in digests.values():
         count = digest.digested_alerts.count()
         digest.payload = {**digest.payload, "count": count}
@@ -249,7 +269,7 @@ def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
         raise CrmError("as_of must be timezone-aware.", code="naive_datetime")
     summary = AlertPolicySummary(as_of=as_of)
     candidates = _select(as_of, summary)
-    # A control-group step (setting some candidates' status to HELD_OUT) belongs here.
+    candidates = _hold_out(candidates)
     candidates = _route(as_of, candidates)
     _persist(as_of, candidates, summary)
     return summary
@@ -442,3 +462,81 @@ def _owner_of_user(user: AbstractBaseUser | None) -> AccountOwner | None:
     if user is None:
         return None
     return AccountOwner.objects.filter(user=user).first()
+
+
+# --- escalation -----------------------------------------------------------------------------------
+
+# Alerts older than this (beyond the escalation delay) are not escalated any more: turning the
+# feature on, or a long outage, must not flood managers with stale cases.
+ESCALATION_LOOKBACK_DAYS = 7
+
+
+@dataclass
+class EscalationSummary:
+    """What one escalation sweep did."""
+
+    escalated: int = 0
+    skipped_no_target: int = 0
+    alert_ids: list[int] = field(default_factory=list)
+
+
+def _alert_time(alert: Alert) -> datetime:
+    return alert.score.as_of if alert.score_id and alert.score else alert.created_at
+
+
+@transaction.atomic
+def alert_escalations_create(*, as_of: datetime | None = None, days: int | None = None) -> EscalationSummary:
+    """Escalate alerts nobody acted on within `days` (CHURN_ESCALATION_DAYS) to the owner's manager.
+
+    Delivered risk alerts (sent, or rolled into a digest) count; held-out ones never (nobody was
+    told). "Acted on" means an intervention logged for the customer, or a snooze / not-a-risk
+    answer, since the alert. The target is the owner's manager by DM, else the channel
+    CHURN_ESCALATION_CHANNEL; with neither the alert is counted as skipped. Once per alert
+    (idempotency key `escalation:<alert id>`), delivered by the same outbox as every alert.
+    """
+    as_of = as_of or timezone.now()
+    if timezone.is_naive(as_of):
+        raise CrmError("as_of must be timezone-aware.", code="naive_datetime")
+    days = settings.CHURN_ESCALATION_DAYS if days is None else days
+    if not isinstance(days, int) or days < 1:
+        raise CrmError(f"Escalate after at least 1 day, not {days!r}.", code="invalid_days")
+    due_before = as_of - timedelta(days=days)
+    not_before = due_before - timedelta(days=ESCALATION_LOOKBACK_DAYS)
+    candidates = (
+        Alert.objects.filter(kind__in=RISK_KINDS, status__in=(Alert.Status.SENT, Alert.Status.DIGESTED),
+                             is_control=False, customer__isnull=False, owner__isnull=False,
+                             score__as_of__lte=due_before, score__as_of__gt=not_before)
+        .select_related("customer", "owner", "owner__manager", "score")
+        .order_by("score__as_of", "pk")
+    )
+    summary = EscalationSummary()
+    channel = settings.CHURN_ESCALATION_CHANNEL
+    done = set(Alert.objects.filter(kind=Alert.Kind.ESCALATION, idempotency_key__startswith="escalation:")
+               .values_list("idempotency_key", flat=True))
+    for alert in candidates:
+        if f"escalation:{alert.pk}" in done:
+            continue
+        since = _alert_time(alert)
+        acted = Intervention.objects.filter(customer_id=alert.customer_id, created_at__gte=since).exists()
+        answered = RiskFeedback.objects.filter(customer_id=alert.customer_id, created_at__gte=since).exists()
+        if acted or answered:
+            continue
+        manager = alert.owner.manager if alert.owner.manager_id != alert.owner_id else None
+        if manager is None and not channel:
+            summary.skipped_no_target += 1
+            continue
+        waited = (as_of - since).days
+        payload = {
+            "alert": alert.pk, "owner": alert.owner.name, "owner_id": alert.owner_id,
+            "trigger": alert.kind, "alerted_on": timezone.localdate(since).isoformat(), "days_waiting": waited,
+            "probability": (alert.payload or {}).get("probability"), "band": (alert.payload or {}).get("band"),
+            "channel": "" if manager is not None else channel,
+        }
+        escalation, created = Alert.objects.get_or_create(
+            idempotency_key=f"escalation:{alert.pk}",
+            defaults=dict(customer=alert.customer, owner=manager, kind=Alert.Kind.ESCALATION, payload=payload),
+        )
+        if created:
+            summary.escalated += 1
+            summary.alert_ids.append(escalation.pk)
+    return summary

@@ -16,6 +16,12 @@ SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"
 
 
+@pytest.fixture(autouse=True)
+def _no_control_group(settings):
+    """Slack tests expect every triggered alert to be delivered; the control group has its own tests."""
+    settings.CONTROL_GROUP_SHARE = 0.0
+
+
 @pytest.fixture
 def slack_standin():
     standin = SlackStandin().start()

@@ -13,6 +13,12 @@ from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, C
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _no_control_group(settings):
+    """These tests are about triggers and routing; the control group has its own tests."""
+    settings.CONTROL_GROUP_SHARE = 0.0
+
 AS_OF = timezone.now().replace(hour=6, minute=0, second=0, microsecond=0)
 
 
