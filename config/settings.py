@@ -295,3 +295,22 @@ if UPLIFT_MIN_N < 1 or UPLIFT_MIN_EVENTS < 1:
     raise ImproperlyConfigured("UPLIFT_MIN_N and UPLIFT_MIN_EVENTS must be at least 1")
 if PROFIT_ACTION_COST < 0 or not 0 <= PROFIT_SUCCESS_RATE <= 1 or PROFIT_VALUE_SHARE < 0:
     raise ImproperlyConfigured("need PROFIT_ACTION_COST >= 0, 0 <= PROFIT_SUCCESS_RATE <= 1, PROFIT_VALUE_SHARE >= 0")
+
+# --- loop ----------------------------------------------------------------------------------
+# The alert policy holds out CONTROL_GROUP_SHARE (above; CHURN_CONTROL_SHARE is accepted as an
+# alias) of would-be-alerted customers. An alert nobody acted on within
+# CHURN_ESCALATION_DAYS escalates once to the owner's manager (DM), or to
+# CHURN_ESCALATION_CHANNEL when set (a Slack channel id such as C012AB3CD).
+if env("CHURN_CONTROL_SHARE"):
+    CONTROL_GROUP_SHARE = env_float("CHURN_CONTROL_SHARE", CONTROL_GROUP_SHARE)
+    if not 0 <= CONTROL_GROUP_SHARE < 1:
+        raise ImproperlyConfigured("CHURN_CONTROL_SHARE must be at least 0 and below 1 (0.10 holds out 10%)")
+if env("CHURN_CONTROL_SALT"):
+    CONTROL_GROUP_SALT = env("CHURN_CONTROL_SALT")
+CHURN_ESCALATION_DAYS = env_int("CHURN_ESCALATION_DAYS", 3)
+CHURN_ESCALATION_CHANNEL = env("CHURN_ESCALATION_CHANNEL", "") or ""
+# Days after an alert over which its outcome (an order or none) is measured for the lift.
+CHURN_OUTCOME_DAYS = env_int("CHURN_OUTCOME_DAYS", CHURN_HORIZON_DAYS)
+CELERY_BEAT_SCHEDULE["churnbot.escalations_send"] = {"task": "churnbot.escalations_send", "schedule": 3600}
+if CHURN_ESCALATION_DAYS < 1 or CHURN_OUTCOME_DAYS < 1:
+    raise ImproperlyConfigured("CHURN_ESCALATION_DAYS and CHURN_OUTCOME_DAYS must be at least 1")
