@@ -57,6 +57,8 @@ class EventBatchApi(APIView):
             summary = events_import_records(records=events)
         except CrmError as exc:
             errors = [{"row": p["row"], "field": p["field"], "message": p["message"]} for p in exc.problems]
+            if not errors:  # a problem with the whole batch (missing, empty, too large)
+                errors = [{"row": None, "field": "events", "message": exc.message}]
             return Response({"detail": exc.message, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response({"rows": summary.rows, "added": summary.added, "skipped": summary.skipped,
                          "customers_created": summary.customers_created}, status=status.HTTP_201_CREATED)

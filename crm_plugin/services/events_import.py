@@ -45,7 +45,7 @@ EVENT_REQUIRED = ("customer_id", "occurred_at")
 EVENT_OPTIONAL = ("kind", "amount", "quantity", "rating", "text", "attributes", "source_id",
                   "name", "email", "segment", "owner_email")
 
-STAGING_COLUMNS = ("line", "customer_ext", "kind", "occurred_at", "amount", "quantity", "rating", "text",
+STAGING_COLUMNS = ("row_no", "line", "customer_ext", "kind", "occurred_at", "amount", "quantity", "rating", "text",
                    "attributes", "source_id", "content_hash", "name", "email", "segment", "owner_id")
 
 
@@ -82,15 +82,22 @@ class _Problems:
             return
         lines = []
         for p in self.items:
-            where = f"row {p['row']}" if p["row"] is not None else "file"
-            if p["line"] is not None and p["line"] != p["row"]:
-                where += f" (line {p['line']})"
+            if p["row"] is None:
+                where = "file" if p["line"] is None else f"line {p['line']}"
+            else:
+                where = f"row {p['row']}"
+                if p["line"] is not None and p["line"] != p["row"]:
+                    where += f" (line {p['line']})"
             if p["field"]:
                 where += f", column '{p['field']}'"
             lines.append(f"  {where}: {p['message']}")
         if self.count > len(self.items):
             lines.append(f"  ... and {self.count - len(self.items)} more")
         noun = "problem" if self.count == 1 else "problems"
+        if any(p["row"] is not None and p["line"] is not None and p["line"] != p["row"] for p in self.items):
+            # Spreadsheet users look for the line (the header is line 1); programs count data rows.
+            lines.append("  (row N is the N-th data row; line N is the line in the file, as a spreadsheet "
+                         "numbers it, with the header as line 1)")
         raise CrmError(f"{source}: nothing was imported, {self.count} {noun}:\n" + "\n".join(lines),
                        problems=self.items, code="invalid_import")
 
@@ -185,14 +192,14 @@ def _decoded_lines(raw_lines: Iterable[bytes], problems: _Problems, on_bytes: Ca
     for number, raw in enumerate(raw_lines, start=1):
         on_bytes(len(raw))
         if len(raw) > MAX_LINE_BYTES:
-            problems.add(None, None, f"line {number} is {len(raw):,} bytes long; the limit is {MAX_LINE_BYTES:,}",
+            problems.add(None, None, f"is {len(raw):,} bytes long; the limit is {MAX_LINE_BYTES:,}",
                          line=number)
             yield "\n"
             continue
         try:
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            problems.add(None, None, f"line {number} is not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
+            problems.add(None, None, f"is not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
                          line=number)
             yield "\n"
             continue
@@ -335,7 +342,7 @@ class _Staging:
             # ON COMMIT DROP does not fire when the caller's transaction is still open (nested atomic).
             self.cursor.execute("DROP TABLE IF EXISTS pg_temp.import_staging")
             self.cursor.execute(
-                "CREATE TEMP TABLE import_staging (line integer, customer_ext varchar(128), kind varchar(16), "
+                "CREATE TEMP TABLE import_staging (row_no integer, line integer, customer_ext varchar(128), kind varchar(16), "
                 "occurred_at timestamptz, amount numeric(12,2), quantity integer, rating smallint, text text, "
                 "attributes jsonb, source_id varchar(255), content_hash char(40), name varchar(200), "
                 "email varchar(254), segment varchar(64), owner_id bigint) ON COMMIT DROP"
@@ -345,7 +352,7 @@ class _Staging:
         else:
             self.cursor.execute("DROP TABLE IF EXISTS temp.import_staging")
             self.cursor.execute(
-                "CREATE TEMP TABLE import_staging (line integer, customer_ext text, kind text, occurred_at text, "
+                "CREATE TEMP TABLE import_staging (row_no integer, line integer, customer_ext text, kind text, occurred_at text, "
                 "amount text, quantity integer, rating integer, text text, attributes text, source_id text, "
                 "content_hash text, name text, email text, segment text, owner_id integer)"
             )
@@ -355,8 +362,8 @@ class _Staging:
         if self.postgres:
             self._copy.write_row(row)
             return
-        line, customer, kind, occurred, amount, *rest = row
-        self.buffer.append((line, customer, kind, occurred.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        row_no, line, customer, kind, occurred, amount, *rest = row
+        self.buffer.append((row_no, line, customer, kind, occurred.strftime("%Y-%m-%d %H:%M:%S.%f"),
                             None if amount is None else str(amount), *rest))
         if len(self.buffer) >= self.BATCH:
             self.flush()
@@ -392,21 +399,29 @@ def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
     event_table = Event._meta.db_table
     postgres = connection.vendor == "postgresql"
     ts = "%s"
-    # One line of customer fields per customer: the first non-empty value in file order.
+    # One set of customer fields per customer: the last non-empty value in file order wins (a
+    # later row is newer data). Prefixing each value with its zero-padded line number lets one
+    # MAX() per field find it in a single pass on both databases.
+    pad = "LPAD(CAST(line AS text), 10, '0')" if postgres else "printf('%%010d', line)"  # %% because the query has parameters
+
+    def last(column: str) -> str:
+        return f"COALESCE(SUBSTR(MAX(CASE WHEN {column} <> '' THEN {pad} || {column} END), 11), '')"
+
     first = (
         "SELECT customer_ext, "
         "MIN(occurred_at) AS first_seen, "
-        "COALESCE(MAX(CASE WHEN name <> '' THEN name END), '') AS name, "
-        "COALESCE(MAX(CASE WHEN email <> '' THEN email END), '') AS email, "
-        "COALESCE(MAX(CASE WHEN segment <> '' THEN segment END), '') AS segment, "
-        "MAX(owner_id) AS owner_id FROM import_staging GROUP BY customer_ext"
+        f"{last('name')} AS name, {last('email')} AS email, {last('segment')} AS segment, "
+        f"CAST(SUBSTR(MAX(CASE WHEN owner_id IS NOT NULL THEN {pad} || CAST(owner_id AS text) END), 11) "
+        f"AS {'bigint' if postgres else 'integer'}) AS owner_id FROM import_staging GROUP BY customer_ext"
     )
     cursor.execute(
         f"INSERT INTO {customer_table} (external_id, name, email, segment, owner_id, first_seen_at, attributes, "
         f"value, created_at, updated_at) "
         f"SELECT s.customer_ext, s.name, s.email, s.segment, s.owner_id, s.first_seen, "
         f"{'%s::jsonb' if postgres else '%s'}, 0, {ts}, {ts} FROM ({first}) s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {customer_table} c WHERE c.external_id = s.customer_ext)",
+        f"WHERE NOT EXISTS (SELECT 1 FROM {customer_table} c WHERE c.external_id = s.customer_ext) "
+        # Another import running at the same time may create the same customer first.
+        f"ON CONFLICT (external_id) DO NOTHING",
         ["{}", now, now],
     )
     created = max(cursor.rowcount, 0)
@@ -422,7 +437,8 @@ def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
         f"ELSE {least}({customer_table}.first_seen_at, s.first_seen) END "
         f"FROM ({first}) s WHERE {customer_table}.external_id = s.customer_ext "
         f"AND (s.name <> '' OR s.email <> '' OR s.segment <> '' OR s.owner_id IS NOT NULL "
-        f"OR {customer_table}.first_seen_at IS NULL OR s.first_seen < {customer_table}.first_seen_at)"
+        f"OR {customer_table}.first_seen_at IS NULL OR s.first_seen < {customer_table}.first_seen_at)",
+        [],  # with parameters, so the %% in the SQLite query means %
     )
     # Identical rows in one file are distinct events: number them so each gets its own id,
     # and the same file imported again yields the same ids.
@@ -446,6 +462,23 @@ def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
     return created, max(cursor.rowcount, 0)
 
 
+def _check_source_ids(cursor, problems: _Problems) -> None:
+    """One source_id used for two different events in one input is ambiguous: refuse it.
+
+    The same event repeated word for word is fine (the copy is skipped like a re-import).
+    """
+    cursor.execute(
+        "SELECT s.row_no, s.line, s.source_id, d.first_row FROM import_staging s JOIN ("
+        "SELECT source_id, MIN(row_no) AS first_row FROM import_staging WHERE source_id <> '' "
+        "GROUP BY source_id HAVING COUNT(DISTINCT content_hash) > 1) d ON d.source_id = s.source_id "
+        "WHERE s.row_no > d.first_row ORDER BY s.row_no"
+    )
+    while batch := cursor.fetchmany(1000):
+        for row_no, line, source_id, first_row in batch:
+            problems.add(row_no, "source_id", f"{source_id!r} is also the id of row {first_row}, a different event",
+                         line=line)
+
+
 def _run(records: Iterable[tuple[int, int, dict]], *, fmt: str, kind: str | None, source: str,
          problems: _Problems) -> ImportSummary:
     started = time.monotonic()
@@ -462,9 +495,12 @@ def _run(records: Iterable[tuple[int, int, dict]], *, fmt: str, kind: str | None
                     problems.add(row_number, bad.field, bad.message, line=line_number)
                     continue
                 if not problems.count:
-                    staging.add((line_number, *staged))
+                    staging.add((row_number, line_number, *staged))
             problems.raise_if_any(source)
             staging.finish()
+            if fmt != "transactions":  # transactions rows never carry a source_id
+                _check_source_ids(cursor, problems)
+                problems.raise_if_any(source)
             if connection.vendor == "postgresql":
                 created, added = _write_from_staging(cursor, now)
             else:  # count instead of trusting rowcount after INSERT ... SELECT

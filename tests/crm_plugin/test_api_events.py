@@ -48,6 +48,22 @@ def test_missing_events_key(client):
     response = client.post("/api/events/", {"rows": []}, format="json")
     assert response.status_code == 400
     assert "non-empty list" in response.json()["detail"]
+    assert response.json()["errors"][0]["field"] == "events"
+
+
+def test_a_signed_in_session_is_enough():
+    user = UserFactory()
+    api = APIClient()
+    assert api.login(username=user.username, password="pass-word-123")
+    response = api.post("/api/events/", {"events": [ORDER]}, format="json")
+    assert response.status_code == 201
+    assert Event.objects.count() == 1
+
+
+def test_wrong_token_is_refused():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert api.post("/api/events/", {"events": [ORDER]}, format="json").status_code == 401
 
 
 def test_schema_publishes_the_endpoint(client):
@@ -55,4 +71,8 @@ def test_schema_publishes_the_endpoint(client):
     assert response.status_code == 200
     schema = response.json()
     assert "post" in schema["paths"]["/api/events/"]
-    assert "EventBatchIn" in schema["components"]["schemas"]
+    components = schema["components"]["schemas"]
+    assert {"EventBatchIn", "EventIn", "EventBatchOut", "EventBatchErrors"} <= set(components)
+    assert set(components["EventIn"]["required"]) == {"customer_id", "kind", "occurred_at"}
+    post = schema["paths"]["/api/events/"]["post"]
+    assert {"201", "400"} <= set(post["responses"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timezone
 from decimal import Decimal
 
 import pytest
@@ -58,6 +59,7 @@ def test_bad_date_in_row_3_names_row_and_column_and_writes_nothing(tmp_path):
     assert "row 3 (line 4), column 'timestamp'" in message
     assert "'2026-13-45' is not a date" in message
     assert "nothing was imported" in message
+    assert "line N is the line in the file, as a spreadsheet numbers it, with the header as line 1" in message
     assert (Event.objects.count(), Customer.objects.count()) == before
     assert err.value.problems[0]["row"] == 3
 
@@ -92,7 +94,7 @@ def test_empty_file(tmp_path):
 
 def test_wrong_encoding_names_the_line(tmp_path):
     text = "customer_id,timestamp,amount\nC1,2026-01-05,1\nMüller,2026-01-05,1\n".encode("latin-1")
-    with pytest.raises(CrmError, match=r"line 3 is not UTF-8 text .*save the file as UTF-8"):
+    with pytest.raises(CrmError, match=r"line 3: is not UTF-8 text \(byte 2\); save the file as UTF-8"):
         events_import_file(path=write(tmp_path, text), fmt="transactions")
     assert Customer.objects.count() == 0
 
@@ -179,3 +181,69 @@ def test_batch_limits():
         events_import_records(records=[])
     with pytest.raises(CrmError, match="send at most 10,000 per request"):
         events_import_records(records=[{}] * 10_001)
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("2026-03-01", "2026-03-01T00:00:00+00:00"),  # a date alone is UTC midnight
+        ("20260301", "2026-03-01T00:00:00+00:00"),
+        ("2026-03-01T10:30:00", "2026-03-01T10:30:00+00:00"),  # naive is UTC, not TIME_ZONE
+        ("2026-03-01 10:30", "2026-03-01T10:30:00+00:00"),
+        ("2026-03-01T10:30:00Z", "2026-03-01T10:30:00+00:00"),
+        ("2026-03-01T10:30:00-05:00", "2026-03-01T15:30:00+00:00"),
+    ],
+)
+def test_timestamps_are_stored_in_utc(tmp_path, settings, raw, stored):
+    settings.TIME_ZONE = "Europe/Berlin"
+    path = write(tmp_path, f"customer_id,timestamp,amount\nC1,{raw},1\n")
+    events_import_file(path=path, fmt="transactions")
+    assert Event.objects.get().occurred_at.astimezone(timezone.utc).isoformat() == stored
+
+
+def test_line_over_one_megabyte_is_refused(tmp_path):
+    path = write(tmp_path, "customer_id,kind,occurred_at,text\nC1,visit,2026-03-01,\"" + "x" * 1_100_000 + "\"\n")
+    with pytest.raises(CrmError, match=r"line 2: is 1,100,0\d\d bytes long; the limit is 1,000,000"):
+        events_import_file(path=path, fmt="csv")
+    assert Customer.objects.count() == 0
+
+
+def test_text_over_its_limit_is_refused():
+    with pytest.raises(CrmError, match="row 1, column 'text': is 10001 characters long; the limit is 10000"):
+        events_import_records(records=[{"customer_id": "C1", "kind": "visit", "occurred_at": "2026-03-01",
+                                        "text": "x" * 10_001}])
+
+
+def test_kind_option_disagreeing_with_the_row():
+    with pytest.raises(CrmError, match="column 'kind': is 'order' but --kind visit was given"):
+        events_import_records(records=[{"customer_id": "C1", "kind": "order", "occurred_at": "2026-03-01",
+                                        "amount": 1}], kind="visit")
+
+
+def test_attributes_must_be_a_json_object(tmp_path):
+    path = write(tmp_path, 'customer_id,kind,occurred_at,attributes\nC1,visit,2026-03-01,"[1, 2]"\nC1,visit,2026-03-01,{oops\n')
+    with pytest.raises(CrmError) as err:
+        events_import_file(path=path, fmt="csv")
+    assert "row 1 (line 2), column 'attributes': must be a JSON object" in str(err.value)
+    assert "row 2 (line 3), column 'attributes': is not valid JSON" in str(err.value)
+
+
+def test_one_source_id_for_two_different_events_is_refused():
+    order = {"customer_id": "C1", "kind": "order", "occurred_at": "2026-03-01", "amount": "5", "source_id": "o-1"}
+    with pytest.raises(CrmError, match="row 3, column 'source_id': 'o-1' is also the id of row 1, a different event"):
+        events_import_records(records=[order, {**order, "source_id": "o-2"}, {**order, "amount": "6"}])
+    assert Event.objects.count() == 0
+    # The same event repeated word for word is harmless: stored once.
+    summary = events_import_records(records=[order, order])
+    assert (summary.added, summary.skipped) == (1, 1)
+
+
+def test_customer_fields_last_value_in_the_file_wins(tmp_path):
+    customer = CustomerFactory(external_id="C1", name="Old Name", email="old@x.example", segment="retail")
+    text = ("customer_id,kind,occurred_at,name,email,segment\n"
+            "C1,visit,2026-03-01,Zed First,,\n"
+            "C1,visit,2026-03-02,Ada Later,ada@x.example,\n"
+            "C1,visit,2026-03-03,,,\n")
+    assert events_import_file(path=write(tmp_path, text), fmt="csv").customers_created == 0
+    customer.refresh_from_db()
+    assert (customer.name, customer.email, customer.segment) == ("Ada Later", "ada@x.example", "retail")
