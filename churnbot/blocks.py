@@ -161,6 +161,15 @@ def alert_message(alert: Alert, *, footer: str | None = None, digest_items: Sequ
     return _risk_message(alert, footer=footer)
 
 
+def next_best_action_text(suggestion: dict | None) -> str:
+    """'*Suggested next step:* coupon — coupon: 34% kept vs 21% held out, n=120 (segment vip)'."""
+    if not suggestion:
+        return ""
+    if suggestion.get("action"):
+        return f"*Suggested next step:* {escape(str(suggestion.get('label') or suggestion['action']))} — {escape(suggestion.get('evidence', ''))}"
+    return f"*Suggested next step:* none yet — {escape(suggestion.get('evidence', ''))}"
+
+
 def _escalation_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
     customer: Customer = alert.customer
     data = alert.payload or {}
@@ -203,6 +212,9 @@ def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]
         ),
         section("*Why*\n" + reasons_text(data.get("reasons") or [], limit=SECTION_MAX - 10)),
     ]
+    suggestion = next_best_action_text(data.get("next_best_action"))
+    if suggestion:
+        blocks.append(section(cut(suggestion, SECTION_MAX)))
     if footer:
         blocks.append(context(footer))
     else:
@@ -279,6 +291,8 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
         lines.append(_risk_message(alert, footer=None)[0])
         for reason in (data.get("reasons") or [])[:5]:
             lines.append(f"  • {reason.get('text', reason.get('code', ''))}")
+        if data.get("next_best_action"):
+            lines.append("  " + next_best_action_text(data["next_best_action"]).replace("*", ""))
         lines.append(f"  Open in CRM: {crm_url(alert.customer_id)}")
     return "\n".join(lines)
 
@@ -325,6 +339,8 @@ def customer_card(card: CustomerCard) -> tuple[str, list[dict]]:
         section(summary),
         section("*Top reasons*\n" + reasons_text(card.reasons, limit=SECTION_MAX - 20)),
     ]
+    if card.next_best_action:
+        blocks.append(section(cut(next_best_action_text(card.next_best_action), SECTION_MAX)))
     if card.open_actions:
         lines = [
             f"• {escape(a.action)} on {a.created_on:%Y-%m-%d}"

@@ -43,6 +43,7 @@ class CustomerCard:
     open_actions: list[OpenAction] = field(default_factory=list)
     snoozed_until: datetime | None = None
     not_a_risk_until: datetime | None = None
+    next_best_action: dict | None = None  # closed_loop.recommendation_payload, for high-risk customers
 
 
 def _probability_on_or_before(customer: Customer, moment: datetime) -> float | None:
@@ -73,7 +74,13 @@ def customer_card_data(*, customer: Customer) -> CustomerCard:
         for i in Intervention.objects.filter(customer=customer, outcome=Intervention.Outcome.PENDING)
         .order_by("-created_at")[:5]
     ]
+    suggestion = None
+    if latest is not None and latest.band == ChurnScore.Band.HIGH:
+        from crm_plugin.services.closed_loop import next_best_action_for, recommendation_payload
+
+        suggestion = recommendation_payload(next_best_action_for(customer=customer))
     return CustomerCard(
+        next_best_action=suggestion,
         pk=customer.pk, external_id=customer.external_id, name=customer.name or customer.external_id,
         owner_name=customer.owner.name if customer.owner_id else "nobody",
         probability=latest.probability if latest else None, band=latest.band if latest else None,

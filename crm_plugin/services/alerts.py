@@ -70,6 +70,7 @@ class _Candidate:
     kind: str
     baseline: float | None  # lowest probability in the sharp-rise window, or the previous score
     status: str = Alert.Status.PENDING
+    next_best_action: dict | None = None
 
 
 def _current_scores(as_of: datetime) -> list[ChurnScore]:
@@ -199,6 +200,19 @@ def _route(as_of: datetime, candidates: list[_Candidate]) -> list[_Candidate]:
     return candidates
 
 
+def _suggest(as_of: datetime, candidates: list[_Candidate]) -> None:
+    """The next-best action (with its evidence) for every customer who will hear about it."""
+    from crm_plugin.services.closed_loop import next_best_action_model, next_best_actions, recommendation_payload
+
+    told = [c for c in candidates if c.status != Alert.Status.HELD_OUT]
+    if not told:
+        return
+    model = next_best_action_model(as_of=as_of)
+    suggestions = next_best_actions(customers=[c.customer for c in told], model=model)
+    for candidate in told:
+        candidate.next_best_action = recommendation_payload(suggestions[candidate.customer.pk])
+
+
 def _payload(candidate: _Candidate, as_of: datetime) -> dict:
     score = candidate.score
     return {
@@ -208,6 +222,7 @@ def _payload(candidate: _Candidate, as_of: datetime) -> dict:
         "band": score.band,
         "baseline": None if candidate.baseline is None else round(candidate.baseline, 4),
         "reasons": list(score.reasons or [])[:REASONS_IN_PAYLOAD],
+        "next_best_action": candidate.next_best_action,
     }
 
 
@@ -271,6 +286,7 @@ def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
     candidates = _select(as_of, summary)
     candidates = _hold_out(candidates)
     candidates = _route(as_of, candidates)
+    _suggest(as_of, candidates)
     _persist(as_of, candidates, summary)
     return summary
 
