@@ -171,13 +171,16 @@ def _orders_between(ats, since, until):
 def test_churners_drift_their_orders_thin_out_before_they_stop(year_shop):
     _events, _cutoff, _before, _active, _churned, orders, hidden = year_shop
     start = END_AT - timedelta(days=365)
-    # Customers who (by the hidden process) stop during the history, with room for two 90-day windows.
+    # Customers who (by the hidden process) stop during the history and were already buying 180 days
+    # before that (so both 90-day windows are covered).
     leavers = {cid: h for cid, h in hidden.items()
-               if start + timedelta(days=180) <= h["churn_at"] < END_AT and cid in orders}
+               if start + timedelta(days=180) <= h["churn_at"] < END_AT and cid in orders
+               and orders[cid][0] < h["churn_at"] - timedelta(days=180)}
     gradual = {cid: h for cid, h in leavers.items() if not h["abrupt"]}
     abrupt = {cid: h for cid, h in leavers.items() if h["abrupt"]}
-    staying = [cid for cid, h in hidden.items() if h["churn_at"] >= END_AT + timedelta(days=365) and cid in orders]
-    assert len(gradual) >= 50 and len(abrupt) >= 10 and len(staying) >= 100
+    staying = [cid for cid, h in hidden.items() if h["churn_at"] >= END_AT + timedelta(days=365) and cid in orders
+               and orders[cid][0] < END_AT - timedelta(days=180)]
+    assert len(gradual) >= 40 and len(abrupt) >= 10 and len(staying) >= 100, (len(gradual), len(abrupt))
 
     def late_over_early(pairs):
         """Orders in the 90 days before a date over the 90 days before that (pooled); below 1: gaps grew."""
