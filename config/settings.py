@@ -314,3 +314,26 @@ CHURN_OUTCOME_DAYS = env_int("CHURN_OUTCOME_DAYS", CHURN_HORIZON_DAYS)
 CELERY_BEAT_SCHEDULE["churnbot.escalations_send"] = {"task": "churnbot.escalations_send", "schedule": 3600}
 if CHURN_ESCALATION_DAYS < 1 or CHURN_OUTCOME_DAYS < 1:
     raise ImproperlyConfigured("CHURN_ESCALATION_DAYS and CHURN_OUTCOME_DAYS must be at least 1")
+
+# --- ml ------------------------------------------------------------------------------------
+# Families `manage.py train` (and the weekly retraining) fit; the best on validation becomes
+# champion only if it beats the current one on the same validation rows.
+ML_TRAIN_FAMILIES = env_list("ML_TRAIN_FAMILIES", "logreg,lightgbm,bert")
+ML_SEED = env_int("ML_SEED", 0)
+ML_BERT_MAX_LENGTH = env_int("ML_BERT_MAX_LENGTH", 128)
+# Wall-clock budget for BERT fine-tuning in scheduled retraining; run_daily (and so `make
+# demo`) uses the much smaller ML_DAILY_BERT_MAX_TRAIN_MINUTES when it has to train first.
+ML_BERT_MAX_TRAIN_MINUTES = env_float("ML_BERT_MAX_TRAIN_MINUTES", 30.0)
+ML_DAILY_BERT_MAX_TRAIN_MINUTES = env_float("ML_DAILY_BERT_MAX_TRAIN_MINUTES", 2.0)
+# Families run_daily trains when the shop has no champion yet (the first, demo-sized training).
+ML_DAILY_FAMILIES = env_list("ML_DAILY_FAMILIES", "logreg,lightgbm,bert")
+if ML_BERT_MAX_TRAIN_MINUTES <= 0 or ML_DAILY_BERT_MAX_TRAIN_MINUTES <= 0:
+    raise ImproperlyConfigured("ML_BERT_MAX_TRAIN_MINUTES and ML_DAILY_BERT_MAX_TRAIN_MINUTES must be positive")
+CELERY_TASK_ROUTES["mlcore.train_*"] = {"queue": "train"}
+CELERY_TASK_ROUTES["mlcore.score_*"] = {"queue": "score"}
+from celery.schedules import crontab  # noqa: E402 - only the beat schedule needs it
+
+CELERY_BEAT_SCHEDULE["mlcore.score_daily"] = {"task": "mlcore.score_daily", "schedule": crontab(hour=5, minute=0)}
+CELERY_BEAT_SCHEDULE["mlcore.train_weekly"] = {
+    "task": "mlcore.train_weekly", "schedule": crontab(day_of_week="sun", hour=2, minute=0),
+}

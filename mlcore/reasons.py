@@ -64,7 +64,7 @@ def _sentence(code: str, f: dict, ev: dict, as_of: pd.Timestamp) -> tuple[str, d
         return f"spent {s:.2f} in the last 90 days", {"spend_90": round(s, 2), "spend_365": round(f["spend_365"], 2)}
     if code == "returns":
         n, q = int(f["returns_90"]), _quote(ev.get("return_text"))
-        text = f"{n} return{'s' if n != 1 else ''} in the last 90 days" if n else f"{int(f['returns_365'])} returns in the last year"
+        text = f"{n} return{'s' if n != 1 else ''} in the last 90 days" if n else f"{int(f['returns_365'])} return{'s' if int(f['returns_365']) != 1 else ''} in the last year"
         return text + (f": '{q}'" if q else ""), {"returns_90": n, "returns_365": int(f["returns_365"]), "quote": q}
     if code == "bad_review":
         rating, at = ev.get("review_rating"), ev.get("review_at")

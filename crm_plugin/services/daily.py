@@ -1,0 +1,46 @@
+"""The daily job as a clear sequence of steps: make sure a champion exists, score everyone, report the riskiest."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
+from crm_plugin.services.ml import champion_get, churn_scores_compute, churn_scores_riskiest, model_train_all
+
+
+@dataclass
+class DailyResult:
+    trained: list[ModelVersion]
+    run: ScoringRun
+    riskiest: list[ChurnScore] = field(default_factory=list)
+
+
+def daily_job_run(*, as_of: dt.datetime | None = None, stdout=None, families: list[str] | None = None,
+                  bert_max_train_minutes: float | None = None, top: int = 10) -> DailyResult:
+    """Train a first champion if there is none (time-budgeted), score every customer, return the riskiest."""
+    def say(message: str) -> None:
+        if stdout is not None:
+            stdout.write(message + "\n")
+
+    # Step 1: a champion to score with; the first training is time-budgeted so `make demo` stays short.
+    trained: list[ModelVersion] = []
+    if champion_get() is None:
+        families = list(families or settings.ML_DAILY_FAMILIES)
+        minutes = bert_max_train_minutes or settings.ML_DAILY_BERT_MAX_TRAIN_MINUTES
+        budget = f" (BERT time budget {minutes:g} min)" if any(f.startswith("bert") for f in families) else ""
+        say(f"no champion yet: training {', '.join(families)}{budget}")
+        trained = model_train_all(as_of=as_of, families=families, max_train_minutes=minutes, stdout=stdout)
+
+    # Step 2: score every customer with the champion (chunks as a Celery chord on the `score` queue).
+    run = churn_scores_compute(as_of=as_of)
+    seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
+    say(f"scored {run.n_customers} customers with {run.model_version.name} as of {run.as_of:%Y-%m-%d} "
+        f"in {seconds:.1f}s ({run.n_encoded} texts encoded)")
+
+    # Step 3: the riskiest customers with their reasons.
+    riskiest = churn_scores_riskiest(run=run, limit=top)
+
+    # Step 4 (lead): Slack alert policy and delivery go here, using `run` and its ChurnScore rows.
+    return DailyResult(trained=trained, run=run, riskiest=riskiest)

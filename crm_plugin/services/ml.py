@@ -1,0 +1,334 @@
+"""Model registry and scoring services: train, register, promote, load verified artifacts, score in chunks."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from crm_plugin import selectors_ml
+from crm_plugin.errors import CrmError
+from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVersion, ScoringRun
+from mlcore import dataset, metrics, registry
+from mlcore.errors import MlError
+from mlcore.scoring import band_of, score_rows
+from mlcore.snapshot import customer_snapshot
+from mlcore.training import DEFAULT_FAMILIES, TrainedModel, train_family
+
+logger = logging.getLogger(__name__)
+_LOADED: dict[tuple[int, str], TrainedModel] = {}  # per process: a worker loads a version once, not once per chunk
+
+
+def _aware(value: datetime | None) -> datetime:
+    value = value or timezone.now()
+    return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
+
+
+def _storage():
+    return storages["models"]
+
+
+# --- artifacts ---------------------------------------------------------------------------
+
+def _upload(folder: Path, prefix: str, manifest: dict) -> None:
+    storage = _storage()
+    for name in [*manifest["files"], registry.MANIFEST]:
+        path = f"{prefix}/{name}"
+        if storage.exists(path):
+            storage.delete(path)
+        with open(folder / name, "rb") as handle:
+            saved = storage.save(path, ContentFile(handle.read()))
+        if saved != path:  # the storage renamed it: the manifest would not match what loads
+            raise CrmError(f"model storage stored {path} as {saved}")
+
+
+def _download(version: ModelVersion) -> Path:
+    """A local copy of the version's artifact files, fetched through the `models` storage."""
+    manifest = version.manifest or {}
+    digest = registry.hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
+    local = Path(tempfile.gettempdir()) / "churn-models" / f"{version.name}-{digest}"
+    storage = _storage()
+    if local.exists():
+        shutil.rmtree(local)  # always re-read: a cached copy must not hide a broken stored file
+    for name in (manifest.get("files") or {}):
+        target = local / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with storage.open(f"{version.artifact_path}/{name}", "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except OSError as exc:
+            raise CrmError(f"model {version.name}: artifact file {name!r} is missing or unreadable ({exc})") from exc
+    return local
+
+
+def model_version_load(*, version: ModelVersion) -> TrainedModel:
+    """The version's trained model, after every file passed its sha256 check (CrmError otherwise)."""
+    key = (version.pk, json.dumps(version.manifest, sort_keys=True))
+    if key in _LOADED:
+        return _LOADED[key]
+    local = _download(version)
+    try:
+        trained = registry.load_trained(local, version.manifest)
+    except MlError as exc:
+        raise CrmError(f"model {version.name} refused: {exc}") from exc
+    _LOADED.clear()  # keep one model in memory per process
+    _LOADED[key] = trained
+    return trained
+
+
+def _register(trained: TrainedModel, *, as_of: datetime, horizon_days: int) -> ModelVersion:
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S-%f")
+    name = f"{trained.family}-{stamp}"
+    with tempfile.TemporaryDirectory(prefix="churn-artifact-") as tmp:
+        folder = Path(tmp) / name
+        manifest = registry.save_trained(trained, folder)
+        _upload(folder, name, manifest)
+    report = trained.fit_report
+    params = json.loads(json.dumps(trained.params, default=str))
+    params["fit_report"] = {"train_seconds": report.train_seconds, "n_train": report.n_train,
+                            "n_valid": report.n_valid, "hit_time_budget": report.hit_time_budget,
+                            "stopped_early": report.stopped_early, "epochs_run": report.epochs_run}
+    return ModelVersion.objects.create(
+        name=name, family=trained.family, artifact_path=name, manifest=manifest, trained_as_of=as_of,
+        horizon_days=horizon_days, params=params, metrics=_json_safe(trained.valid_metrics),
+    )
+
+
+def _json_safe(data: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in data.items()}
+
+
+def _check_as_of(as_of: datetime) -> None:
+    first, last = selectors_ml.event_time_range()
+    if first is None:
+        raise CrmError("no events yet: import events (manage.py import_events) or generate the demo shop first")
+    if as_of <= first:
+        raise CrmError(f"as_of {as_of:%Y-%m-%d} is outside the data: events run from {first:%Y-%m-%d} "
+                       f"to {last:%Y-%m-%d}")
+
+
+# --- champion ------------------------------------------------------------------------------
+
+def champion_get() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_champion=True).first()
+
+
+@transaction.atomic
+def model_version_promote(*, version: ModelVersion | int, by=None) -> ModelVersion:
+    """Make `version` the champion (its artifact must pass its checksum); the old champion steps down."""
+    if not isinstance(version, ModelVersion):
+        version = ModelVersion.objects.filter(pk=version).first()
+        if version is None:
+            raise CrmError("no such model version")
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    model_version_load(version=version)  # refuse a version whose files fail their checksum
+    ModelVersion.objects.filter(is_champion=True).exclude(pk=version.pk).update(is_champion=False)
+    version.is_champion = True
+    version.promoted_at = timezone.now()
+    version.promoted_by = by if getattr(by, "pk", None) else None
+    version.save(update_fields=["is_champion", "promoted_at", "promoted_by"])
+    return version
+
+
+def _out(stdout, message: str) -> None:
+    if stdout is not None:
+        stdout.write(message + "\n")
+    else:
+        logger.info(message)
+
+
+def model_train_all(
+    *,
+    as_of: datetime | None = None,
+    families: tuple[str, ...] | list[str] | None = None,
+    horizon_days: int | None = None,
+    max_train_minutes: float | None = None,
+    progress_bar: bool = False,
+    tiny_bert: bool = False,
+    stdout=None,
+) -> list[ModelVersion]:
+    """Train every family on everything known at `as_of`, register each, promote the best if it beats the champion.
+
+    The champion is re-evaluated on the same validation rows as the new versions, so the
+    comparison is like for like; a champion whose files fail their checksum loses.
+    """
+    as_of = _aware(as_of)
+    horizon_days = horizon_days or settings.CHURN_HORIZON_DAYS
+    families = tuple(families or DEFAULT_FAMILIES)
+    _check_as_of(as_of)
+    try:
+        events = selectors_ml.events_frame(before=as_of)
+        train, valid = dataset.training_rows(
+            events, selectors_ml.customers_frame(), as_of=as_of, horizon_days=horizon_days,
+            interventions=selectors_ml.interventions_frame())
+    except MlError as exc:
+        raise CrmError(str(exc)) from exc
+    del events
+    _out(stdout, f"training rows: {len(train)} from {len(np.unique(train.as_of))} cutoffs; validation: {len(valid)} "
+                 f"customers at {pd.Timestamp(valid.as_of[0]):%Y-%m-%d} ({valid.labels.mean():.1%} churned)")
+    created: list[ModelVersion] = []
+    for family in families:
+        started = time.perf_counter()
+        try:
+            trained = train_family(family, train, valid, max_train_minutes=max_train_minutes,
+                                   bert_model_path=settings.BERT_MODEL_PATH, tiny=tiny_bert,
+                                   progress=(lambda _: None) if progress_bar else None)
+        except MlError as exc:
+            raise CrmError(str(exc)) from exc
+        version = _register(trained, as_of=as_of, horizon_days=horizon_days)
+        created.append(version)
+        budget = f", budget {max_train_minutes} min" if family.startswith("bert") and max_train_minutes else ""
+        _out(stdout, f"{version.name}: validation PR-AUC {trained.valid_metrics['pr_auc']:.3f}, ROC-AUC "
+                     f"{trained.valid_metrics['roc_auc']:.3f} ({time.perf_counter() - started:.0f}s{budget})")
+    best = max(created, key=lambda v: v.metrics.get("pr_auc") or -1.0)
+    champion = champion_get()
+    champion_pr = None
+    if champion is not None:
+        try:
+            old = model_version_load(version=champion)
+            champion_pr = metrics.pr_auc(valid.labels, old.predict_proba(valid))
+        except CrmError as exc:
+            _out(stdout, f"current champion {champion.name} cannot be evaluated ({exc}); it will be replaced")
+            champion_pr = -1.0
+    if champion is None or (best.metrics.get("pr_auc") or -1.0) > champion_pr:
+        model_version_promote(version=best, by=None)
+        was = "" if champion is None else f" (champion {champion.name} had {champion_pr:.3f} on the same validation rows)"
+        _out(stdout, f"champion: {best.name}{was}")
+    else:
+        _out(stdout, f"champion stays {champion.name}: {champion_pr:.3f} on the same validation rows beats "
+                     f"{best.name}'s {best.metrics['pr_auc']:.3f}")
+    return created
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+def churn_scores_compute(*, as_of: datetime | None = None, wait: bool = True, chunk_size: int | None = None) -> ScoringRun:
+    """Score every customer with events before `as_of` with the champion, in chunks on the `score` queue.
+
+    Chunks run as a Celery chord (in-process when Celery is eager); the run is finished by
+    `mlcore.scoring_run_finish`. With wait=False (inside a task) it returns once enqueued.
+    """
+    from celery import chord
+
+    from mlcore.tasks import score_chunk, scoring_run_finish
+
+    as_of = _aware(as_of)
+    champion = champion_get()
+    if champion is None:
+        raise CrmError("no champion model yet: run `python manage.py train` first")
+    _check_as_of(as_of)
+    model_version_load(version=champion)  # refuse a broken champion before any work is queued
+    # set(): the selector may repeat ids (DISTINCT over a default ordering); a customer is scored once.
+    ids = sorted(set(selectors_ml.customer_ids_with_history(before=as_of)))
+    size = chunk_size or settings.SCORE_CHUNK_SIZE
+    run = ScoringRun.objects.create(model_version=champion, as_of=as_of, n_customers=0)
+    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
+    job = chord([score_chunk.s(run.pk, chunk) for chunk in chunks], scoring_run_finish.s(run.pk))
+    try:
+        result = job.apply_async()
+        if wait:
+            result.get(disable_sync_subtasks=False, propagate=True)
+    except Exception as exc:
+        ScoringRun.objects.filter(pk=run.pk).update(status=ScoringRun.Status.FAILED, error=str(exc)[:2000],
+                                                    finished_at=timezone.now())
+        if isinstance(exc, CrmError):
+            raise
+        raise CrmError(f"scoring failed: {exc}") from exc
+    run.refresh_from_db()
+    return run
+
+
+def _cached_embeddings(version: ModelVersion, customer_ids: list[int]) -> dict[int, tuple[str, np.ndarray]]:
+    rows = EncoderCacheEntry.objects.filter(model_version=version, customer_id__in=customer_ids).values_list(
+        "customer_id", "text_sha", "embedding")
+    return {cid: (sha, np.frombuffer(bytes(blob), dtype=np.float32)) for cid, sha, blob in rows}
+
+
+def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
+    """Score one chunk of customers for a ScoringRun; idempotent (a retry overwrites the same rows)."""
+    run = ScoringRun.objects.select_related("model_version").get(pk=run_id)
+    version = run.model_version
+    trained = model_version_load(version=version)
+    as_of = run.as_of
+    events = selectors_ml.events_frame(customer_ids=customer_ids, before=as_of)
+    customers = selectors_ml.customers_frame(customer_ids=customer_ids)
+    interventions = selectors_ml.interventions_frame(customer_ids=customer_ids)
+    snap = customer_snapshot(events, customers, as_of, interventions=interventions)
+    del events
+    rows = dataset.snapshot_rows(snap)
+    ids = [int(c) for c in snap.customer_ids]
+    scored = score_rows(trained, rows, evidence=snap.evidence, as_of=snap.as_of,
+                        cached=_cached_embeddings(version, ids), occlusion_threshold=settings.CHURN_BAND_HIGH)
+    high, medium = settings.CHURN_BAND_HIGH, settings.CHURN_BAND_MEDIUM
+    now = timezone.now()
+    spend = snap.features["spend_365"].to_numpy(dtype=np.float64)
+    with transaction.atomic():
+        ChurnScore.objects.bulk_create(
+            [ChurnScore(customer_id=cid, model_version=version, as_of=as_of, probability=float(p),
+                        band=band_of(float(p), high=high, medium=medium), reasons=r, created_at=now)
+             for cid, p, r in zip(ids, scored.probabilities, scored.reasons)],
+            update_conflicts=True, unique_fields=["customer", "model_version", "as_of"],
+            update_fields=["probability", "band", "reasons"], batch_size=1000,
+        )
+        if scored.new_embeddings:
+            EncoderCacheEntry.objects.bulk_create(
+                [EncoderCacheEntry(model_version=version, customer_id=cid, text_sha=sha,
+                                   embedding=np.asarray(vec, dtype=np.float32).tobytes(), updated_at=now)
+                 for cid, (sha, vec) in scored.new_embeddings.items()],
+                update_conflicts=True, unique_fields=["model_version", "customer"],
+                update_fields=["text_sha", "embedding", "updated_at"], batch_size=1000,
+            )
+        score_ids = dict(ChurnScore.objects.filter(model_version=version, as_of=as_of, customer_id__in=ids)
+                         .values_list("customer_id", "pk"))
+        # A re-run of an older day must not replace a newer latest score.
+        newer = set(Customer.objects.filter(pk__in=ids, latest_score__as_of__gt=as_of).values_list("pk", flat=True))
+        customers_out = []
+        for cid, s in zip(ids, spend):
+            c = Customer(pk=cid, value=Decimal(f"{s:.2f}"))
+            c.latest_score_id = score_ids.get(cid)
+            customers_out.append((cid in newer, c))
+        Customer.objects.bulk_update([c for is_newer, c in customers_out if not is_newer],
+                                     ["latest_score", "value"], batch_size=1000)
+        stale = [c for is_newer, c in customers_out if is_newer]
+        if stale:
+            Customer.objects.bulk_update(stale, ["value"], batch_size=1000)
+    return {"n_customers": len(ids), "n_encoded": scored.n_encoded}
+
+
+def scoring_run_finish(*, run_id: int, results: list[dict]) -> ScoringRun:
+    run = ScoringRun.objects.get(pk=run_id)
+    run.n_customers = sum(r["n_customers"] for r in results)
+    run.n_encoded = sum(r["n_encoded"] for r in results)
+    run.status = ScoringRun.Status.DONE
+    run.finished_at = timezone.now()
+    run.save(update_fields=["n_customers", "n_encoded", "status", "finished_at"])
+    return run
+
+
+def churn_scores_riskiest(*, run: ScoringRun, limit: int = 10) -> list[ChurnScore]:
+    return list(ChurnScore.objects.filter(model_version=run.model_version, as_of=run.as_of)
+                .select_related("customer").order_by("-probability", "customer_id")[:limit])
+
+
+def last_event_day() -> datetime | None:
+    span = selectors_ml.event_time_range()
+    if span[1] is None:
+        return None
+    # Score "as of the day after the last event": every event known is before it.
+    return (span[1] + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+__all__ = ["model_train_all", "model_version_promote", "model_version_load", "churn_scores_compute",
+           "churn_scores_compute_chunk", "scoring_run_finish", "champion_get", "churn_scores_riskiest"]

@@ -1,0 +1,113 @@
+"""Score snapshot rows with a trained model: cached encoder outputs, calibrated probabilities, reasons.
+
+Django-free. The caller passes the cached embeddings it has (customer id -> (text sha, vector));
+only customers whose text hash changed (or who have no entry) go through the encoder, and the
+fresh vectors come back so the caller can store them. High-risk customers also get text-segment
+occlusion so a review or ticket sentence can become a reason.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mlcore.families.base import Rows
+from mlcore.reasons import build_reasons, logit_delta
+from mlcore.training import TrainedModel
+
+OCCLUSION_MAX_ROWS = 500  # per chunk: occlusion costs ~8 encodes per row, so only the riskiest get it
+OCCLUSION_MAX_SEGMENTS = 6
+PROFILE_SEGMENTS = 2  # profile + aggregates: their numbers are already reasons through the features
+
+
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_text_model(model) -> bool:
+    return hasattr(model, "encode") and hasattr(model, "predict_proba_from_embeddings")
+
+
+@dataclass
+class Scored:
+    probabilities: np.ndarray  # calibrated, float64 [n]
+    reasons: list[list[dict]]
+    text_shas: list[str] = field(default_factory=list)
+    new_embeddings: dict[int, tuple[str, np.ndarray]] = field(default_factory=dict)  # customer id -> (sha, vector)
+    n_encoded: int = 0
+
+
+def score_rows(
+    trained: TrainedModel,
+    rows: Rows,
+    *,
+    evidence: pd.DataFrame,
+    as_of,
+    cached: dict[int, tuple[str, np.ndarray]] | None = None,
+    occlusion_threshold: float | None = None,
+    occlusion_max_rows: int = OCCLUSION_MAX_ROWS,
+) -> Scored:
+    """Calibrated P(churn) and reasons for every row (one row per customer)."""
+    model = trained.model
+    n = len(rows)
+    if n == 0:
+        return Scored(probabilities=np.zeros(0), reasons=[])
+    shas: list[str] = []
+    new: dict[int, tuple[str, np.ndarray]] = {}
+    n_encoded = 0
+    if is_text_model(model):
+        cached = cached or {}
+        shas = [text_sha(t) for t in rows.texts]
+        embeddings: np.ndarray | None = None
+        missing = []
+        for i, (cid, sha) in enumerate(zip(rows.customer_ids.tolist(), shas)):
+            hit = cached.get(cid)
+            if hit is None or hit[0] != sha:
+                missing.append(i)
+        if missing:
+            fresh = model.encode([rows.texts[i] for i in missing])
+            n_encoded = len(missing)
+            embeddings = np.empty((n, fresh.shape[1]), dtype=np.float32)
+            embeddings[missing] = fresh
+            for k, i in enumerate(missing):
+                new[int(rows.customer_ids[i])] = (shas[i], fresh[k])
+        missing_set = set(missing)
+        for i, cid in enumerate(rows.customer_ids.tolist()):
+            if i in missing_set:
+                continue
+            vector = np.asarray(cached[cid][1], dtype=np.float32)
+            if embeddings is None:
+                embeddings = np.empty((n, vector.shape[0]), dtype=np.float32)
+            embeddings[i] = vector
+        raw = model.predict_proba_from_embeddings(embeddings, rows.features)
+        contributions = model.feature_contributions_from_embeddings(embeddings, rows.features)
+    else:
+        raw = model.predict_proba(rows)
+        contributions = model.feature_contributions(rows)
+    probabilities = trained.calibrate(raw)
+    # Contributions are in the family's raw log-odds; Platt rescales log-odds by its slope.
+    contributions = np.asarray(contributions, dtype=np.float64) * trained.calibrator.slope
+
+    segment_effects = None
+    if hasattr(model, "text_segment_effects") and occlusion_threshold is not None:
+        risky = np.flatnonzero(probabilities >= occlusion_threshold)
+        risky = risky[np.argsort(-probabilities[risky], kind="stable")][:occlusion_max_rows]
+        if len(risky):
+            effects = model.text_segment_effects(rows.take(risky), max_segments=OCCLUSION_MAX_SEGMENTS,
+                                                 skip_segments=PROFILE_SEGMENTS)
+            raw_risky = raw[risky]
+            per_row = logit_delta(raw_risky, effects)
+            segment_effects = {int(risky[k]): [(s, d * trained.calibrator.slope) for s, d in per_row[k]]
+                               for k in range(len(risky))}
+    reasons = build_reasons(
+        feature_names=rows.feature_names, features=rows.features, contributions=contributions,
+        evidence=evidence, as_of=as_of, texts=rows.texts, segment_effects=segment_effects,
+    )
+    return Scored(probabilities=probabilities, reasons=reasons, text_shas=shas, new_embeddings=new,
+                  n_encoded=n_encoded)
+
+
+def band_of(p: float, *, high: float, medium: float) -> str:
+    return "high" if p >= high else "medium" if p >= medium else "low"
