@@ -187,21 +187,36 @@ def _attributes(raw: Any) -> dict:
 
 # --- reading files -----------------------------------------------------------------------
 
-def _decoded_lines(raw_lines: Iterable[bytes], problems: _Problems, on_bytes: Callable[[int], None]) -> Iterator[str]:
+# Stands in for a line that could not be read, so the readers still count it as a row.
+_UNREADABLE = "\ufffe\n"
+
+
+def _raw_lines(handle) -> Iterator[tuple[bytes | None, int]]:
+    """Yield (line, size); None for a line over MAX_LINE_BYTES, which is skipped without being held."""
+    while chunk := handle.readline(MAX_LINE_BYTES + 1):
+        if len(chunk) <= MAX_LINE_BYTES:
+            yield chunk, len(chunk)
+            continue
+        size = len(chunk)
+        while not chunk.endswith(b"\n") and (chunk := handle.readline(MAX_LINE_BYTES + 1)):
+            size += len(chunk)
+        yield None, size
+
+
+def _decoded_lines(handle, problems: _Problems, on_bytes: Callable[[int], None]) -> Iterator[str]:
     """Decode a byte stream line by line so an encoding error can name its line."""
-    for number, raw in enumerate(raw_lines, start=1):
-        on_bytes(len(raw))
-        if len(raw) > MAX_LINE_BYTES:
-            problems.add(None, None, f"is {len(raw):,} bytes long; the limit is {MAX_LINE_BYTES:,}",
-                         line=number)
-            yield "\n"
+    for number, (raw, size) in enumerate(_raw_lines(handle), start=1):
+        on_bytes(size)
+        if raw is None:
+            problems.add(None, None, f"is {size:,} bytes long; the limit is {MAX_LINE_BYTES:,}", line=number)
+            yield _UNREADABLE
             continue
         try:
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             problems.add(None, None, f"is not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
                          line=number)
-            yield "\n"
+            yield _UNREADABLE
             continue
         yield text
 
@@ -215,6 +230,8 @@ def _csv_records(lines: Iterator[str], problems: _Problems, *, required: tuple[s
     except StopIteration:
         problems.add(None, None, "the file is empty")
         return
+    if header == [_UNREADABLE.strip()]:
+        return  # already reported
     header = [h.strip().lower() for h in header]
     missing = [c for c in required if c not in header]
     if missing:
@@ -232,6 +249,8 @@ def _csv_records(lines: Iterator[str], problems: _Problems, *, required: tuple[s
             if not values or all(not v.strip() for v in values):
                 continue
             row_number += 1
+            if values == [_UNREADABLE.strip()]:
+                continue  # already reported
             if len(values) != len(header):
                 problems.add(row_number, None, f"has {len(values)} fields, the header has {len(header)}",
                              line=reader.line_num)
@@ -249,6 +268,8 @@ def _jsonl_records(lines: Iterator[str], problems: _Problems) -> Iterator[tuple[
         if not line.strip():
             continue
         row_number += 1
+        if line == _UNREADABLE:
+            continue  # already reported
         try:
             record = json.loads(line)
         except ValueError as exc:

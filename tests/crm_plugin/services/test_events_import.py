@@ -94,8 +94,9 @@ def test_empty_file(tmp_path):
 
 def test_wrong_encoding_names_the_line(tmp_path):
     text = "customer_id,timestamp,amount\nC1,2026-01-05,1\nMüller,2026-01-05,1\n".encode("latin-1")
-    with pytest.raises(CrmError, match=r"line 3: is not UTF-8 text \(byte 2\); save the file as UTF-8"):
+    with pytest.raises(CrmError, match=r"line 3: is not UTF-8 text \(byte 2\); save the file as UTF-8") as err:
         events_import_file(path=write(tmp_path, text), fmt="transactions")
+    assert len(err.value.problems) == 1  # the unreadable row is not reported twice
     assert Customer.objects.count() == 0
 
 
@@ -201,11 +202,23 @@ def test_timestamps_are_stored_in_utc(tmp_path, settings, raw, stored):
     assert Event.objects.get().occurred_at.astimezone(timezone.utc).isoformat() == stored
 
 
-def test_line_over_one_megabyte_is_refused(tmp_path):
-    path = write(tmp_path, "customer_id,kind,occurred_at,text\nC1,visit,2026-03-01,\"" + "x" * 1_100_000 + "\"\n")
-    with pytest.raises(CrmError, match=r"line 2: is 1,100,0\d\d bytes long; the limit is 1,000,000"):
+def test_line_over_one_megabyte_is_refused_and_later_rows_keep_their_numbers(tmp_path):
+    long_row = "C1,visit,2026-03-01,\"" + "x" * 2_500_000 + "\"\n"  # read in bounded chunks, never whole
+    path = write(tmp_path, "customer_id,kind,occurred_at,text\n" + long_row + "C2,visit,2026-03-01,ok\nC3,visit,never,\n")
+    with pytest.raises(CrmError) as err:
         events_import_file(path=path, fmt="csv")
+    assert "line 2: is 2,500,02" in str(err.value)
+    assert "bytes long; the limit is 1,000,000" in str(err.value)
+    assert "row 3 (line 4), column 'occurred_at': 'never' is not a date" in str(err.value)
+    assert err.value.problems[1]["row"] == 3
     assert Customer.objects.count() == 0
+
+
+def test_non_utf8_header_is_one_problem(tmp_path):
+    path = write(tmp_path, "customer_id,timestamp,amount\u00e9\nC1,2026-01-05,1\n", encoding="latin-1")
+    with pytest.raises(CrmError) as err:
+        events_import_file(path=path, fmt="transactions")
+    assert [p["line"] for p in err.value.problems] == [1]
 
 
 def test_text_over_its_limit_is_refused():
