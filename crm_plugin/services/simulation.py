@@ -1,0 +1,445 @@
+"""`simulate`: run the demo shop forward day by day with the product in the loop, and compare what
+the loop measured with the truth only the simulator knows (mlcore.simulation.world).
+
+Per day: score every active customer (fast logistic regression on order history, retrained
+weekly on the fed-back labels), run the real alert policy (control group included), deliver
+through the outbox state machine, let simulated account managers act on a share of their
+alerts (partly following the suggested next-best action) through `intervention_create`, run
+escalations, record outcomes through `intervention_record_outcome` when an outcome window
+closes, and move the simulated customers (who order or not, and leave or not).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from crm_plugin.errors import CrmError
+from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention, ModelVersion
+from crm_plugin.services import closed_loop
+from crm_plugin.services.alerts import (
+    alert_claim_for_delivery,
+    alert_escalations_create,
+    alert_mark_sent,
+    alert_policy_apply,
+)
+from crm_plugin.services.demo_shop import demo_shop_generate
+from crm_plugin.services.interventions import intervention_create, intervention_record_outcome
+from mlcore.simulation import world as W
+
+UTC = dt_timezone.utc
+SIM_PREFIX = "sim-"
+HISTORY_DAYS = 365
+ACTIVE_DAYS = 90  # customers with no order for this long are lapsed (a win-back case), not scored
+RETRAIN_EVERY = 7
+CUTOFF_STEP = 14
+
+
+@dataclass
+class SimulationConfig:
+    days: int = 120
+    customers: int = 5000
+    seed: int = 1
+    window: int = 30  # outcome window and label horizon, days
+    act_share: float = 0.6  # of delivered alerts a manager acts on
+    follow_share: float = 0.5  # of actions that follow the suggested next-best action when there is one
+    escalation_act_share: float = 0.5  # escalated alerts the manager then acts on
+    band_high: float = 0.6
+    band_medium: float = 0.3
+
+
+@dataclass
+class Episode:
+    start: int
+    customer: int  # index into the world
+    state: int
+    control: bool
+    action: str | None = None
+    action_day: int = 0
+    alert_id: int = 0
+    suggested: str | None = None
+
+
+@dataclass
+class SimulationResult:
+    config: SimulationConfig
+    data: dict = field(default_factory=dict)
+
+
+def _check_database(replace: bool) -> None:
+    real = Customer.objects.exclude(external_id__startswith="demo-").count()
+    if real:
+        raise CrmError(f"This database holds {real} customers that are not from the demo shop; simulate only runs in a "
+                       "separate database (e.g. DATABASE_URL=sqlite:////tmp/simulation.sqlite3).", code="not_simulation_db")
+    if Customer.objects.exists() and not replace:
+        raise CrmError(f"This database already holds {Customer.objects.count()} demo customers; pass --replace to "
+                       "replace them with a fresh simulation, or use a separate database.", code="not_empty")
+
+
+def _day_start(day0: date, day: int) -> datetime:
+    return datetime.combine(day0 + timedelta(days=day), datetime.min.time(), tzinfo=UTC)
+
+
+def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Callable[[str], None] = print,
+                   plot_path: Path | None = None) -> SimulationResult:
+    """Run the whole loop forward `config.days` days; returns true vs measured figures (JSON-ready)."""
+    if config.days < config.window + 7:
+        raise CrmError(f"Simulate at least {config.window + 7} days, so that outcomes come back and can be measured.",
+                       code="too_short")
+    _check_database(replace)
+    started = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    sim_start = date(2026, 1, 1)
+    history_end = sim_start - timedelta(days=1)
+    truth: dict[str, dict] = {}
+    demo_shop_generate(customers=config.customers, days=HISTORY_DAYS, seed=config.seed, end_date=history_end,
+                       replace=replace, truth=truth)
+    # A previous run's digests and escalations (no customer left) and in-memory model versions.
+    Alert.objects.filter(customer__isnull=True).delete()
+    ModelVersion.objects.filter(name__startswith=SIM_PREFIX).delete()
+    out(f"demo shop: {config.customers} customers, {HISTORY_DAYS} days of history to {history_end} "
+        f"({time.perf_counter() - started:.0f}s)")
+    manager = AccountOwner.objects.filter(is_manager=True).first()
+    if manager is not None:
+        AccountOwner.objects.filter(is_manager=False, manager__isnull=True).update(manager=manager)
+    customers = list(Customer.objects.select_related("owner", "owner__user").order_by("pk"))
+    index = {c.pk: i for i, c in enumerate(customers)}
+    n = len(customers)
+    segments = np.array([c.segment or "regular" for c in customers])
+    total_days = HISTORY_DAYS + config.days + config.window
+    orders = np.zeros((n, total_days), dtype=np.int16)
+    history_start = sim_start - timedelta(days=HISTORY_DAYS)
+    for cid, at in Event.objects.filter(kind=Event.Kind.ORDER).values_list("customer_id", "occurred_at"):
+        d = (at.date() - history_start).days
+        if 0 <= d < HISTORY_DAYS:
+            orders[index[cid], d] += 1
+    # Hidden state at the start, from the demo shop's own hidden churn process.
+    state = np.zeros(n, dtype=np.int8)
+    start_dt = _day_start(sim_start, 0)
+    for i, c in enumerate(customers):
+        t = truth.get(c.external_id)
+        if t is None:
+            continue
+        to_churn = (t["churn_at"] - start_dt).total_seconds() / 86400
+        if to_churn <= 0:
+            state[i] = W.GONE
+        elif to_churn <= max(t["lead_days"], 30):
+            state[i] = W.AT_RISK
+    world = W.World(segments=segments, state=state, rng=np.random.default_rng(config.seed + 1))
+    out(f"hidden state at {sim_start}: {int((state == 0).sum())} content, {int((state == 1).sum())} at risk, "
+        f"{int((state == 2).sum())} gone")
+
+    episodes: list[Episode] = []
+    open_episode: dict[int, Episode] = {}
+    treated_day = np.full(n, -10_000)
+    weekly: list[dict] = []
+    scorer: W.Scorer | None = None
+    version: ModelVersion | None = None
+    event_seq = 0
+    aov = {"vip": Decimal("140.00"), "regular": Decimal("62.00"), "bargain_hunter": Decimal("34.00"), "new": Decimal("62.00")}
+    pending_outcomes: dict[int, list[tuple[int, int]]] = defaultdict(list)  # day -> [(intervention id, episode idx)]
+    suggestions_seen = Counter()
+    with override_settings(CHURN_OUTCOME_DAYS=config.window, CHURN_BAND_HIGH=config.band_high,
+                           CHURN_BAND_MEDIUM=config.band_medium):
+        for t in range(config.days):
+            day_index = HISTORY_DAYS + t
+            as_of = _day_start(sim_start, t)
+            # 1. weekly retraining on the fed-back labels
+            if scorer is None or t % RETRAIN_EVERY == 0:
+                scorer = _retrain(orders, day_index, segments, treated_day, config, as_of)
+                version = ModelVersion.objects.create(
+                    name=f"{SIM_PREFIX}{config.seed}-logreg-day{t:03d}", family="logreg",
+                    artifact_path="simulation (in memory)", trained_as_of=as_of, horizon_days=config.window,
+                    metrics={"roc_auc": scorer.valid_roc_auc, "pr_auc": scorer.valid_pr_auc, "rows": scorer.n_rows})
+                weekly.append({"day": t, "valid_roc_auc": scorer.valid_roc_auc, "valid_pr_auc": scorer.valid_pr_auc,
+                               "rows": scorer.n_rows})
+            # 2. daily scoring of active customers
+            X = W.features(orders, day_index, segments, day_index - treated_day < config.window)
+            active = X[:, 0] <= ACTIVE_DAYS
+            p = scorer.predict(X)
+            _write_scores(customers, np.flatnonzero(active), p, version, as_of, config, X)
+            # 3. the alert policy (control group inside), delivery through the outbox
+            summary = alert_policy_apply(as_of=as_of)
+            new_alerts = list(Alert.objects.filter(pk__in=summary.alert_ids, kind__in=closed_loop.RISK_KINDS)
+                              .select_related("customer", "customer__owner", "customer__owner__user"))
+            for alert in new_alerts:
+                if alert.status == Alert.Status.PENDING:
+                    claim = alert_claim_for_delivery(alert_id=alert.pk)
+                    if claim is not None:
+                        alert_mark_sent(alert=claim.alert, channel="simulation", ts=f"{t}.{alert.pk}")
+            # 4. episodes (same grouping as closed_loop) and the managers' actions
+            for alert in sorted(new_alerts, key=lambda a: a.pk):
+                i = index[alert.customer_id]
+                ep = open_episode.get(i)
+                if ep is None or t >= ep.start + config.window:
+                    ep = Episode(start=t, customer=i, state=int(world.state[i]), control=alert.is_control, alert_id=alert.pk)
+                    suggestion = (alert.payload or {}).get("next_best_action") or {}
+                    ep.suggested = suggestion.get("action")
+                    episodes.append(ep)
+                    open_episode[i] = ep
+                if alert.is_control or ep.action is not None:
+                    continue
+                if rng.random() < config.act_share:
+                    delay = int(rng.integers(0, 3))  # today, tomorrow or the day after
+                    _plan_action(ep, alert, t + delay, rng, config, suggestions_seen)
+            for ep in episodes:
+                if ep.action is not None and ep.action_day == t - ep.start and not getattr(ep, "_done", False):
+                    _act(ep, customers, world, t, as_of, config, pending_outcomes, len(episodes), episodes, treated_day,
+                         HISTORY_DAYS)
+            # 5. escalations: the manager acts on some of them
+            esc = alert_escalations_create(as_of=as_of)
+            for alert in Alert.objects.filter(pk__in=esc.alert_ids).select_related("customer"):
+                i = index[alert.customer_id]
+                ep = open_episode.get(i)
+                if ep is not None and ep.action is None and rng.random() < config.escalation_act_share:
+                    _plan_action(ep, alert, t, rng, config, suggestions_seen)
+                    _act(ep, customers, world, t, as_of, config, pending_outcomes, 0, episodes, treated_day, HISTORY_DAYS)
+            # 6. the customers live their day; new orders are written as events
+            today = world.step(day_index)
+            orders[:, day_index] = today
+            event_seq = _write_orders(customers, today, as_of, config.seed, event_seq, segments, aov, rng)
+            # 7. outcomes whose window closed today are recorded by the simulated owners
+            for intervention_id, ep_index in pending_outcomes.pop(t, []):
+                ep = episodes[ep_index]
+                window = orders[ep.customer, HISTORY_DAYS + ep.start:HISTORY_DAYS + ep.start + config.window]
+                outcome = Intervention.Outcome.CHURNED if window.sum() == 0 else Intervention.Outcome.RETAINED
+                iv = intervention_record_outcome(intervention=Intervention.objects.get(pk=intervention_id), by=None,
+                                                 outcome=outcome, note="simulated follow-up")
+                Intervention.objects.filter(pk=iv.pk).update(outcome_at=_day_start(sim_start, t + 1))
+            if t % 10 == 0 or t == config.days - 1:
+                out(f"day {t:3d} {as_of:%Y-%m-%d}: {int(active.sum())} scored, {summary.immediate + summary.digested} alerted, "
+                    f"{summary.held_out} held out, {esc.escalated} escalated; {int((world.state == W.AT_RISK).sum())} at risk, "
+                    f"{int((world.state == W.GONE).sum())} gone ({time.perf_counter() - started:.0f}s)")
+        end = _day_start(sim_start, config.days)
+        data = _results(config, episodes, end, weekly, started)
+    if plot_path is not None:
+        plot_path.write_text(_svg(data), encoding="utf-8")
+        data["plot"] = str(plot_path)
+    return SimulationResult(config=config, data=data)
+
+
+def _retrain(orders, day_index, segments, treated_day, config, as_of) -> W.Scorer:
+    """Rows at cutoffs every CUTOFF_STEP days whose label window has closed; validation = the latest one."""
+    cutoffs = list(range(day_index - config.window, 90, -CUTOFF_STEP))
+    rows_X, rows_y = [], []
+    valid_X = valid_y = None
+    for k, c in enumerate(cutoffs[:12]):
+        X = W.features(orders, c, segments, (c - treated_day >= 0) & (c - treated_day < config.window))
+        y = W.no_order_labels(orders, c, config.window)
+        keep = X[:, 0] <= ACTIVE_DAYS
+        if k == 0:
+            valid_X, valid_y = X[keep], y[keep]
+        else:
+            rows_X.append(X[keep])
+            rows_y.append(y[keep])
+    # Recorded outcomes are the same as behaviour here (owners report truthfully), so the
+    # behavioural label already carries them; treatment is a feature, set to 0 when scoring.
+    return W.train_scorer(rows_X or [valid_X], rows_y or [valid_y], valid_X, valid_y, day=day_index)
+
+
+def _write_scores(customers, idx, p, version, as_of, config, X) -> None:
+    rows = []
+    for i in idx:
+        prob = float(p[i])
+        band = "high" if prob >= config.band_high else "medium" if prob >= config.band_medium else "low"
+        since = int(X[i, 0])
+        rows.append(ChurnScore(customer_id=customers[i].pk, model_version=version, as_of=as_of, probability=prob,
+                               band=band, reasons=[{"code": "recency", "text": f"no order for {since} days",
+                                                    "weight": 1.0, "evidence": None}]))
+    ChurnScore.objects.bulk_create(rows, batch_size=2000)
+
+
+def _plan_action(ep: Episode, alert: Alert, day: int, rng, config, seen: Counter) -> None:
+    segment = alert.customer.segment or "regular"
+    suggestion = ((alert.payload or {}).get("next_best_action") or {}).get("action") if alert.kind != Alert.Kind.ESCALATION else ep.suggested
+    if suggestion and suggestion in W.ACTIONS and rng.random() < config.follow_share:
+        action = suggestion
+        seen["followed"] += 1
+    else:
+        habit = W.HABIT.get(segment, W.HABIT["regular"])
+        action = str(rng.choice(list(habit), p=list(habit.values())))
+        seen["habit"] += 1
+    ep.action, ep.action_day = action, day - ep.start
+    ep._alert = alert  # type: ignore[attr-defined]
+
+
+def _act(ep, customers, world, t, as_of, config, pending_outcomes, _n, episodes, treated_day, history_days) -> None:
+    if getattr(ep, "_done", False):
+        return
+    ep._done = True
+    customer = customers[ep.customer]
+    alert = getattr(ep, "_alert", None)
+    owner = customer.owner
+    iv = intervention_create(customer=customer, by=owner.user if owner else None, action=ep.action,
+                             note="simulated", source=Intervention.Source.SIMULATION,
+                             alert=alert if alert is not None and alert.customer_id == customer.pk else None)
+    Intervention.objects.filter(pk=iv.pk).update(created_at=as_of + timedelta(hours=10))
+    world.treat(ep.customer, action=ep.action, until_day=history_days + ep.start + config.window)
+    treated_day[ep.customer] = history_days + t
+    pending_outcomes[ep.start + config.window - 1].append((iv.pk, episodes.index(ep)))
+
+
+def _write_orders(customers, today, as_of, seed, seq, segments, aov, rng) -> int:
+    rows = []
+    for i in np.flatnonzero(today):
+        for _ in range(int(today[i])):
+            seq += 1
+            at = as_of + timedelta(hours=float(rng.uniform(7, 23)))
+            rows.append(Event(customer_id=customers[i].pk, kind=Event.Kind.ORDER, occurred_at=at,
+                              amount=aov[str(segments[i])], quantity=1,
+                              attributes={"order_id": f"sim-{seed}-{seq}", "category": "simulated"},
+                              source_id=f"sim-{seed}-order-{seq}"))
+    Event.objects.bulk_create(rows, batch_size=2000)
+    return seq
+
+
+# --- results ----------------------------------------------------------------------------------
+
+def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, weekly: list[dict], started: float) -> dict:
+    frame = closed_loop.alert_episodes(as_of=end, outcome_days=config.window)
+    known = set(frame["alert_id"].tolist())
+    by_alert = {ep.alert_id: ep for ep in episodes}
+    measured = closed_loop.retention_lift_measured(as_of=end, outcome_days=config.window)
+    true_all, true_by_action = [], defaultdict(list)
+    nba_hits = nba_total = 0
+    best_single_hits = Counter()
+    mismatched = 0
+    for row in frame.itertuples(index=False):
+        ep = by_alert.get(row.alert_id)
+        if ep is None:
+            mismatched += 1
+            continue
+        segment = row.segment or "regular"
+        if ep.control:
+            continue
+        p0 = W.no_order_probability(ep.state, segment, window=config.window)
+        acted = ep.action is not None and getattr(ep, "_done", False)
+        p1 = p0 if not acted else W.no_order_probability(ep.state, segment, window=config.window,
+                                                                    action=ep.action, action_day=ep.action_day)
+        true_all.append(p0 - p1)
+        if acted and row.action == ep.action:
+            true_by_action[ep.action].append(p0 - p1)
+    seg_of = {}
+    for row in frame.itertuples(index=False):
+        seg_of[row.alert_id] = row.segment or "regular"
+    for ep in episodes:
+        if ep.control or ep.suggested is None or ep.alert_id not in seg_of:
+            continue
+        best = W.true_best_action(seg_of[ep.alert_id])
+        nba_total += 1
+        nba_hits += ep.suggested == best
+        for a in W.ACTIONS:
+            best_single_hits[a] += a == best
+    alerted_segments = [seg_of[ep.alert_id] for ep in episodes if not ep.control and ep.alert_id in seg_of]
+    # The best single action for everyone: the one with the largest average true effect over the alerted.
+    single = max(W.ACTIONS, key=lambda a: np.mean([W.TRUE_EFFECTS[s][a] for s in alerted_segments]) if alerted_segments else 0)
+    single_right = float(np.mean([W.true_best_action(s) == single for s in alerted_segments])) if alerted_segments else None
+
+    def lift_json(est, truth):
+        return {"true": float(np.mean(truth)) if truth else None, "n_true": len(truth),
+                "measured": est.absolute_lift, "low": est.lift_low, "high": est.lift_high,
+                "enough_data": est.enough_data, "reason": est.reason,
+                "treated_n": est.treated_n, "control_n": est.control_n,
+                "covered": (est.enough_data and truth and est.lift_low <= float(np.mean(truth)) <= est.lift_high) or None}
+
+    data = {
+        "config": config.__dict__,
+        "model": "logistic regression on order-history features (recency, frequency 30/90/365, gap ratio, "
+                 "segment, treated flag set to 0 when scoring), retrained every 7 days",
+        "episodes_known": len(frame), "episodes_total": len(episodes),
+        "lift_overall": lift_json(measured.overall, true_all),
+        "lift_by_action": {a: lift_json(e, true_by_action.get(a, [])) for a, e in measured.by_action.items()},
+        "lift_by_segment": {s: {"measured": e.absolute_lift, "low": e.lift_low, "high": e.lift_high,
+                                "enough_data": e.enough_data} for s, e in measured.by_segment.items()},
+        "next_best_action": {
+            "alerts_with_a_suggestion": nba_total,
+            "suggestion_truly_best": (nba_hits / nba_total) if nba_total else None,
+            "best_single_action": single, "best_single_action_truly_best": single_right,
+        },
+        "model_quality_by_week": weekly,
+        "funnel": [r.as_dict() for r in closed_loop.alert_funnel_by_owner(as_of=end, outcome_days=config.window)],
+        "unmatched_episodes": mismatched,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return data
+
+
+def simulation_report_text(data: dict) -> str:
+    """The printed summary."""
+    def pts(x):
+        return "n/a" if x is None else f"{100 * x:+.1f}"
+
+    lines = [f"model: {data['model']}",
+             f"episodes with a known outcome: {data['episodes_known']} of {data['episodes_total']}", "",
+             "retention lift (points of churn prevented): true vs measured [95% CI]"]
+    o = data["lift_overall"]
+    lines.append(f"  overall        true {pts(o['true'])}  measured {pts(o['measured'])} [{pts(o['low'])}, {pts(o['high'])}]"
+                 f"  n={o['treated_n']} vs {o['control_n']} held out  {'covered' if o['covered'] else 'NOT covered' if o['enough_data'] else o['reason']}")
+    for a, e in data["lift_by_action"].items():
+        lines.append(f"  {a:<14} true {pts(e['true'])}  measured {pts(e['measured'])} [{pts(e['low'])}, {pts(e['high'])}]"
+                     f"  n={e['treated_n']}  {'covered' if e['covered'] else 'NOT covered' if e['enough_data'] else e['reason']}")
+    nba = data["next_best_action"]
+    share = nba["suggestion_truly_best"]
+    lines += ["", f"next-best action: truly best in {'n/a' if share is None else f'{share:.0%}'} of "
+                  f"{nba['alerts_with_a_suggestion']} alerts with a suggestion; best single action "
+                  f"({nba['best_single_action']}) is truly best for {nba['best_single_action_truly_best']:.0%} of alerted customers",
+              "", "model quality (out-of-time validation at each weekly retrain):"]
+    for w in data["model_quality_by_week"]:
+        roc = "n/a" if w["valid_roc_auc"] is None else f"{w['valid_roc_auc']:.3f}"
+        pr = "n/a" if w["valid_pr_auc"] is None else f"{w['valid_pr_auc']:.3f}"
+        lines.append(f"  day {w['day']:3d}: ROC-AUC {roc}, PR-AUC {pr} ({w['rows']} rows)")
+    lines += ["", "funnel per owner: alerts -> acted (in time) -> escalated -> outcomes (retained/churned)"]
+    for f in data["funnel"]:
+        lines.append(f"  {f['owner']:<14} {f['alerts']:5d} -> {f['acted']:4d} ({f['acted_in_time']}) -> {f['escalated']:3d} "
+                     f"-> {f['outcomes_known']} ({f['retained']}/{f['churned']})")
+    lines.append(f"\n{data['seconds']:.0f}s")
+    return "\n".join(lines)
+
+
+def _svg(data: dict) -> str:
+    """True vs measured lift with 95% intervals, overall and per action, as a small SVG."""
+    items = [("overall", data["lift_overall"])] + list(data["lift_by_action"].items())
+    items = [(k, v) for k, v in items if v["measured"] is not None]
+    width, row, left, top = 640, 34, 130, 40
+    height = top + row * len(items) + 50
+    lo = min([0.0] + [v["low"] for _, v in items] + [v["true"] or 0 for _, v in items])
+    hi = max([0.05] + [v["high"] for _, v in items] + [v["true"] or 0 for _, v in items])
+    lo, hi = math.floor(lo * 20) / 20, math.ceil(hi * 20) / 20
+
+    def x(v):
+        return left + (v - lo) / (hi - lo) * (width - left - 30)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<text x="10" y="20" font-size="14">Retention lift: measured (95% CI, blue) vs true (red), {data["config"]["days"]} days, '
+             f'{data["config"]["customers"]} customers, seed {data["config"]["seed"]}</text>']
+    tick = lo
+    while tick <= hi + 1e-9:
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{top - 5}" x2="{x(tick):.1f}" y2="{height - 40}" stroke="#ddd"/>'
+                     f'<text x="{x(tick):.1f}" y="{height - 25}" text-anchor="middle">{100 * tick:+.0f}</text>')
+        tick += 0.05
+    parts.append(f'<text x="{(left + width) / 2:.0f}" y="{height - 8}" text-anchor="middle">points of churn prevented</text>')
+    for k, (name, v) in enumerate(items):
+        y = top + row * k + row / 2
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.0f}" text-anchor="end">{name} (n={v["treated_n"]})</text>')
+        parts.append(f'<line x1="{x(v["low"]):.1f}" y1="{y:.0f}" x2="{x(v["high"]):.1f}" y2="{y:.0f}" stroke="#1f6fb4" stroke-width="3"/>')
+        parts.append(f'<circle cx="{x(v["measured"]):.1f}" cy="{y:.0f}" r="4" fill="#1f6fb4"/>')
+        if v["true"] is not None:
+            parts.append(f'<line x1="{x(v["true"]):.1f}" y1="{y - 9:.0f}" x2="{x(v["true"]):.1f}" y2="{y + 9:.0f}" stroke="#c0392b" stroke-width="3"/>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def simulation_write_json(data: dict, path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
