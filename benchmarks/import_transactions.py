@@ -69,6 +69,7 @@ def main() -> None:
             t0 = time.perf_counter()
             write_csv(path, args.rows, args.customers, args.seed)
             print(f"generated {args.rows:,} rows ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+            load_before = os.getloadavg()[0]
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             t0 = time.perf_counter()
             summary = events_import_file(path=path, fmt="transactions")
@@ -80,7 +81,10 @@ def main() -> None:
         print(summary)
         print(f"first import : {args.rows / first:,.0f} rows/s ({first:.1f} s)")
         print(f"re-import    : {args.rows / second:,.0f} rows/s ({second:.1f} s), {again.added} added")
-        print(f"peak RSS     : {rss_peak:,.0f} MB (before the import: {rss_before:,.0f} MB)")
+        print(f"peak RSS     : {rss_peak:,.0f} MB (getrusage ru_maxrss of this process; before the import: "
+              f"{rss_before:,.0f} MB)")
+        # The machine may be shared: a busy one slows PostgreSQL more than the parsing.
+        print(f"load average : {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
     finally:
         from django.db import connections
 
