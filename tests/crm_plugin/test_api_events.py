@@ -76,3 +76,11 @@ def test_schema_publishes_the_endpoint(client):
     assert set(components["EventIn"]["required"]) == {"customer_id", "kind", "occurred_at"}
     post = schema["paths"]["/api/events/"]["post"]
     assert {"201", "400"} <= set(post["responses"])
+
+
+def test_batch_over_the_cap_is_refused_whole(client):
+    response = client.post("/api/events/", {"events": [ORDER] * 10_001}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"row": None, "field": "events",
+                                          "message": "10,001 events in one request; send at most 10,000 per request."}]
+    assert Event.objects.count() == 0
