@@ -8,7 +8,7 @@ import pandas as pd
 
 from mlcore.errors import NotEnoughData
 from mlcore.families.base import Rows
-from mlcore.snapshot import FEATURE_NAMES, Snapshot, as_timestamp, churn_labels, snapshot
+from mlcore.snapshot import FEATURE_NAMES, Snapshot, as_timestamp, churn_labels, customer_snapshot
 
 CUTOFF_STEP_DAYS = 30
 MIN_HISTORY_DAYS = 60  # a cutoff needs this much history before it to say anything
@@ -86,7 +86,7 @@ def labelled_rows(events: pd.DataFrame, customers: pd.DataFrame, cutoffs, horizo
     parts: list[Rows] = []
     for cutoff in cutoffs:
         cutoff = as_timestamp(cutoff)
-        snap = snapshot(events, customers, cutoff, interventions=interventions, prepared=True)
+        snap = customer_snapshot(events, customers, cutoff, interventions=interventions, prepared=True)
         labels = churn_labels(events, snap.customer_ids, cutoff, horizon_days)
         mask, override = outcome_overrides(interventions, snap.customer_ids, cutoff, horizon_days)
         labels[mask] = override[mask]
@@ -124,3 +124,21 @@ def training_data(events: pd.DataFrame, customers: pd.DataFrame, plan: Plan, *,
     check_enough(train, "training")
     check_enough(valid, f"validation ({plan.valid_cutoff:%Y-%m-%d})")
     return train, valid
+
+
+def training_rows(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizon_days: int,
+                  interventions: pd.DataFrame | None = None, n_cutoffs: int = 6,
+                  every_days: int = CUTOFF_STEP_DAYS) -> tuple[Rows, Rows]:
+    """The mlcore contract: (train, valid) for a model used at `as_of`; every label window ends by as_of.
+
+    valid = the latest fully-labelled cutoff (as_of - horizon), train = up to n_cutoffs - 1 earlier
+    cutoffs every `every_days`. Raises NotEnoughData with the numbers needed and found.
+    """
+    from mlcore.snapshot import prepare_customers, prepare_events
+
+    ev, cu = prepare_events(events), prepare_customers(customers)
+    if not len(ev):
+        raise NotEnoughData("there are no events yet: import orders (or generate the demo shop) before training")
+    plan = plan_cutoffs(data_start=ev["occurred_at"].min(), as_of=as_of, horizon_days=horizon_days,
+                        step_days=every_days, max_train_cutoffs=max(1, n_cutoffs - 1))
+    return training_data(ev, cu, plan, interventions=interventions)

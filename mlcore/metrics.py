@@ -80,4 +80,15 @@ def curves(y, p) -> dict:
     out["lift"] = {"fraction": deciles, "lift": [round(v, 5) for v in lifts], "capture": [round(v, 5) for v in captures]}
     counts, edges = np.histogram(p, bins=20, range=(0.0, 1.0))
     out["histogram"] = {"edges": np.round(edges, 3).tolist(), "count": counts.tolist()}
+    out["score_hist"] = {"edges": out["histogram"]["edges"], "counts": out["histogram"]["count"]}  # contract name
+    out.setdefault("roc", {"fpr": [], "tpr": []})  # one class only: no curve, but the keys exist
+    out.setdefault("pr", {"recall": [], "precision": []})
     return out
+
+
+def evaluate(y, p) -> dict:
+    """The mlcore contract: roc_auc, pr_auc, lift_at_10pct, capture_at_10pct, brier, ece (None where undefined)."""
+    y = np.asarray(y)
+    if len(y) == 0:
+        return dict.fromkeys(("roc_auc", "pr_auc", "lift_at_10pct", "capture_at_10pct", "brier", "ece"))
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in summary(y, p).items()}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlcore.families.base import Rows
+
 EVENT_COLUMNS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes")
 WINDOWS = (30, 90, 365)
 NO_HISTORY_DAYS = 999.0  # recency value for "never happened": far beyond any horizon
@@ -31,6 +33,45 @@ FEATURE_NAMES: tuple[str, ...] = (
     "visits_30", "visits_90", "visits_trend", "days_since_last_visit",
     "tenure_days", "treated", "days_since_treatment",
 )
+
+# Feature name -> what it measures, in plain words (reasons and the model report quote these).
+FEATURE_DOCS: dict[str, str] = {
+    "days_since_last_order": f"days since the last order ({NO_HISTORY_DAYS:.0f} if never ordered)",
+    "days_since_last_event": "days since the customer last did anything (order, visit, review, ticket, ...)",
+    "usual_gap_days": "the customer's usual days between orders (median gap; 30 with a single order)",
+    "gap_ratio": "days since the last order divided by the customer's usual gap between orders",
+    "has_orders": "1 if the customer ever ordered",
+    "orders_30": "orders in the last 30 days",
+    "orders_90": "orders in the last 90 days",
+    "orders_365": "orders in the last 365 days",
+    "orders_total": "orders ever",
+    "spend_30": "spend in the last 30 days",
+    "spend_90": "spend in the last 90 days",
+    "spend_365": "spend in the last 365 days",
+    "spend_total": "spend ever",
+    "avg_order_value": "average order value",
+    "orders_trend": "orders in the last 90 days vs the 90 days before (-1 = stopped, +1 = new)",
+    "spend_trend": "spend in the last 90 days vs the 90 days before (-1 = stopped, +1 = new)",
+    "returns_90": "returns in the last 90 days",
+    "returns_365": "returns in the last 365 days",
+    "return_rate_365": "returns per order in the last 365 days",
+    "reviews_365": "reviews in the last 365 days",
+    "mean_rating_365": "average review rating in the last 365 days (4 when none)",
+    "min_rating_90": "lowest review rating in the last 90 days (5 when none)",
+    "low_reviews_90": "1- or 2-star reviews in the last 90 days",
+    "tickets_open": "support tickets still open",
+    "oldest_open_ticket_days": "days the oldest open support ticket has been open",
+    "tickets_90": "support tickets opened in the last 90 days",
+    "coupons_365": "coupons received in the last 365 days",
+    "coupons_redeemed_365": "coupons redeemed in the last 365 days",
+    "visits_30": "site visits in the last 30 days",
+    "visits_90": "site visits in the last 90 days",
+    "visits_trend": "visits in the last 90 days vs the 90 days before (-1 = stopped)",
+    "days_since_last_visit": f"days since the last site visit ({NO_HISTORY_DAYS:.0f} if never)",
+    "tenure_days": "days since the customer was first seen",
+    "treated": "1 if a retention action was taken before this date",
+    "days_since_treatment": f"days since the latest retention action ({NO_HISTORY_DAYS:.0f} if never)",
+}
 
 
 def _naive_utc(values) -> pd.Series | pd.DatetimeIndex:
@@ -117,7 +158,24 @@ def _latest_per_customer(frame: pd.DataFrame, ids: pd.Index, value_cols: list[st
     return last.reindex(ids)
 
 
-def snapshot(
+def snapshot(events: pd.DataFrame, customers: pd.DataFrame, as_of, *, text_max_chars: int = TEXT_MAX_CHARS,
+             interventions: pd.DataFrame | None = None) -> Rows:
+    """The mlcore contract: one Rows entry per customer with any event before `as_of`; labels None.
+
+    Only events with occurred_at < as_of are read; texts use absolute dates (see the module doc).
+    `customer_snapshot` returns the same plus the evidence frame that reasons quote.
+    """
+    snap = customer_snapshot(events, customers, as_of, interventions=interventions, max_chars=text_max_chars)
+    return Rows(
+        customer_ids=snap.customer_ids.astype(np.int64),
+        as_of=np.full(len(snap.customer_ids), snap.as_of.to_datetime64(), dtype="datetime64[ns]"),
+        texts=list(snap.texts),
+        features=snap.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float32),
+        feature_names=FEATURE_NAMES,
+    )
+
+
+def customer_snapshot(
     events: pd.DataFrame,
     customers: pd.DataFrame,
     as_of,
@@ -335,5 +393,7 @@ def churn_labels(events: pd.DataFrame, customer_ids: np.ndarray, as_of, horizon_
     as_of = as_timestamp(as_of)
     end = as_of + pd.Timedelta(days=horizon_days)
     t = events["occurred_at"]
+    if getattr(t.dtype, "tz", None) is not None:  # raw (tz-aware) frames as well as prepared ones
+        t = _naive_utc(t)
     ordered = events.loc[(events["kind"] == "order") & (t >= as_of) & (t < end), "customer_id"].unique()
     return (~np.isin(customer_ids, ordered)).astype(np.int8)

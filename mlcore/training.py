@@ -106,3 +106,127 @@ def build_and_fit(name: str, train: Rows, valid: Rows, options: TrainOptions) ->
 
 def calibrated_proba(model: ChurnModel, calibration: PlattCalibration, rows: Rows) -> np.ndarray:
     return calibration(model.predict_proba(rows))
+
+
+# --- the mlcore contract: TrainedModel + train_family ------------------------------------
+
+BACKTEST_FAMILIES = FAMILIES
+# A random tiny encoder learns only with a higher learning rate and trainable word embeddings.
+TINY_BERT = dict(lr=2e-3, head_lr=3e-3, epochs=4, freeze_word_embeddings=False)
+
+
+def _fit_report_json(report: FitReport) -> dict:
+    import json
+
+    return json.loads(json.dumps({
+        "train_seconds": report.train_seconds, "n_train": report.n_train, "n_valid": report.n_valid,
+        "best_valid_pr_auc": report.best_valid_pr_auc, "epochs_run": report.epochs_run,
+        "stopped_early": report.stopped_early, "hit_time_budget": report.hit_time_budget, "extra": report.extra,
+    }, default=str))
+
+
+@dataclass
+class TrainedModel:
+    """A fitted family plus its calibration (JSON), feature schema and validation metrics."""
+
+    family: str
+    model: ChurnModel
+    calibrator: PlattCalibration
+    feature_names: tuple
+    valid_metrics: dict
+    fit_report: FitReport
+    params: dict = field(default_factory=dict)
+
+    def predict_proba(self, rows: Rows) -> np.ndarray:
+        """Calibrated P(churn) per row."""
+        if tuple(rows.feature_names) != tuple(self.feature_names):
+            raise MlError(f"the {self.family} model expects features {list(self.feature_names)}, "
+                          f"got {list(rows.feature_names)}")
+        return self.calibrate(self.model.predict_proba(rows))
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        return self.calibrator(np.asarray(raw, dtype=np.float64))
+
+    def save(self, folder: Path) -> None:
+        """Family files + calibration.json + schema.json + metrics.json (the registry adds the manifest)."""
+        import json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save(folder)
+        (folder / "calibration.json").write_text(json.dumps(self.calibrator.to_dict(), indent=1))
+        (folder / "schema.json").write_text(json.dumps({
+            "family": self.family, "model_class": type(self.model).family,
+            "feature_names": list(self.feature_names), "params": self.params,
+        }, indent=1, default=str))
+        (folder / "metrics.json").write_text(json.dumps(
+            {"valid": self.valid_metrics, "fit_report": _fit_report_json(self.fit_report)}, indent=1, default=str))
+
+    @classmethod
+    def load(cls, folder: Path) -> "TrainedModel":
+        import json
+
+        from mlcore.errors import ArtifactError
+
+        folder = Path(folder)
+        try:
+            schema = json.loads((folder / "schema.json").read_text())
+            calibration = PlattCalibration.from_dict(json.loads((folder / "calibration.json").read_text()))
+            saved = json.loads((folder / "metrics.json").read_text())
+            model = family_class(schema["model_class"]).load(folder)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"the model in {folder} cannot be loaded: {exc}") from exc
+        fr = saved.get("fit_report") or {}
+        report = FitReport(**{k: fr[k] for k in ("train_seconds", "n_train", "n_valid") if k in fr} | {
+            k: fr.get(k) for k in ("best_valid_pr_auc", "epochs_run")} | {
+            "stopped_early": bool(fr.get("stopped_early")), "hit_time_budget": bool(fr.get("hit_time_budget")),
+            "extra": fr.get("extra") or {}}) if fr else FitReport(train_seconds=0.0, n_train=0, n_valid=0)
+        return cls(family=schema["family"], model=model, calibrator=calibration,
+                   feature_names=tuple(schema["feature_names"]), valid_metrics=saved.get("valid") or {},
+                   fit_report=report, params=schema.get("params") or {})
+
+
+def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress) -> Trained:
+    from mlcore.families.bert import BertConfig, BertFamily, write_tiny_checkpoint
+
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="tiny-bert-"))
+    try:
+        model = BertFamily(BertConfig(model_path=str(write_tiny_checkpoint(work / "tiny")), max_train_minutes=minutes,
+                                      progress_bar=False, seed=0, **TINY_BERT))
+        report = model.fit(train, valid, progress=progress)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)  # save() writes the in-memory encoder, not this folder
+    raw = model.predict_proba(valid)
+    calibration = PlattCalibration.fit(raw, valid.labels)
+    valid_metrics = metrics.summary(valid.labels, calibration(raw))
+    valid_metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+    return Trained(family="bert", model=model, calibration=calibration, report=report,
+                   valid_metrics=valid_metrics, params={"tiny": True, "max_train_minutes": minutes})
+
+
+def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: float | None = None,
+                 bert_model_path: str | None = None, tiny: bool = False, progress=None) -> TrainedModel:
+    """The mlcore contract: fit `name`, Platt-calibrate on the (out-of-time) validation rows.
+
+    `max_train_minutes` budgets the bert families (bert_pretrained splits it between MLM
+    pretraining and fine-tuning); `tiny` trains bert on a random tiny checkpoint (tests).
+    valid_metrics are calibrated validation metrics plus train_seconds (everything included).
+    """
+    family_class(name)  # unknown names fail here with the list of families
+    if tiny and name in ("bert", "bert_pretrained"):
+        trained = _tiny_bert(train, valid, max_train_minutes, progress)
+    else:
+        options = TrainOptions(bert_model_path=bert_model_path or "", max_train_minutes=max_train_minutes,
+                               progress_bar=progress is not None)
+        try:
+            trained = build_and_fit(name, train, valid, options)
+        except ValueError as exc:  # e.g. a family refusing one-class training data
+            raise MlError(f"{name} could not be trained: {exc}") from exc
+    valid_metrics = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in trained.valid_metrics.items()}
+    params = dict(trained.params, calibration="platt")
+    return TrainedModel(family=name, model=trained.model, calibrator=trained.calibration,
+                        feature_names=tuple(train.feature_names), valid_metrics=valid_metrics,
+                        fit_report=trained.report, params=params)
