@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -52,7 +53,12 @@ class EventBatchApi(APIView):
             {"customer_id": "C1001", "kind": "order", "occurred_at": "2026-11-02T10:15:00Z", "amount": "45.00"}]})],
     )
     def post(self, request):
-        events = request.data.get("events") if isinstance(request.data, dict) else None
+        try:
+            data = request.data
+        except ParseError as exc:  # answer in the same shape as every other 400 here
+            return Response({"detail": str(exc.detail), "errors": [
+                {"row": None, "field": "events", "message": str(exc.detail)}]}, status=status.HTTP_400_BAD_REQUEST)
+        events = data.get("events") if isinstance(data, dict) else None
         try:
             summary = events_import_records(records=events)
         except CrmError as exc:

@@ -84,3 +84,10 @@ def test_batch_over_the_cap_is_refused_whole(client):
     assert response.json()["errors"] == [{"row": None, "field": "events",
                                           "message": "10,001 events in one request; send at most 10,000 per request."}]
     assert Event.objects.count() == 0
+
+
+def test_a_body_that_is_not_json_gets_the_same_error_shape(client):
+    response = client.post("/api/events/", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "events"
+    assert "JSON parse error" in response.json()["detail"]
