@@ -124,3 +124,32 @@ def test_pretrain_command_names_the_setting_for_a_bad_model_path(tmp_path, setti
     texts.write_text("\n".join(json.dumps(t) for t in corpus[:10]))
     with pytest.raises(CommandError, match=r"gone does not exist; set BERT_MODEL_PATH"):
         call_command("pretrain", texts=str(texts), out=str(tmp_path / "o"), no_progress=True, stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_pretrain_command_reads_customer_texts_before_as_of(tmp_path, tiny_path):
+    from datetime import datetime, timedelta, timezone
+
+    from crm_plugin.models import Event
+    from tests.crm_plugin.factories import CustomerFactory, EventFactory
+
+    as_of = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    for i in range(6):
+        customer = CustomerFactory(first_seen_at=as_of - timedelta(days=300))
+        EventFactory(customer=customer, occurred_at=as_of - timedelta(days=20 + i))
+        EventFactory(customer=customer, kind=Event.Kind.REVIEW, amount=None, rating=1,
+                     text=f"arrived broken {i}", occurred_at=as_of - timedelta(days=5))
+        EventFactory(customer=customer, occurred_at=as_of + timedelta(days=3))  # after as_of: unseen
+    out = io.StringIO()
+    call_command("pretrain", as_of="2026-10-01", model_path=tiny_path, out=str(tmp_path / "ckpt"), no_progress=True,
+                 stdout=out)
+    assert "on 6 texts" in out.getvalue()
+    report = json.loads((tmp_path / "ckpt" / "pretrain_report.json").read_text())
+    assert report["n_texts"] == 6
+
+
+@pytest.mark.django_db
+def test_pretrain_command_without_history_says_so(tmp_path, tiny_path):
+    with pytest.raises(CommandError, match="no customer events before 2026-10-01"):
+        call_command("pretrain", as_of="2026-10-01", model_path=tiny_path, out=str(tmp_path / "o"), no_progress=True,
+                     stdout=io.StringIO())

@@ -13,16 +13,19 @@ from mlcore.pretrain import PretrainConfig, pretrain_mlm, read_texts
 
 
 def _shop_texts(as_of: dt.datetime) -> list[str]:
-    """Every customer's text as of `as_of`, from the ml area's snapshot code."""
+    """Every customer's text as of `as_of` (the ml area's snapshot: only events before as_of)."""
+    from crm_plugin import selectors_ml
+    from mlcore.errors import MlError
+    from mlcore.snapshot import snapshot
+
+    events = selectors_ml.events_frame(before=as_of)
+    if events.empty:
+        raise CommandError(f"no customer events before {as_of:%Y-%m-%d}: nothing to pretrain on")
     try:
-        from crm_plugin.services.ml import customer_texts_as_of  # provided by the ml area
-    except ImportError:
-        raise CommandError(
-            "reading customer texts from the database needs the ml area's snapshot code "
-            "(crm_plugin.services.ml.customer_texts_as_of), which is not installed yet; "
-            "pass --texts PATH (JSONL of texts) instead"
-        ) from None
-    return list(customer_texts_as_of(as_of=as_of))
+        rows = snapshot(events, selectors_ml.customers_frame(), as_of)
+    except MlError as exc:
+        raise CommandError(str(exc)) from exc
+    return list(dict.fromkeys(rows.texts))  # identical texts teach nothing twice
 
 
 class Command(BaseCommand):
