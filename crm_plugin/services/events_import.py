@@ -384,7 +384,9 @@ class _Staging:
             self._copy.write_row(row)
             return
         row_no, line, customer, kind, occurred, amount, *rest = row
-        self.buffer.append((row_no, line, customer, kind, occurred.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        self.buffer.append((row_no, line, customer, kind,
+                            # Django's own text form, so lookups like occurred_at=... match it exactly.
+                            connection.ops.adapt_datetimefield_value(occurred),
                             None if amount is None else str(amount), *rest))
         if len(self.buffer) >= self.BATCH:
             self.flush()
@@ -453,22 +455,18 @@ def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
         f"name = CASE WHEN s.name <> '' THEN s.name ELSE {customer_table}.name END, "
         f"email = CASE WHEN s.email <> '' THEN s.email ELSE {customer_table}.email END, "
         f"segment = CASE WHEN s.segment <> '' THEN s.segment ELSE {customer_table}.segment END, "
-        f"owner_id = COALESCE(s.owner_id, {customer_table}.owner_id), "
+        f"owner_id = COALESCE(s.owner_id, {customer_table}.owner_id), updated_at = %s, "
         f"first_seen_at = CASE WHEN {customer_table}.first_seen_at IS NULL THEN s.first_seen "
         f"ELSE {least}({customer_table}.first_seen_at, s.first_seen) END "
         f"FROM ({first}) s WHERE {customer_table}.external_id = s.customer_ext "
         f"AND (s.name <> '' OR s.email <> '' OR s.segment <> '' OR s.owner_id IS NOT NULL "
         f"OR {customer_table}.first_seen_at IS NULL OR s.first_seen < {customer_table}.first_seen_at)",
-        [],  # with parameters, so the %% in the SQLite query means %
+        [now],
     )
     # Identical rows in one file are distinct events: number them so each gets its own id,
     # and the same file imported again yields the same ids.
-    source = ("CASE WHEN s.source_id <> '' THEN s.source_id ELSE "
-              + ("'h:' || s.content_hash || ':' || CAST(ROW_NUMBER() OVER (PARTITION BY s.content_hash "
-                 "ORDER BY s.line) AS text)" if postgres else
-                 "'h:' || s.content_hash || ':' || CAST(ROW_NUMBER() OVER (PARTITION BY s.content_hash "
-                 "ORDER BY s.line) AS TEXT)")
-              + " END")
+    source = ("CASE WHEN s.source_id <> '' THEN s.source_id ELSE 'h:' || s.content_hash || ':' || "
+              "CAST(ROW_NUMBER() OVER (PARTITION BY s.content_hash ORDER BY s.line) AS text) END")
     conflict = "ON CONFLICT (source_id) DO NOTHING"
     insert = "INSERT INTO" if postgres else "INSERT OR IGNORE INTO"
     cursor.execute(

@@ -199,7 +199,12 @@ def test_timestamps_are_stored_in_utc(tmp_path, settings, raw, stored):
     settings.TIME_ZONE = "Europe/Berlin"
     path = write(tmp_path, f"customer_id,timestamp,amount\nC1,{raw},1\n")
     events_import_file(path=path, fmt="transactions")
-    assert Event.objects.get().occurred_at.astimezone(timezone.utc).isoformat() == stored
+    event = Event.objects.get()
+    assert event.occurred_at.astimezone(timezone.utc).isoformat() == stored
+    # Stored so that the ORM's own comparisons find it (SQLite compares datetimes as text).
+    assert Event.objects.filter(occurred_at=event.occurred_at).count() == 1
+    assert Event.objects.filter(occurred_at__lte=event.occurred_at).count() == 1
+    assert Customer.objects.filter(first_seen_at=event.occurred_at).count() == 1
 
 
 def test_line_over_one_megabyte_is_refused_and_later_rows_keep_their_numbers(tmp_path):
@@ -258,5 +263,7 @@ def test_customer_fields_last_value_in_the_file_wins(tmp_path):
             "C1,visit,2026-03-02,Ada Later,ada@x.example,\n"
             "C1,visit,2026-03-03,,,\n")
     assert events_import_file(path=write(tmp_path, text), fmt="csv").customers_created == 0
+    updated_before = customer.updated_at
     customer.refresh_from_db()
     assert (customer.name, customer.email, customer.segment) == ("Ada Later", "ada@x.example", "retail")
+    assert customer.updated_at > updated_before
