@@ -29,11 +29,11 @@ def scoring_run_finish(chunk_results: list[dict], run_id: int) -> int:
 
 
 @shared_task(name="mlcore.score_all")
-def score_all(as_of: str | None = None) -> int:
+def score_all(as_of: str | None = None, chunk_size: int | None = None) -> int:
     """Enqueue the chunks as a chord on the `score` queue and return the ScoringRun id (no waiting in a task)."""
     from crm_plugin.services.ml import churn_scores_compute
 
-    return churn_scores_compute(as_of=_as_of(as_of), wait=False).pk
+    return churn_scores_compute(as_of=_as_of(as_of), wait=False, chunk_size=chunk_size).pk
 
 
 @shared_task(name="mlcore.score_daily")

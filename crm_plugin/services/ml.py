@@ -57,11 +57,9 @@ def _upload(folder: Path, prefix: str, manifest: dict) -> None:
 def _download(version: ModelVersion) -> Path:
     """A local copy of the version's artifact files, fetched through the `models` storage."""
     manifest = version.manifest or {}
-    digest = registry.hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
-    local = Path(tempfile.gettempdir()) / "churn-models" / f"{version.name}-{digest}"
+    # A fresh private folder per call: prefork workers on one machine never read each other's half-copies.
+    local = Path(tempfile.mkdtemp(prefix=f"churn-model-{version.pk}-"))
     storage = _storage()
-    if local.exists():
-        shutil.rmtree(local)  # always re-read: a cached copy must not hide a broken stored file
     for name in (manifest.get("files") or {}):
         target = local / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +67,7 @@ def _download(version: ModelVersion) -> Path:
             with storage.open(f"{version.artifact_path}/{name}", "rb") as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
         except OSError as exc:
+            shutil.rmtree(local, ignore_errors=True)
             raise CrmError(f"model {version.name}: artifact file {name!r} is missing or unreadable ({exc})") from exc
     return local
 
@@ -76,13 +75,18 @@ def _download(version: ModelVersion) -> Path:
 def model_version_load(*, version: ModelVersion) -> TrainedModel:
     """The version's trained model, after every file passed its sha256 check (CrmError otherwise)."""
     key = (version.pk, json.dumps(version.manifest, sort_keys=True))
-    if key in _LOADED:
-        return _LOADED[key]
+    # The stored files are re-read and re-verified on every call (cheap next to scoring a chunk),
+    # so a file changed after a worker loaded the model is still refused; only parsing is cached.
     local = _download(version)
     try:
-        trained = registry.load_trained(local, version.manifest)
+        registry.verify(local, version.manifest)
+        if key in _LOADED:
+            return _LOADED[key]
+        trained = registry.load_trained(local, version.manifest)  # families read everything into memory
     except MlError as exc:
         raise CrmError(f"model {version.name} refused: {exc}") from exc
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
     _LOADED.clear()  # keep one model in memory per process
     _LOADED[key] = trained
     return trained

@@ -1,0 +1,117 @@
+"""Registry, promotion, scoring and errors through the Django services (in-process Celery)."""
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.core.management import CommandError, call_command
+
+from crm_plugin.errors import CrmError
+from crm_plugin.models import ChurnScore, Customer, Event, ModelVersion, ScoringRun
+from crm_plugin.services import ml
+from tests.crm_plugin.factories import UserFactory
+from tests.mlcore.synth import synth_into_db
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shop():
+    last = synth_into_db(n_customers=120, days=420, seed=5)
+    return (last + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _tamper(version: ModelVersion, name: str) -> None:
+    storage = storages["models"]
+    path = f"{version.artifact_path}/{name}"
+    data = storage.open(path).read()
+    storage.delete(path)
+    storage.save(path, ContentFile(data + b" "))
+
+
+def test_train_registers_versions_and_promotes_the_best(shop):
+    out = StringIO()
+    versions = ml.model_train_all(as_of=shop, families=["logreg", "lightgbm"], stdout=out)
+    assert [v.family for v in versions] == ["logreg", "lightgbm"]
+    champion = ModelVersion.objects.get(is_champion=True)
+    assert champion.metrics["pr_auc"] == max(v.metrics["pr_auc"] for v in versions)
+    assert set(champion.manifest["files"]) >= {"calibration.json", "schema.json", "metrics.json"}
+    assert f"champion: {champion.name}" in out.getvalue()
+    listing = StringIO()
+    call_command("models", stdout=listing)
+    assert f"* {champion.name}" in listing.getvalue() and f"champion: {champion.name}" in listing.getvalue()
+
+
+def test_a_new_version_must_beat_the_champion_on_the_same_validation_rows(shop):
+    first = ml.model_train_all(as_of=shop, families=["logreg"])[0]
+    out = StringIO()
+    second = ml.model_train_all(as_of=shop, families=["logreg"], stdout=out)[0]  # same data, same seed: a tie
+    assert ModelVersion.objects.get(is_champion=True) == first
+    assert f"champion stays {first.name}" in out.getvalue()
+    # A champion whose files fail their checksum cannot defend its title.
+    _tamper(first, "calibration.json")
+    third = ml.model_train_all(as_of=shop, families=["logreg"])[0]
+    assert ModelVersion.objects.get(is_champion=True) == third != second
+
+
+def test_scoring_is_idempotent_and_updates_latest_score_and_value(shop):
+    ml.model_train_all(as_of=shop, families=["logreg"])
+    run = ml.churn_scores_compute(as_of=shop, chunk_size=50)
+    n = Customer.objects.filter(events__occurred_at__lt=shop).distinct().count()
+    assert run.status == ScoringRun.Status.DONE and run.n_customers == n
+    assert ChurnScore.objects.count() == n
+    ml.churn_scores_compute(as_of=shop, chunk_size=50)  # a re-run of the same day rewrites, never duplicates
+    assert ChurnScore.objects.count() == n
+    score = ChurnScore.objects.order_by("-probability").first()
+    assert score.band == "high" and score.reasons and score.reasons[0]["weight"] >= score.reasons[-1]["weight"]
+    assert {"code", "text", "weight", "evidence"} <= set(score.reasons[0])
+    customer = Customer.objects.get(pk=score.customer_id)
+    assert customer.latest_score_id == score.pk
+    spend = sum(e.amount for e in Event.objects.filter(customer=customer, kind="order",
+                                                       occurred_at__gte=shop - timedelta(days=365), occurred_at__lt=shop))
+    assert abs(customer.value - spend) <= 1
+
+
+def test_scoring_refuses_a_tampered_champion_by_file_name_and_promotion_keeps_the_old_one(shop):
+    good, other = ml.model_train_all(as_of=shop, families=["lightgbm", "logreg"])
+    champion = ModelVersion.objects.get(is_champion=True)
+    loser = other if champion == good else good
+    _tamper(loser, "schema.json")
+    with pytest.raises(CrmError, match=r"'schema.json' fails its checksum"):
+        ml.model_version_promote(version=loser, by=UserFactory())
+    assert ModelVersion.objects.get(is_champion=True) == champion  # the champion keeps scoring
+    ml.churn_scores_compute(as_of=shop)
+    _tamper(champion, "metrics.json")
+    with pytest.raises(CrmError, match=r"'metrics.json' fails its checksum"):
+        ml.churn_scores_compute(as_of=shop + timedelta(days=1))
+
+
+def test_manual_promotion_records_who(shop):
+    a, b = ml.model_train_all(as_of=shop, families=["logreg", "lightgbm"])
+    loser = a if not a.is_champion and ModelVersion.objects.get(pk=a.pk).is_champion is False else b
+    user = UserFactory()
+    promoted = ml.model_version_promote(version=loser.pk, by=user)
+    assert promoted.is_champion and promoted.promoted_by == user
+    assert ModelVersion.objects.filter(is_champion=True).count() == 1
+
+
+def test_clear_errors(shop, settings):
+    with pytest.raises(CrmError, match=r"no champion model yet: run `python manage.py train`"):
+        ml.churn_scores_compute(as_of=shop)
+    with pytest.raises(CommandError, match="no champion model yet"):
+        call_command("score", "--as-of", f"{shop:%Y-%m-%d}", stdout=StringIO())
+    with pytest.raises(CrmError, match=r"as_of 2020-01-01 is outside the data: events run from 2025-"):
+        ml.model_train_all(as_of=shop.replace(year=2020, month=1, day=1), families=["logreg"])
+    with pytest.raises(CrmError, match=r"need at least \d+ days of events"):
+        ml.model_train_all(as_of=Event.objects.order_by("occurred_at").first().occurred_at + timedelta(days=30),
+                           families=["logreg"])
+    settings.BERT_MODEL_PATH = "/nonexistent/bert"
+    with pytest.raises(CommandError, match="BERT_MODEL_PATH"):
+        call_command("train", "--families", "bert", "--as-of", f"{shop:%Y-%m-%d}", stdout=StringIO())
+
+
+def test_too_few_churners_says_how_many(db):
+    synth_into_db(n_customers=20, days=420, seed=9)
+    with pytest.raises(CrmError, match=r"too few labelled customers .* need at least 50 .* have \d+ customers"):
+        ml.model_train_all(families=["logreg"], as_of=ml.last_event_day())

@@ -1,0 +1,65 @@
+"""Reasons in business words: strongest first, only what pushes towards churn, with the evidence quoted."""
+import numpy as np
+import pandas as pd
+
+from mlcore.reasons import build_reasons, logit_delta
+from mlcore.snapshot import FEATURE_NAMES, customer_snapshot
+
+AS_OF = pd.Timestamp("2026-11-28")
+
+
+def _shop():
+    t = lambda d: AS_OF - pd.Timedelta(days=d)  # noqa: E731
+    rows = [{"customer_id": 1, "kind": "order", "occurred_at": t(d), "amount": 50.0, "attributes": {"category": "shoes"}}
+            for d in (124, 104, 84, 64)]
+    rows += [
+        {"customer_id": 1, "kind": "review", "occurred_at": t(12), "rating": 1, "text": "arrived broken",
+         "attributes": {"product": "shoes"}},
+        {"customer_id": 1, "kind": "ticket", "occurred_at": t(9), "text": "refund not processed",
+         "attributes": {"ticket_id": "t1", "status": "open", "closed_at": None}},
+        {"customer_id": 2, "kind": "order", "occurred_at": t(3), "amount": 20.0, "attributes": {"category": "bags"}},
+    ]
+    events = pd.DataFrame(rows)
+    events["occurred_at"] = pd.to_datetime(events["occurred_at"]).dt.tz_localize("UTC")
+    customers = pd.DataFrame({"customer_id": [1, 2], "segment": ["vip", "regular"],
+                              "first_seen_at": [AS_OF - pd.Timedelta(days=200)] * 2})
+    return customer_snapshot(events, customers, AS_OF)
+
+
+def _contrib(snap, pushes: dict[str, float]) -> np.ndarray:
+    out = np.zeros((len(snap.customer_ids), len(FEATURE_NAMES)))
+    for name, value in pushes.items():
+        out[0, FEATURE_NAMES.index(name)] = value
+    return out
+
+
+def test_reasons_quote_gap_review_and_ticket_strongest_first():
+    snap = _shop()
+    contributions = _contrib(snap, {"days_since_last_order": 1.5, "gap_ratio": 0.4, "min_rating_90": 0.8,
+                                    "oldest_open_ticket_days": 0.6, "tenure_days": -0.9})
+    reasons = build_reasons(feature_names=FEATURE_NAMES, features=snap.features.to_numpy(),
+                            contributions=contributions, evidence=snap.evidence, as_of=AS_OF)
+    first = reasons[0]
+    assert [r["code"] for r in first] == ["no_recent_order", "bad_review", "open_ticket"]
+    assert first[0]["text"] == "no order for 64 days (usually every 20)"
+    assert first[0]["weight"] == 1.9
+    assert first[1]["text"] == "1-star review 12 days ago: 'arrived broken'"
+    assert first[2]["text"] == "open ticket for 9 days: refund not processed"
+    assert first[2]["evidence"]["quote"] == "refund not processed"
+    assert reasons[1] == []  # nothing pushes customer 2 towards churn: no reasons invented
+
+
+def test_a_text_segment_that_raises_risk_joins_its_topic_or_stands_alone():
+    snap = _shop()
+    contributions = _contrib(snap, {"days_since_last_order": 0.3})
+    segments = snap.texts[0].split("\n")
+    review = next(i for i, s in enumerate(segments) if " review " in s)
+    order = next(i for i, s in enumerate(segments) if " order " in s)
+    # Removing the review lowers P(churn) by a lot; removing the order segment lowers it a little.
+    effects = logit_delta(np.array([0.8, 0.1]), [[(review, -0.3), (order, -0.05)], []])
+    reasons = build_reasons(feature_names=FEATURE_NAMES, features=snap.features.to_numpy(),
+                            contributions=contributions, evidence=snap.evidence, as_of=AS_OF,
+                            texts=snap.texts, segment_effects=effects)[0]
+    assert reasons[0]["code"] == "bad_review" and "arrived broken" in reasons[0]["text"]
+    assert any(r["code"] == "recent_order" and r["text"].startswith("order 64 days ago") for r in reasons)
+    assert [r["weight"] for r in reasons] == sorted((r["weight"] for r in reasons), reverse=True)
