@@ -320,8 +320,7 @@ def _normalise(record: dict, *, fmt: str, kind: str | None, owners: dict[str, in
         raise _Bad("amount", "is required for an order")
     if row_kind == "review" and rating is None:
         raise _Bad("rating", "is required for a review (1 to 5)")
-    if row_kind == "ticket" and attributes.get("status", "open") not in ("open", "closed"):
-        raise _Bad("attributes", "a ticket's status must be 'open' or 'closed'")
+    _check_attribute_conventions(row_kind, attributes, now)
     name = _text(record.get("name"), "name", MAX_NAME)
     email = _text(record.get("email"), "email", 254)
     if email and "@" not in email:
@@ -337,6 +336,26 @@ def _normalise(record: dict, *, fmt: str, kind: str | None, owners: dict[str, in
     content = _content_hash(customer, row_kind, occurred, amount, quantity, rating, text, attributes_json)
     return (customer, row_kind, occurred, amount, quantity, rating, text, attributes_json, source_id, content,
             name, email, segment, owner_id)
+
+
+def _check_attribute_conventions(kind: str, attributes: dict, now: datetime) -> None:
+    """The attributes the features read must have the agreed types (docs/import.md)."""
+    if kind == "ticket":
+        if attributes.get("status", "open") not in ("open", "closed"):
+            raise _Bad("attributes", "a ticket's status must be 'open' or 'closed'")
+        closed_at = attributes.get("closed_at")
+        if closed_at is not None:
+            try:
+                _timestamp(closed_at, "attributes", now)
+            except _Bad:
+                raise _Bad("attributes", f"a ticket's closed_at must be an ISO datetime or null, not {closed_at!r}") from None
+    elif kind == "coupon" and not isinstance(attributes.get("redeemed", False), bool):
+        raise _Bad("attributes", "a coupon's redeemed must be true or false")
+    elif kind == "visit":
+        for key in ("pages", "duration_s"):
+            value = attributes.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise _Bad("attributes", f"a visit's {key} must be a number of at least 0, not {value!r}")
 
 
 def _content_hash(*parts: Any) -> str:

@@ -267,3 +267,30 @@ def test_customer_fields_last_value_in_the_file_wins(tmp_path):
     customer.refresh_from_db()
     assert (customer.name, customer.email, customer.segment) == ("Ada Later", "ada@x.example", "retail")
     assert customer.updated_at > updated_before
+
+
+@pytest.mark.parametrize(
+    ("kind", "attributes", "expected"),
+    [
+        ("ticket", {"status": "pending"}, "a ticket's status must be 'open' or 'closed'"),
+        ("ticket", {"status": "closed", "closed_at": "last week"}, "a ticket's closed_at must be an ISO datetime or null"),
+        ("coupon", {"code": "SAVE5", "redeemed": "yes"}, "a coupon's redeemed must be true or false"),
+        ("visit", {"pages": -1}, "a visit's pages must be a number of at least 0"),
+    ],
+)
+def test_attribute_conventions_are_checked(kind, attributes, expected):
+    record = {"customer_id": "C1", "kind": kind, "occurred_at": "2026-03-01", "attributes": attributes}
+    with pytest.raises(CrmError, match="row 1, column 'attributes': " + expected):
+        events_import_records(records=[record])
+
+
+def test_attribute_conventions_accept_the_documented_shapes():
+    base = {"customer_id": "C1", "occurred_at": "2026-03-01"}
+    summary = events_import_records(records=[
+        {**base, "kind": "ticket", "text": "late", "attributes": {"ticket_id": "T1", "status": "closed",
+                                                                  "closed_at": "2026-03-02T10:00:00Z"}},
+        {**base, "kind": "ticket", "attributes": {"status": "open", "closed_at": None}},
+        {**base, "kind": "coupon", "amount": "5", "attributes": {"code": "SAVE5", "redeemed": True}},
+        {**base, "kind": "visit", "attributes": {"pages": 3, "duration_s": 41.5}},
+    ])
+    assert summary.added == 4
