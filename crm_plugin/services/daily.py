@@ -29,7 +29,8 @@ def daily_job_run(*, as_of: dt.datetime | None = None, stdout=None, families: li
     if champion_get() is None:
         families = list(families or settings.ML_DAILY_FAMILIES)
         minutes = bert_max_train_minutes or settings.ML_DAILY_BERT_MAX_TRAIN_MINUTES
-        budget = f" (BERT time budget {minutes:g} min)" if any(f.startswith("bert") for f in families) else ""
+        budget = (f" (BERT fine-tuning budget {minutes:g} min)" if any(f.startswith("bert") for f in families)
+                  else " (BERT not in ML_DAILY_FAMILIES: `manage.py train` adds it later)")
         say(f"no champion yet: training {', '.join(families)}{budget}")
         trained = model_train_all(as_of=as_of, families=families, max_train_minutes=minutes, stdout=stdout)
 
