@@ -171,6 +171,13 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
             p = scorer.predict(X)
             _write_scores(customers, np.flatnonzero(active), p, version, as_of, config, X)
             # 3. the alert policy (control group inside), delivery through the outbox
+            if t == 0:
+                # Go-live: the first day's scores are the baseline, so customers who were
+                # already high (mostly long gone) do not all alert at once; from day 1 the
+                # policy alerts on crossings and sharp rises as in production.
+                _advance(world, orders, day_index, customers, as_of, config, segments, aov, rng, event_seq)
+                event_seq += int(orders[:, day_index].sum())
+                continue
             summary = alert_policy_apply(as_of=as_of)
             new_alerts = list(Alert.objects.filter(pk__in=summary.alert_ids, kind__in=closed_loop.RISK_KINDS)
                               .select_related("customer", "customer__owner", "customer__owner__user"))
@@ -228,6 +235,12 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
         plot_path.write_text(_svg(data), encoding="utf-8")
         data["plot"] = str(plot_path)
     return SimulationResult(config=config, data=data)
+
+
+def _advance(world, orders, day_index, customers, as_of, config, segments, aov, rng, event_seq) -> None:
+    today = world.step(day_index)
+    orders[:, day_index] = today
+    _write_orders(customers, today, as_of, config.seed, event_seq, segments, aov, rng)
 
 
 def _retrain(orders, day_index, segments, treated_day, config, as_of) -> W.Scorer:

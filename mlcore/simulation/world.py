@@ -28,10 +28,10 @@ ACTIONS = ("call", "email", "coupon", "recommendation", "escalation")
 # Orders per day while content (the demo shop's rates; new customers behave like regulars).
 ORDER_RATE = {"vip": 1 / 13, "regular": 1 / 26, "bargain_hunter": 1 / 34, "new": 1 / 26}
 AT_RISK_RATE_FACTOR = 0.2  # an at-risk customer orders 5x less often
-ENTER_RISK = {"vip": 0.003, "regular": 0.005, "bargain_hunter": 0.007, "new": 0.008}  # per day
+ENTER_RISK = {"vip": 0.005, "regular": 0.008, "bargain_hunter": 0.011, "new": 0.012}  # per day
 LEAVE_CONTENT = 0.0002  # abrupt leaving while content, per day
-LEAVE_AT_RISK = 0.035  # per day while at risk
-RECOVER = 0.02  # per day, at risk -> content
+LEAVE_AT_RISK = 0.02  # per day while at risk
+RECOVER = 0.015  # per day, at risk -> content
 RECOVER_BOOST = 0.12  # an action with effect e adds e x this to the daily chance of winning the customer back
 
 # The truth the loop has to discover: share of the at-risk leaving hazard an action removes.
