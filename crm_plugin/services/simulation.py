@@ -120,11 +120,17 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
     segments = np.array([c.segment or "regular" for c in customers])
     total_days = HISTORY_DAYS + config.days + config.window
     orders = np.zeros((n, total_days), dtype=np.int16)
+    visits = np.zeros((n, total_days), dtype=np.int16)
     history_start = sim_start - timedelta(days=HISTORY_DAYS)
     for cid, at in Event.objects.filter(kind=Event.Kind.ORDER).values_list("customer_id", "occurred_at"):
         d = (at.date() - history_start).days
         if 0 <= d < HISTORY_DAYS:
             orders[index[cid], d] += 1
+    for cid, at in Event.objects.filter(kind=Event.Kind.VISIT, occurred_at__gte=_day_start(history_start, 0)).values_list(
+            "customer_id", "occurred_at"):
+        d = (at.date() - history_start).days
+        if 0 <= d < HISTORY_DAYS:
+            visits[index[cid], d] += 1
     # Hidden state at the start, from the demo shop's own hidden churn process.
     state = np.zeros(n, dtype=np.int8)
     start_dt = _day_start(sim_start, 0)
@@ -158,7 +164,7 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
             as_of = _day_start(sim_start, t)
             # 1. weekly retraining on the fed-back labels
             if scorer is None or t % RETRAIN_EVERY == 0:
-                scorer = _retrain(orders, day_index, segments, treated_day, config, as_of)
+                scorer = _retrain(orders, visits, day_index, segments, treated_day, config, as_of)
                 version = ModelVersion.objects.create(
                     name=f"{SIM_PREFIX}{config.seed}-logreg-day{t:03d}", family="logreg",
                     artifact_path="simulation (in memory)", trained_as_of=as_of, horizon_days=config.window,
@@ -166,7 +172,7 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
                 weekly.append({"day": t, "valid_roc_auc": scorer.valid_roc_auc, "valid_pr_auc": scorer.valid_pr_auc,
                                "rows": scorer.n_rows})
             # 2. daily scoring of active customers
-            X = W.features(orders, day_index, segments, day_index - treated_day < config.window)
+            X = W.features(orders, day_index, segments, day_index - treated_day < config.window, visits)
             active = X[:, 0] <= ACTIVE_DAYS
             p = scorer.predict(X)
             _write_scores(customers, np.flatnonzero(active), p, version, as_of, config, X)
@@ -175,8 +181,8 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
                 # Go-live: the first day's scores are the baseline, so customers who were
                 # already high (mostly long gone) do not all alert at once; from day 1 the
                 # policy alerts on crossings and sharp rises as in production.
-                _advance(world, orders, day_index, customers, as_of, config, segments, aov, rng, event_seq)
-                event_seq += int(orders[:, day_index].sum())
+                event_seq = _advance(world, orders, visits, day_index, customers, as_of, config, segments, aov, rng,
+                                     event_seq)
                 continue
             summary = alert_policy_apply(as_of=as_of)
             new_alerts = list(Alert.objects.filter(pk__in=summary.alert_ids, kind__in=closed_loop.RISK_KINDS)
@@ -214,9 +220,8 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
                     _plan_action(ep, alert, t, rng, config, suggestions_seen)
                     _act(ep, customers, world, t, as_of, config, pending_outcomes, 0, episodes, treated_day, HISTORY_DAYS)
             # 6. the customers live their day; new orders are written as events
-            today = world.step(day_index)
-            orders[:, day_index] = today
-            event_seq = _write_orders(customers, today, as_of, config.seed, event_seq, segments, aov, rng)
+            event_seq = _advance(world, orders, visits, day_index, customers, as_of, config, segments, aov, rng,
+                                 event_seq)
             # 7. outcomes whose window closed today are recorded by the simulated owners
             for intervention_id, ep_index in pending_outcomes.pop(t, []):
                 ep = episodes[ep_index]
@@ -237,19 +242,21 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
     return SimulationResult(config=config, data=data)
 
 
-def _advance(world, orders, day_index, customers, as_of, config, segments, aov, rng, event_seq) -> None:
+def _advance(world, orders, visits, day_index, customers, as_of, config, segments, aov, rng, event_seq) -> int:
+    """The customers live one day; their orders and visits are written as events."""
     today = world.step(day_index)
     orders[:, day_index] = today
-    _write_orders(customers, today, as_of, config.seed, event_seq, segments, aov, rng)
+    visits[:, day_index] = world.visits
+    return _write_orders(customers, today, world.visits, as_of, config.seed, event_seq, segments, aov, rng)
 
 
-def _retrain(orders, day_index, segments, treated_day, config, as_of) -> W.Scorer:
+def _retrain(orders, visits, day_index, segments, treated_day, config, as_of) -> W.Scorer:
     """Rows at cutoffs every CUTOFF_STEP days whose label window has closed; validation = the latest one."""
     cutoffs = list(range(day_index - config.window, 90, -CUTOFF_STEP))
     rows_X, rows_y = [], []
     valid_X = valid_y = None
     for k, c in enumerate(cutoffs[:12]):
-        X = W.features(orders, c, segments, (c - treated_day >= 0) & (c - treated_day < config.window))
+        X = W.features(orders, c, segments, (c - treated_day >= 0) & (c - treated_day < config.window), visits)
         y = W.no_order_labels(orders, c, config.window)
         keep = X[:, 0] <= ACTIVE_DAYS
         if k == 0:
@@ -304,8 +311,15 @@ def _act(ep, customers, world, t, as_of, config, pending_outcomes, _n, episodes,
     pending_outcomes[ep.start + config.window - 1].append((iv.pk, episodes.index(ep)))
 
 
-def _write_orders(customers, today, as_of, seed, seq, segments, aov, rng) -> int:
+def _write_orders(customers, today, visits, as_of, seed, seq, segments, aov, rng) -> int:
     rows = []
+    for i in np.flatnonzero(visits):
+        for _ in range(int(visits[i])):
+            seq += 1
+            rows.append(Event(customer_id=customers[i].pk, kind=Event.Kind.VISIT,
+                              occurred_at=as_of + timedelta(hours=float(rng.uniform(7, 23))),
+                              attributes={"pages": int(rng.integers(1, 12)), "duration_s": int(rng.integers(20, 900))},
+                              source_id=f"sim-{seed}-visit-{seq}"))
     for i in np.flatnonzero(today):
         for _ in range(int(today[i])):
             seq += 1
@@ -369,8 +383,8 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
 
     data = {
         "config": config.__dict__,
-        "model": "logistic regression on order-history features (recency, frequency 30/90/365, gap ratio, "
-                 "segment, treated flag set to 0 when scoring), retrained every 7 days",
+        "model": "logistic regression on order and visit history (recency, frequency 30/90/365, gap ratio, "
+                 "visits 7/30 days, days since visit, segment, treated flag set to 0 when scoring), retrained every 7 days",
         "episodes_known": len(frame), "episodes_total": len(episodes),
         "lift_overall": lift_json(measured.overall, true_all),
         "lift_by_action": {a: lift_json(e, true_by_action.get(a, [])) for a, e in measured.by_action.items()},

@@ -28,6 +28,9 @@ ACTIONS = ("call", "email", "coupon", "recommendation", "escalation")
 # Orders per day while content (the demo shop's rates; new customers behave like regulars).
 ORDER_RATE = {"vip": 1 / 13, "regular": 1 / 26, "bargain_hunter": 1 / 34, "new": 1 / 26}
 AT_RISK_RATE_FACTOR = 0.2  # an at-risk customer orders 5x less often
+# Site visits per day, as a multiple of the content order rate, by state: the early signal (an
+# unhappy customer stops browsing first). The demo shop's customers visit 1.2-2.6x as often as they order.
+VISIT_FACTOR = (2.5, 0.25, 0.0)
 ENTER_RISK = {"vip": 0.005, "regular": 0.008, "bargain_hunter": 0.011, "new": 0.012}  # per day
 LEAVE_CONTENT = 0.0002  # abrupt leaving while content, per day
 LEAVE_AT_RISK = 0.02  # per day while at risk
@@ -36,10 +39,10 @@ RECOVER_BOOST = 0.12  # an action with effect e adds e x this to the daily chanc
 
 # The truth the loop has to discover: share of the at-risk leaving hazard an action removes.
 TRUE_EFFECTS: dict[str, dict[str, float]] = {
-    "vip": {"call": 0.60, "email": 0.10, "coupon": 0.15, "recommendation": 0.30, "escalation": 0.25},
-    "regular": {"call": 0.25, "email": 0.30, "coupon": 0.40, "recommendation": 0.20, "escalation": 0.10},
-    "bargain_hunter": {"call": 0.10, "email": 0.15, "coupon": 0.70, "recommendation": 0.10, "escalation": 0.05},
-    "new": {"call": 0.30, "email": 0.20, "coupon": 0.25, "recommendation": 0.55, "escalation": 0.10},
+    "vip": {"call": 0.75, "email": 0.10, "coupon": 0.10, "recommendation": 0.25, "escalation": 0.20},
+    "regular": {"call": 0.20, "email": 0.60, "coupon": 0.25, "recommendation": 0.15, "escalation": 0.10},
+    "bargain_hunter": {"call": 0.05, "email": 0.15, "coupon": 0.80, "recommendation": 0.10, "escalation": 0.05},
+    "new": {"call": 0.20, "email": 0.15, "coupon": 0.20, "recommendation": 0.70, "escalation": 0.10},
 }
 # What managers reach for out of habit (before they trust the suggestions): partly by segment.
 HABIT = {
@@ -112,11 +115,14 @@ class World:
         self.treated_until[index] = until_day
 
     def step(self, day: int) -> np.ndarray:
-        """One day: returns the number of orders per customer, then moves the hidden states."""
+        """One day: returns the number of orders per customer, then moves the hidden states.
+
+        Visits of the day (drawn from the same state) are left in `self.visits`."""
         self.effect[self.treated_until <= day] = 0.0
         rate = np.where(self.state == CONTENT, self._rate,
                         np.where(self.state == AT_RISK, self._rate * AT_RISK_RATE_FACTOR, 0.0))
         orders = self.rng.poisson(rate)
+        self.visits = self.rng.poisson(self._rate * np.take(np.array(VISIT_FACTOR), self.state))
         u = self.rng.random(len(self.state))
         leave_risk = LEAVE_AT_RISK * (1.0 - self.effect)
         recover = RECOVER + RECOVER_BOOST * self.effect
@@ -133,11 +139,12 @@ class World:
 # --- the fast scorer: logistic regression on order-history features ---------------------------
 
 FEATURES = ("days_since_order", "orders_30", "orders_90", "orders_365", "gap_ratio", "treated_recently",
-            *(f"segment_{s}" for s in SEGMENTS))
+            *(f"segment_{s}" for s in SEGMENTS), "visits_7", "visits_30", "days_since_visit")
 
 
-def features(orders: np.ndarray, day: int, segments: np.ndarray, treated_recently: np.ndarray) -> np.ndarray:
-    """Features at the start of `day` from the orders-per-day matrix [customers, days] (days < day only)."""
+def features(orders: np.ndarray, day: int, segments: np.ndarray, treated_recently: np.ndarray,
+             visits: np.ndarray | None = None) -> np.ndarray:
+    """Features at the start of `day` from the per-day order (and visit) matrices [customers, days] (days < day only)."""
     past = orders[:, :day]
     n_days = past.shape[1]
     any_order = past > 0
@@ -148,8 +155,14 @@ def features(orders: np.ndarray, day: int, segments: np.ndarray, treated_recentl
     o365 = past[:, max(0, day - 365):].sum(axis=1)
     usual_gap = 365.0 / np.maximum(o365, 1)
     onehot = [(segments == s).astype(float) for s in SEGMENTS]
+    if visits is None:
+        visits = np.zeros_like(orders)
+    vpast = visits[:, max(0, day - 60):day] > 0
+    v_since = np.where(vpast.any(axis=1), vpast.shape[1] - np.argmax(vpast[:, ::-1], axis=1), 61).astype(float)
     return np.column_stack([np.minimum(since, 400), o30, o90, o365, np.minimum(since / usual_gap, 20),
-                            treated_recently.astype(float), *onehot])
+                            treated_recently.astype(float), *onehot,
+                            visits[:, max(0, day - 7):day].sum(axis=1), visits[:, max(0, day - 30):day].sum(axis=1),
+                            v_since])
 
 
 def no_order_labels(orders: np.ndarray, day: int, window: int) -> np.ndarray:
