@@ -1,0 +1,50 @@
+"""Read-only queries that load shop history into DataFrames for the models."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import pandas as pd
+from django.db.models import Max, Min
+
+from crm_plugin.models import Customer, Event, Intervention
+
+EVENT_FIELDS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes")
+
+
+def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.datetime | None = None) -> pd.DataFrame:
+    qs = Event.objects.all()
+    if customer_ids is not None:
+        qs = qs.filter(customer_id__in=list(customer_ids))
+    if before is not None:
+        qs = qs.filter(occurred_at__lt=before)
+    rows = list(qs.values_list(*EVENT_FIELDS).iterator(chunk_size=20000))
+    frame = pd.DataFrame(rows, columns=list(EVENT_FIELDS))
+    frame["amount"] = pd.to_numeric(frame["amount"].astype(object), errors="coerce")
+    return frame
+
+
+def customers_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    qs = Customer.objects.all()
+    if customer_ids is not None:
+        qs = qs.filter(pk__in=list(customer_ids))
+    return pd.DataFrame(list(qs.values_list("pk", "segment", "first_seen_at")),
+                        columns=["customer_id", "segment", "first_seen_at"])
+
+
+def interventions_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    qs = Intervention.objects.all()
+    if customer_ids is not None:
+        qs = qs.filter(customer_id__in=list(customer_ids))
+    return pd.DataFrame(list(qs.values_list("customer_id", "created_at", "outcome", "outcome_at")),
+                        columns=["customer_id", "created_at", "outcome", "outcome_at"])
+
+
+def event_time_range() -> tuple[dt.datetime | None, dt.datetime | None]:
+    agg = Event.objects.aggregate(first=Min("occurred_at"), last=Max("occurred_at"))
+    return agg["first"], agg["last"]
+
+
+def customer_ids_with_history(*, before: dt.datetime) -> list[int]:
+    """Customers with at least one event before `before`, in id order (the scoring population)."""
+    return sorted(Event.objects.filter(occurred_at__lt=before).values_list("customer_id", flat=True).distinct())

@@ -1,0 +1,144 @@
+"""Out-of-time backtest: train on what was known before as_of, score at as_of, compare with [as_of, as_of + h) (Django-free).
+
+Leakage guard: the families only ever see events with occurred_at < as_of (the frame is cut
+before training_rows runs), so every training and validation label window ends on or before
+as_of, and early stopping / calibration use the validation cutoff as_of - horizon.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mlcore.dataset import labelled_rows, training_rows
+from mlcore.errors import MlError, NotEnoughData
+from mlcore.metrics import curves, evaluate
+from mlcore.snapshot import as_timestamp, prepare_customers, prepare_events
+from mlcore.training import BACKTEST_FAMILIES, train_family
+
+METRIC_KEYS = ("roc_auc", "pr_auc", "lift_at_10pct", "capture_at_10pct", "brier", "ece", "train_seconds")
+CURVE_KEYS = ("roc", "pr", "calibration", "lift", "score_hist")
+# The test window must be (almost) fully observed: a day of slack for a log that stops mid-day.
+WINDOW_SLACK_DAYS = 1
+
+
+def check_families(families: Sequence[str]) -> list[str]:
+    families = list(dict.fromkeys(f.strip() for f in families if f.strip()))
+    unknown = [f for f in families if f not in BACKTEST_FAMILIES]
+    if unknown or not families:
+        raise MlError(f"unknown model families {', '.join(unknown) or '(none)'}; choose from {', '.join(BACKTEST_FAMILIES)}")
+    return families
+
+
+def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizon_days: int,
+                 families: Sequence[str] = ("bert", "logreg", "lightgbm"), interventions: pd.DataFrame | None = None,
+                 max_train_minutes: float | None = None, bert_model_path: str | None = None, tiny: bool = False,
+                 progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Train each family before `as_of`, score every customer with history at `as_of`, measure on the next `horizon_days`.
+
+    Returns {"as_of", "horizon_days", "n_customers", "churn_rate", "families": {name: {metrics...,
+    "train_seconds", curves...}}, "train_rows", "valid_rows", "valid_cutoff"}. A family that fails is
+    reported with {"error": message}; if every family fails, the first error is raised.
+    """
+    families = check_families(families)
+    say = log or (lambda _msg: None)
+    as_of_ts = as_timestamp(as_of)
+    ev, cu = prepare_events(events), prepare_customers(customers)
+    if not len(ev):
+        raise NotEnoughData("there are no events yet: import orders (or generate the demo shop) before a backtest")
+    first, last = ev["occurred_at"].min(), ev["occurred_at"].max()
+    window_end = as_of_ts + pd.Timedelta(days=horizon_days)
+    if as_of_ts <= first or window_end > last + pd.Timedelta(days=WINDOW_SLACK_DAYS):
+        latest = (last + pd.Timedelta(days=WINDOW_SLACK_DAYS) - pd.Timedelta(days=horizon_days)).normalize()
+        raise NotEnoughData(
+            f"as_of {as_of_ts:%Y-%m-%d} is outside the data for a {horizon_days}-day backtest: the events run from "
+            f"{first:%Y-%m-%d} to {last:%Y-%m-%d}, so as_of + horizon must end by then (as_of at most {latest:%Y-%m-%d})"
+        )
+    past = ev[ev["occurred_at"] < as_of_ts]  # the models never see anything at or after as_of
+    iv = interventions
+    if iv is not None and len(iv):
+        created = pd.to_datetime(iv["created_at"], utc=True).dt.tz_localize(None)
+        iv_past = iv[(created < as_of_ts).to_numpy()]
+    else:
+        iv_past = iv
+    train, valid = training_rows(past, cu, as_of=as_of_ts, horizon_days=horizon_days, interventions=iv_past)
+    # Test rows: features from the past only (labelled_rows snapshots strictly before as_of);
+    # labels from what customers did in [as_of, as_of + h), recorded outcomes included.
+    test = labelled_rows(ev, cu, [as_of_ts], horizon_days, interventions=iv)
+    y = test.labels.astype(np.int64)
+    say(f"backtest at {as_of_ts:%Y-%m-%d}, horizon {horizon_days} days: {len(train)} training rows, "
+        f"{len(valid)} validation rows (cutoff {(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}), "
+        f"{len(test)} customers scored, churn rate {y.mean():.1%}")
+    results: dict = {
+        "as_of": f"{as_of_ts:%Y-%m-%d}", "horizon_days": int(horizon_days), "n_customers": int(len(test)),
+        "churn_rate": round(float(y.mean()), 6) if len(y) else None, "families": {},
+        "train_rows": int(len(train)), "valid_rows": int(len(valid)),
+        "valid_cutoff": f"{(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}",
+        "max_train_minutes": max_train_minutes,
+    }
+    errors: list[Exception] = []
+    for name in families:
+        started = time.perf_counter()
+        say(f"training {name}" + (f" (budget {max_train_minutes:g} min)" if name.startswith("bert") and max_train_minutes else ""))
+        try:
+            trained = train_family(name, train, valid, max_train_minutes=max_train_minutes,
+                                   bert_model_path=bert_model_path, tiny=tiny, progress=progress)
+            p = trained.predict_proba(test)
+        except (MlError, ValueError, OSError) as exc:
+            errors.append(exc)
+            results["families"][name] = {"error": str(exc)}
+            say(f"{name} failed: {exc}")
+            continue
+        seconds = time.perf_counter() - started  # training + calibration + scoring the test customers
+        entry = {k: _round(v) for k, v in evaluate(y, p).items()}
+        # Wall-clock training incl. calibration (and MLM pretraining for bert_pretrained).
+        entry["train_seconds"] = round(float(trained.valid_metrics.get("train_seconds") or seconds), 1)
+        entry["total_seconds"] = round(seconds, 1)
+        entry["valid_pr_auc"] = _round(trained.valid_metrics.get("pr_auc"))
+        entry["hit_time_budget"] = bool(trained.fit_report.hit_time_budget)
+        entry.update(curves(y, p))
+        entry.pop("histogram", None)  # same numbers as score_hist
+        results["families"][name] = entry
+        say(f"{name}: PR-AUC {_fmt(entry['pr_auc'])}, ROC-AUC {_fmt(entry['roc_auc'])} in {seconds:.0f}s")
+    if errors and len(errors) == len(families):
+        raise errors[0]
+    return results
+
+
+def _round(value):
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    return round(float(value), 6)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def backtest_json(results: dict) -> dict:
+    """The published JSON (issue 3): top-level facts and per-family metrics, without the curves."""
+    out = {k: results[k] for k in ("as_of", "horizon_days", "n_customers", "churn_rate")}
+    out["families"] = {}
+    for name, data in results["families"].items():
+        if "error" in data:
+            out["families"][name] = {"error": data["error"]}
+        else:
+            out["families"][name] = {k: data.get(k) for k in METRIC_KEYS}
+    return out
+
+
+def backtest_table(results: dict) -> str:
+    """A readable fixed-width table, one line per family."""
+    head = ["family", "ROC-AUC", "PR-AUC", "lift@10%", "capt@10%", "Brier", "ECE", "train s"]
+    lines = [f"{head[0]:<16}" + "".join(f"{h:>10}" for h in head[1:])]
+    for name, data in results["families"].items():
+        if "error" in data:
+            lines.append(f"{name:<16}  failed: {data['error']}")
+            continue
+        cells = [_fmt(data.get(k)) for k in METRIC_KEYS[:-1]] + [f"{data.get('train_seconds') or 0:.0f}"]
+        lines.append(f"{name:<16}" + "".join(f"{c:>10}" for c in cells))
+    lines.append(f"as_of {results['as_of']}, horizon {results['horizon_days']} days, {results['n_customers']} customers, "
+                 f"churn rate {results['churn_rate']:.1%}")
+    return "\n".join(lines)
