@@ -260,6 +260,28 @@ def _cached_embeddings(version: ModelVersion, customer_ids: list[int]) -> dict[i
     return {cid: (sha, np.frombuffer(bytes(blob), dtype=np.float32)) for cid, sha, blob in rows}
 
 
+def _carry_text_reasons(version: ModelVersion, as_of: datetime, ids: list[int], scored) -> None:
+    """Customers whose text was not re-encoded keep the text reasons of their previous score (same version)."""
+    if not scored.text_shas:
+        return
+    reused = [cid for cid in ids if cid not in scored.new_embeddings]
+    if not reused:
+        return
+    previous: dict[int, list] = {}
+    for cid, reasons in (ChurnScore.objects.filter(model_version=version, customer_id__in=reused, as_of__lt=as_of)
+                         .order_by("customer_id", "-as_of").values_list("customer_id", "reasons")):
+        previous.setdefault(cid, reasons)
+    position = {cid: i for i, cid in enumerate(ids)}
+    for cid, reasons in previous.items():
+        text_reasons = [r for r in reasons or [] if "segment" in (r.get("evidence") or {})]
+        if not text_reasons:
+            continue
+        mine = scored.reasons[position[cid]]
+        codes = {r["code"] for r in mine}
+        merged = mine + [r for r in text_reasons if r["code"] not in codes]
+        scored.reasons[position[cid]] = sorted(merged, key=lambda r: -r["weight"])[:5]
+
+
 def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     """Score one chunk of customers for a ScoringRun; idempotent (a retry overwrites the same rows)."""
     run = ScoringRun.objects.select_related("model_version").get(pk=run_id)
@@ -275,6 +297,7 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     ids = [int(c) for c in snap.customer_ids]
     scored = score_rows(trained, rows, evidence=snap.evidence, as_of=snap.as_of,
                         cached=_cached_embeddings(version, ids), occlusion_threshold=settings.CHURN_BAND_HIGH)
+    _carry_text_reasons(version, as_of, ids, scored)
     high, medium = settings.CHURN_BAND_HIGH, settings.CHURN_BAND_MEDIUM
     now = timezone.now()
     spend = snap.features["spend_365"].to_numpy(dtype=np.float64)

@@ -1,0 +1,174 @@
+"""Benchmark: daily scoring with the default model (packaged MiniLM registered as a `bert` version).
+
+Needs a PostgreSQL database of its own (it is wiped): the name must contain "bench".
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_mlb_bench \\
+        .venv/bin/python benchmarks/scoring.py --customers 25000 [--json PATH]
+
+Steps, each timed: synthesise customers (8-14 events each: orders, visits, reviews, tickets) with
+COPY; fit a `bert` head on 400 customers for a few seconds (the speed of scoring does not depend
+on how well the head learned) and promote it; score everyone (in-process chunks of
+SCORE_CHUNK_SIZE, every text encoded); give 5% of customers one new order and score the next day
+(only their texts are encoded, the rest come from EncoderCacheEntry). Peak memory is this
+process's max RSS; run two sizes to see whether it grows with the customer count.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import numpy as np  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from crm_plugin import selectors_ml  # noqa: E402
+from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, Event, ModelVersion, ScoringRun  # noqa: E402
+from crm_plugin.services import ml  # noqa: E402
+from mlcore.dataset import snapshot_rows  # noqa: E402
+from mlcore.snapshot import customer_snapshot  # noqa: E402
+from mlcore.training import train_family  # noqa: E402
+
+AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+PRODUCTS = ["running shoes", "rain jacket", "wool socks", "yoga mat", "water bottle", "hiking boots", "backpack"]
+REVIEWS = ["arrived broken, want a refund", "lovely quality, will buy again", "cheap material", "fast delivery"]
+TICKETS = ["refund not processed after three weeks", "where is my parcel?", "wrong size delivered"]
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _copy(table: str, columns: list[str], rows) -> None:
+    raw = connection.connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def synthesise(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    now = datetime.now(timezone.utc)
+    _copy(Customer._meta.db_table, ["external_id", "name", "email", "segment", "first_seen_at", "attributes",
+                                    "value", "created_at", "updated_at"],
+          ((f"b{i}", f"Customer {i}", f"c{i}@example.com", ["vip", "regular", "new"][i % 3], AS_OF - timedelta(days=400), "{}", 0, now, now)
+           for i in range(n)))
+    ids = [pk for (pk,) in Customer.objects.order_by("pk").values_list("pk")]
+
+    def events():
+        k = 0
+        for cid in ids:
+            m = int(rng.integers(8, 15))
+            days = np.sort(rng.uniform(1, 360, size=m))[::-1]
+            for d in days:
+                at = AS_OF - timedelta(days=float(d))
+                r = rng.random()
+                if r < 0.55:
+                    row = ("order", float(round(rng.uniform(10, 200), 2)), 1, None, "",
+                           json.dumps({"order_id": f"o{k}", "category": PRODUCTS[k % len(PRODUCTS)]}))
+                elif r < 0.8:
+                    row = ("visit", None, None, None, "", '{"pages": 3, "duration_s": 60}')
+                elif r < 0.92:
+                    row = ("review", None, None, int(rng.integers(1, 6)), REVIEWS[k % len(REVIEWS)],
+                           json.dumps({"product": PRODUCTS[k % len(PRODUCTS)]}))
+                else:
+                    row = ("ticket", None, None, None, TICKETS[k % len(TICKETS)],
+                           json.dumps({"ticket_id": f"t{k}", "status": "open", "closed_at": None}))
+                yield (cid, row[0], at, row[1], row[2], row[3], row[4], row[5], f"bench-{k}", now)
+                k += 1
+
+    _copy(Event._meta.db_table, ["customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text",
+                                 "attributes", "source_id", "imported_at"], events())
+
+
+def register_bert(seed: int) -> ModelVersion:
+    """A bert head fitted briefly on 400 customers (labels: no order in the last 60 days), promoted."""
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:400])
+    events = selectors_ml.events_frame(customer_ids=ids, before=AS_OF)
+    snap = customer_snapshot(events, selectors_ml.customers_frame(customer_ids=ids), AS_OF)
+    labels = (snap.features["days_since_last_order"].to_numpy() > 60).astype(np.int8)
+    rows = snapshot_rows(snap, labels)
+    half = np.arange(len(rows)) % 2 == 0
+    trained = train_family("bert", rows.take(half), rows.take(~half), max_train_minutes=0.5,
+                           bert_model_path=settings.BERT_MODEL_PATH)
+    version = ml._register(trained, as_of=AS_OF, horizon_days=90)
+    return ml.model_version_promote(version=version, by=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--changed-share", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    name = connection.settings_dict["NAME"]
+    if connection.vendor != "postgresql" or "bench" not in name:
+        sys.exit(f"refusing to wipe {connection.vendor} database {name!r}: point DATABASE_URL at a *bench* PostgreSQL DB")
+    import logging
+
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    out: dict = {"customers": args.customers, "chunk_size": settings.SCORE_CHUNK_SIZE, "load_before": os.getloadavg()}
+    call_command("migrate", verbosity=0)
+    for model in (ChurnScore, EncoderCacheEntry, ScoringRun):
+        model.objects.all().delete()
+    Customer.objects.update(latest_score=None)
+    ModelVersion.objects.all().delete()
+    Event.objects.all().delete()
+    Customer.objects.all().delete()
+
+    t = time.perf_counter()
+    synthesise(args.customers, args.seed)
+    out["synthesise_s"] = round(time.perf_counter() - t, 1)
+    out["events"] = Event.objects.count()
+    t = time.perf_counter()
+    version = register_bert(args.seed)
+    out["fit_and_register_s"] = round(time.perf_counter() - t, 1)
+    out["peak_mb_before_scoring"] = round(peak_mb())
+
+    t = time.perf_counter()
+    run = ml.churn_scores_compute(as_of=AS_OF)
+    full = time.perf_counter() - t
+    out["full"] = {"seconds": round(full, 1), "customers_per_s": round(run.n_customers / full, 1),
+                   "n_customers": run.n_customers, "n_encoded": run.n_encoded}
+    out["peak_mb_after_full"] = round(peak_mb())
+    print(json.dumps(out), flush=True)
+
+    rng = np.random.default_rng(args.seed + 1)
+    ids = np.array(Customer.objects.order_by("pk").values_list("pk", flat=True))
+    changed = rng.choice(ids, size=max(1, int(len(ids) * args.changed_share)), replace=False)
+    now = datetime.now(timezone.utc)
+    _copy(Event._meta.db_table, ["customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text",
+                                 "attributes", "source_id", "imported_at"],
+          ((int(c), "order", AS_OF + timedelta(hours=10), 42.0, 1, None, "", '{"category": "backpack"}',
+            f"bench-new-{c}", now) for c in changed))
+    t = time.perf_counter()
+    run2 = ml.churn_scores_compute(as_of=AS_OF + timedelta(days=1))
+    daily = time.perf_counter() - t
+    out["daily_rerun"] = {"seconds": round(daily, 1), "customers_per_s": round(run2.n_customers / daily, 1),
+                          "n_customers": run2.n_customers, "n_encoded": run2.n_encoded, "n_changed": len(changed)}
+    out["peak_mb"] = round(peak_mb())
+    out["load_after"] = os.getloadavg()
+    out["model"] = version.name
+    print(json.dumps(out, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
