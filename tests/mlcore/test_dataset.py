@@ -1,0 +1,59 @@
+"""training_rows: time-safe cutoffs, no look at the future, clear errors when data is short."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcore.dataset import training_rows
+from mlcore.errors import NotEnoughData
+from tests.mlcore.synth import synth_frames
+
+AS_OF = pd.Timestamp("2025-12-01", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return synth_frames(200, days=420, seed=5)
+
+
+def test_every_label_window_ends_by_as_of_and_validation_is_the_latest_cutoff(shop):
+    train, valid = training_rows(*shop, as_of=AS_OF, horizon_days=90, n_cutoffs=4, every_days=30)
+    valid_cutoff = (AS_OF - pd.Timedelta(days=90)).tz_localize(None)
+    assert set(valid.as_of) == {np.datetime64(valid_cutoff, "ns")}
+    train_cutoffs = sorted(set(pd.to_datetime(train.as_of)))
+    assert len(train_cutoffs) == 3 and max(train_cutoffs) == valid_cutoff - pd.Timedelta(days=30)
+    assert valid.labels is not None and train.labels is not None
+    assert 0 < train.labels.mean() < 1 and 0 < valid.labels.mean() < 1
+
+
+def test_events_from_as_of_on_change_no_training_row(shop):
+    events, customers = shop
+    train, valid = training_rows(events, customers, as_of=AS_OF, horizon_days=90)
+    future = events[events["kind"] == "order"].copy()
+    future["occurred_at"] = AS_OF + pd.Timedelta(hours=3)  # every customer orders again right after as_of
+    train2, valid2 = training_rows(pd.concat([events, future], ignore_index=True), customers, as_of=AS_OF,
+                                   horizon_days=90)
+    for a, b in ((train, train2), (valid, valid2)):
+        np.testing.assert_array_equal(a.customer_ids, b.customer_ids)
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.texts == b.texts
+
+
+def test_too_few_customers_says_how_many_are_needed_and_how_many_there_are(shop):
+    events, customers = shop
+    few = events[events["customer_id"] <= 8]
+    with pytest.raises(NotEnoughData, match=r"need at least 50 customers.*have \d+ customers, \d+ churners"):
+        training_rows(few, customers, as_of=AS_OF, horizon_days=90)
+
+
+def test_as_of_before_enough_history_names_the_data_start(shop):
+    events, customers = shop
+    with pytest.raises(NotEnoughData, match=r"data starts 2025-01-0\d"):
+        training_rows(events, customers, as_of=pd.Timestamp("2025-03-01", tz="UTC"), horizon_days=90)
+
+
+def test_no_events_at_all_is_a_clear_error(shop):
+    _, customers = shop
+    empty = pd.DataFrame(columns=["customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes"])
+    with pytest.raises(NotEnoughData, match="no events yet"):
+        training_rows(empty, customers, as_of=AS_OF, horizon_days=90)
