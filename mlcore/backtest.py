@@ -68,6 +68,9 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
     # labels from what customers did in [as_of, as_of + h), recorded outcomes included.
     test = labelled_rows(ev, cu, [as_of_ts], horizon_days, interventions=iv)
     y = test.labels.astype(np.int64)
+    # "Active" = ordered in the 90 days before as_of: the customers a retention team can still
+    # save, and a harder test than the whole book (long-lapsed customers are easy churners).
+    active = test.features[:, list(test.feature_names).index("orders_90")] > 0
     say(f"backtest at {as_of_ts:%Y-%m-%d}, horizon {horizon_days} days: {len(train)} training rows, "
         f"{len(valid)} validation rows (cutoff {(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}), "
         f"{len(test)} customers scored, churn rate {y.mean():.1%}")
@@ -77,6 +80,7 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         "train_rows": int(len(train)), "valid_rows": int(len(valid)),
         "valid_cutoff": f"{(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}",
         "max_train_minutes": max_train_minutes,
+        "n_active": int(active.sum()), "active_churn_rate": round(float(y[active].mean()), 6) if active.any() else None,
     }
     errors: list[Exception] = []
     for name in families:
@@ -98,6 +102,7 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         entry["total_seconds"] = round(seconds, 1)
         entry["valid_pr_auc"] = _round(trained.valid_metrics.get("pr_auc"))
         entry["hit_time_budget"] = bool(trained.fit_report.hit_time_budget)
+        entry["active"] = {k: _round(v) for k, v in evaluate(y[active], p[active]).items()} if active.any() else {}
         entry.update(curves(y, p))
         entry.pop("histogram", None)  # same numbers as score_hist
         results["families"][name] = entry
@@ -139,6 +144,13 @@ def backtest_table(results: dict) -> str:
             continue
         cells = [_fmt(data.get(k)) for k in METRIC_KEYS[:-1]] + [f"{data.get('train_seconds') or 0:.0f}"]
         lines.append(f"{name:<16}" + "".join(f"{c:>10}" for c in cells))
+    if results.get("n_active"):
+        lines.append(f"active customers only (ordered in the 90 days before as_of: {results['n_active']}, "
+                     f"churn rate {results['active_churn_rate']:.1%}):")
+        for name, data in results["families"].items():
+            if data.get("active"):
+                cells = [_fmt(data["active"].get(k)) for k in METRIC_KEYS[:-1]]
+                lines.append(f"  {name:<14}" + "".join(f"{c:>10}" for c in cells))
     lines.append(f"as_of {results['as_of']}, horizon {results['horizon_days']} days, {results['n_customers']} customers, "
                  f"churn rate {results['churn_rate']:.1%}")
     return "\n".join(lines)

@@ -31,6 +31,8 @@ def test_results_have_the_published_keys_and_curves(shop):
         stored = results["families"][name]
         assert {"roc", "pr", "calibration", "lift", "score_hist"} <= set(stored)
         assert all(len(v) <= 101 for curve in ("roc", "pr") for v in stored[curve].values())
+    assert 0 < results["n_active"] < data["n_customers"]
+    assert set(results["families"]["logreg"]["active"]) == METRICS - {"train_seconds"}
     json.dumps(results)  # the BacktestRun row stores it as JSON
     assert "logreg" in backtest_table(results) and "churn rate" in backtest_table(results)
 
