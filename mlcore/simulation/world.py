@@ -27,13 +27,13 @@ SEGMENTS = ("vip", "regular", "bargain_hunter", "new")
 ACTIONS = ("call", "email", "coupon", "recommendation", "escalation")
 # Orders per day while content (the demo shop's rates; new customers behave like regulars).
 ORDER_RATE = {"vip": 1 / 13, "regular": 1 / 26, "bargain_hunter": 1 / 34, "new": 1 / 26}
-AT_RISK_RATE_FACTOR = 0.2  # an at-risk customer orders 5x less often
+AT_RISK_RATE_FACTOR = 0.1  # an at-risk customer orders 10x less often
 # Site visits per day, as a multiple of the content order rate, by state: the early signal (an
 # unhappy customer stops browsing first). The demo shop's customers visit 1.2-2.6x as often as they order.
-VISIT_FACTOR = (2.5, 0.25, 0.0)
+VISIT_FACTOR = (2.5, 0.1, 0.0)
 ENTER_RISK = {"vip": 0.005, "regular": 0.008, "bargain_hunter": 0.011, "new": 0.012}  # per day
 LEAVE_CONTENT = 0.0002  # abrupt leaving while content, per day
-LEAVE_AT_RISK = 0.02  # per day while at risk
+LEAVE_AT_RISK = 0.015  # per day while at risk
 RECOVER = 0.015  # per day, at risk -> content
 RECOVER_BOOST = 0.12  # an action with effect e adds e x this to the daily chance of winning the customer back
 
