@@ -30,7 +30,7 @@ ORDER_RATE = {"vip": 1 / 13, "regular": 1 / 26, "bargain_hunter": 1 / 34, "new":
 AT_RISK_RATE_FACTOR = 0.1  # an at-risk customer orders 10x less often
 # Site visits per day, as a multiple of the content order rate, by state: the early signal (an
 # unhappy customer stops browsing first). The demo shop's customers visit 1.2-2.6x as often as they order.
-VISIT_FACTOR = (2.5, 0.1, 0.0)
+VISIT_FACTOR = (5.0, 0.1, 0.0)
 ENTER_RISK = {"vip": 0.005, "regular": 0.008, "bargain_hunter": 0.011, "new": 0.012}  # per day
 LEAVE_CONTENT = 0.0002  # abrupt leaving while content, per day
 LEAVE_AT_RISK = 0.015  # per day while at risk
