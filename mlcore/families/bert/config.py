@@ -55,6 +55,7 @@ class BertConfig:
     class_weighting: bool = True  # pos_weight = negatives / positives of the train labels
     patience: int = 2  # validations without a PR-AUC improvement before stopping
     evals_per_epoch: int = 1
+    max_valid_rows: int | None = 1000  # early stopping validates on a stratified sample this big
     max_train_minutes: float | None = None
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -82,7 +83,7 @@ class BertConfig:
             raise TypeError("model_path must be a path string (the caller reads BERT_MODEL_PATH)")
         if not 8 <= self.max_length <= 512:
             raise ValueError(f"max_length must be within 8..512, got {self.max_length}")
-        for name in ("batch_size", "eval_batch_size", "num_threads", "max_train_minutes"):
+        for name in ("batch_size", "eval_batch_size", "num_threads", "max_train_minutes", "max_valid_rows"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive when set, got {value}")

@@ -47,6 +47,18 @@ ENCODE_CHUNK = 4096  # texts tokenised and length-sorted together
 OCCLUSION_CHUNK = 512  # rows whose occluded variants are encoded together
 
 
+def _stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` row positions (sorted) with the same share of each label as `labels`."""
+    rng = np.random.default_rng(seed)
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
+    n_pos = min(len(positives), max(1, round(size * len(positives) / len(labels))))
+    chosen = np.concatenate([
+        rng.choice(positives, n_pos, replace=False),
+        rng.choice(negatives, min(len(negatives), size - n_pos), replace=False),
+    ])
+    return np.sort(chosen)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -191,7 +203,12 @@ class BertFamily:
         train_lengths = np.array([len(t) for t in train_tokens], dtype=np.int64)
         x_train = torch.from_numpy(self._standardise(train.features))
         weights = None if train.sample_weight is None else torch.as_tensor(train.sample_weight, dtype=torch.float32)
+        n_valid_given = len(valid) if valid is not None else 0
         has_valid = valid is not None and valid.labels is not None and 0 < int(np.sum(valid.labels)) < len(valid)
+        if has_valid and cfg.max_valid_rows and len(valid) > cfg.max_valid_rows:
+            # Each validation pass runs the encoder over every row; on a CPU a few thousand
+            # rows would eat the time budget. A stratified, seeded sample keeps the churn rate.
+            valid = valid.take(_stratified_sample(np.asarray(valid.labels), cfg.max_valid_rows, cfg.seed))
         valid_tokens = self._tokenize(valid.texts) if has_valid else []
         x_valid = self._standardise(valid.features) if has_valid else None
 
@@ -304,7 +321,7 @@ class BertFamily:
         self.fit_report = FitReport(
             train_seconds=train_seconds,
             n_train=len(train),
-            n_valid=len(valid) if valid is not None else 0,
+            n_valid=n_valid_given,
             best_valid_pr_auc=best_auc,
             epochs_run=step / steps_per_epoch,
             stopped_early=stopped_early,
@@ -317,6 +334,7 @@ class BertFamily:
                 # Training throughput only: validation passes are excluded.
                 "samples_per_s": samples_seen / max(time.monotonic() - loop_started - eval_total_s, 1e-9),
                 "validation_seconds": eval_total_s,
+                "n_valid_used": len(valid_tokens),
                 "history": history,
                 "source_model_path": cfg.model_path,
             },

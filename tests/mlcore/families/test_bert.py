@@ -191,6 +191,18 @@ def test_early_stopping_restores_the_best_validation_weights(tiny_path):
     assert average_precision_score(valid.labels, fp32) == pytest.approx(report.best_valid_pr_auc, abs=1e-9)
 
 
+def test_large_validation_sets_are_sampled_keeping_the_churn_rate(tiny_path):
+    from mlcore.families.bert.family import _stratified_sample
+
+    labels = np.array([1] * 300 + [0] * 700)
+    sample = _stratified_sample(labels, 100, seed=0)
+    assert len(sample) == len(set(sample)) == 100 and labels[sample].sum() == 30
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "max_valid_rows": 40}))
+    report = family.fit(make_rows(64, seed=1), make_rows(200, seed=2))
+    assert report.n_valid == 200 and report.best_valid_pr_auc is not None
+    assert report.extra["n_valid_used"] == 40
+
+
 def test_training_is_reproducible_with_a_fixed_seed(tiny_path):
     rows, valid, test = make_rows(96, seed=1), make_rows(32, seed=2), make_rows(20, seed=3)
     runs = []
