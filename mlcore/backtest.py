@@ -106,7 +106,11 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         entry.update(curves(y, p))
         entry.pop("histogram", None)  # same numbers as score_hist
         results["families"][name] = entry
-        say(f"{name}: PR-AUC {_fmt(entry['pr_auc'])}, ROC-AUC {_fmt(entry['roc_auc'])} in {seconds:.0f}s")
+        # Everything the table shows, as soon as the family is done (a long run may be cut short).
+        say(f"{name}: ROC-AUC {_fmt(entry['roc_auc'])}, PR-AUC {_fmt(entry['pr_auc'])}, lift@10% "
+            f"{_fmt(entry['lift_at_10pct'])}, capture@10% {_fmt(entry['capture_at_10pct'])}, Brier {_fmt(entry['brier'])}, "
+            f"ECE {_fmt(entry['ece'])}; active: ROC-AUC {_fmt(entry['active'].get('roc_auc'))}, PR-AUC "
+            f"{_fmt(entry['active'].get('pr_auc'))}; train {entry['train_seconds']:.0f}s, total {seconds:.0f}s")
     if errors and len(errors) == len(families):
         raise errors[0]
     return results
