@@ -380,7 +380,9 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
                 "measured": est.absolute_lift, "low": est.lift_low, "high": est.lift_high,
                 "enough_data": est.enough_data, "reason": est.reason,
                 "treated_n": est.treated_n, "control_n": est.control_n,
-                "covered": (est.enough_data and truth and est.lift_low <= float(np.mean(truth)) <= est.lift_high) or None}
+                # None when there is nothing to check (not enough data, or no truth), else True/False.
+                "covered": (bool(est.lift_low <= float(np.mean(truth)) <= est.lift_high)
+                            if est.enough_data and truth else None)}
 
     data = {
         "config": config.__dict__,
