@@ -10,7 +10,7 @@ DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 365
 DEMO_SEED ?= 7
 
-.PHONY: setup migrate demo serve test test-pg worker beat bench clean
+.PHONY: setup migrate demo serve test test-pg worker beat clean bench-import bench-bert bench-scoring bench-slack bench-views simulate
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ migrate: setup
 demo: migrate
 	$(BIN)/python manage.py generate_demo_shop --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --if-empty
 	$(BIN)/python manage.py run_daily
+	@echo
+	@echo "Open the CRM: make serve, then http://127.0.0.1:8000/ and sign in as ana / churn-demo (account manager),"
+	@echo "maria / churn-demo (manager, sees every book) or admin / churn-demo (also opens /admin/)."
 
 serve: migrate
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
@@ -44,6 +47,24 @@ worker: setup
 
 beat: setup
 	$(BIN)/celery -A config beat -l info
+
+# Benchmarks (figures in docs/); each uses its own database where it needs one.
+bench-import: setup
+	$(BIN)/python benchmarks/import_transactions.py
+bench-bert: setup
+	$(BIN)/python benchmarks/bert_finetune.py
+bench-scoring: setup
+	$(BIN)/python benchmarks/scoring.py
+bench-slack: setup
+	$(BIN)/python benchmarks/slack_lookup.py
+bench-views: setup
+	$(BIN)/python benchmarks/views.py
+
+# The closed loop run forward (docs/simulation.md), in its own SQLite file.
+simulate: setup
+	mkdir -p var
+	DATABASE_URL="sqlite:///$(CURDIR)/var/simulate.sqlite3" $(BIN)/python manage.py migrate --noinput
+	DATABASE_URL="sqlite:///$(CURDIR)/var/simulate.sqlite3" $(BIN)/python manage.py simulate --days 120 --customers 5000 --seed 1 --replace --json var/simulate.json
 
 clean:
 	rm -rf $(VENV) db.sqlite3 var staticfiles

@@ -84,7 +84,7 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, redis_url):
+def celery_worker_process(django_db_setup, django_db_blocker, redis_url, tmp_path_factory):
     """A real `celery worker` process on Redis, using the test database.
 
     Tests that use it need `transactional_db` so the worker sees committed rows.
@@ -98,7 +98,8 @@ def celery_worker_process(django_db_setup, django_db_blocker, redis_url):
     worker_db_url = parsed._replace(path=f"/{db_name}").geturl()
 
     env = {**os.environ, "DATABASE_URL": worker_db_url, "CELERY_BROKER_URL": redis_url,
-           "CELERY_RESULT_BACKEND": redis_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+           "CELERY_RESULT_BACKEND": redis_url, "DJANGO_SETTINGS_MODULE": "config.settings",
+           "MODEL_DIR": str(tmp_path_factory.mktemp("worker-models"))}
     log_path = ROOT / "var" / "test-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - closed below

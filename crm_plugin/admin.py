@@ -229,12 +229,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Pick exactly one version to promote.", messages.ERROR)
             return
-        # The registry service belongs to the ML work; the CRM views already look it up in one place.
-        from crm_plugin.views import model_version_promote_adapter
+        from crm_plugin.services.ml import model_version_promote  # loads the ML stack only when needed
 
         version = queryset.get()
         try:
-            model_version_promote_adapter(version=version, by=request.user)
+            model_version_promote(version=version, by=request.user)
         except CrmError as error:
             self.message_user(request, error.message, messages.ERROR)
         else:

@@ -2,7 +2,9 @@
 from django.urls import path
 
 from crm_plugin.apis import EventBatchApi
+from crm_plugin.apis_loop import RetentionLiftApi
 
 urlpatterns = [
     path("events/", EventBatchApi.as_view(), name="api-events"),
+    path("lift/", RetentionLiftApi.as_view(), name="api-lift"),
 ]

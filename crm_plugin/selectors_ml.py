@@ -47,4 +47,6 @@ def event_time_range() -> tuple[dt.datetime | None, dt.datetime | None]:
 
 def customer_ids_with_history(*, before: dt.datetime) -> list[int]:
     """Customers with at least one event before `before`, in id order (the scoring population)."""
-    return sorted(Event.objects.filter(occurred_at__lt=before).values_list("customer_id", flat=True).distinct())
+    # order_by() drops Event's default ordering, which would otherwise defeat DISTINCT.
+    return list(Event.objects.filter(occurred_at__lt=before).order_by("customer_id")
+                .values_list("customer_id", flat=True).distinct())

@@ -7,9 +7,6 @@ message next to the field it is about.
 from __future__ import annotations
 
 import csv
-import importlib
-import pkgutil
-from collections.abc import Callable
 from decimal import Decimal
 
 from django.conf import settings
@@ -362,25 +359,6 @@ def _backtest_context(run) -> dict:
     }
 
 
-def _promotion_service() -> Callable | None:
-    """`model_version_promote` from the ML helper's crm_plugin/services/ml* module, when installed."""
-    import crm_plugin.services as services
-
-    for module in pkgutil.iter_modules(services.__path__):
-        if module.name.startswith("ml"):
-            found = getattr(importlib.import_module(f"crm_plugin.services.{module.name}"), "model_version_promote", None)
-            if callable(found):
-                return found
-    return None
-
-
-def model_version_promote_adapter(*, version: ModelVersion, by) -> ModelVersion:
-    service = _promotion_service()
-    if service is None:
-        raise CrmError("Promotion is not available: the model registry service is not installed.", code="unavailable")
-    return service(version=version, by=by) or version
-
-
 @login_required
 def model_report(request: HttpRequest) -> HttpResponse:
     versions = sv.model_versions_for_report()
@@ -404,7 +382,9 @@ def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
     if version is None:
         raise Http404("No such model version.")
     try:
-        model_version_promote_adapter(version=version, by=request.user)
+        from crm_plugin.services.ml import model_version_promote  # loads the ML stack only when needed
+
+        model_version_promote(version=version, by=request.user)
     except CrmError as error:
         messages.error(request, error.message)
     else:

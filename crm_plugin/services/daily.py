@@ -1,12 +1,15 @@
-"""The daily job as a clear sequence of steps: make sure a champion exists, score everyone, report the riskiest."""
+"""The daily job as a clear sequence of steps: a champion, scores for everyone, alerts, delivery."""
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.utils import timezone
 
+from churnbot.delivery import alerts_deliver_pending
 from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
+from crm_plugin.services.alerts import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
 from crm_plugin.services.ml import champion_get, churn_scores_compute, churn_scores_riskiest, model_train_all
 
 
@@ -43,5 +46,15 @@ def daily_job_run(*, as_of: dt.datetime | None = None, stdout=None, families: li
     # Step 3: the riskiest customers with their reasons.
     riskiest = churn_scores_riskiest(run=run, limit=top)
 
-    # Step 4 (lead): Slack alert policy and delivery go here, using `run` and its ChurnScore rows.
+    # Step 4: the alert policy over today's scores (with its control group), escalations of
+    # unanswered alerts, follow-up questions that are due, then delivery of everything pending
+    # (console backend without SLACK_BOT_TOKEN; after commit through Celery with a broker).
+    policy = alert_policy_apply(as_of=run.as_of)
+    say(f"alert policy: {policy}")
+    escalations = alert_escalations_create(as_of=run.as_of)
+    follow_ups = alert_follow_ups_create(today=timezone.localdate())
+    if escalations.escalated or follow_ups:
+        say(f"escalations: {escalations.escalated}, follow-up questions: {len(follow_ups)}")
+    queued = alerts_deliver_pending()
+    say(f"alerts to deliver: {queued}")
     return DailyResult(trained=trained, run=run, riskiest=riskiest)

@@ -79,7 +79,7 @@ def test_admin_promote_calls_the_service_and_says_so(client, admin_user, monkeyp
     ModelVersionFactory(name="old-champ", is_champion=True)
     version = ModelVersionFactory(name="challenger")
     calls = []
-    monkeypatch.setattr(views, "_promotion_service", lambda: lambda *, version, by: calls.append((version, by)))
+    monkeypatch.setattr("crm_plugin.services.ml.model_version_promote", lambda *, version, by: calls.append((version, by)))
     client.force_login(admin_user)
     assert 'aria-label="Promote challenger to champion"' in client.get(URL).content.decode()
     response = client.post(reverse("crm-model-promote", args=[version.pk]), follow=True)
@@ -93,23 +93,20 @@ def test_promotion_errors_are_shown(client, admin_user, monkeypatch):
     def refuse(*, version, by):
         raise CrmError("bad has files that fail their checksum; it cannot be promoted.")
 
-    monkeypatch.setattr(views, "_promotion_service", lambda: refuse)
+    monkeypatch.setattr("crm_plugin.services.ml.model_version_promote", refuse)
     client.force_login(admin_user)
     response = client.post(reverse("crm-model-promote", args=[version.pk]), follow=True)
     assert "fail their checksum" in response.content.decode()
 
 
-def test_promotion_with_the_installed_registry_service(client, admin_user):
-    """Against the ML helper's real `model_version_promote` when it is installed."""
+def test_promotion_refuses_a_version_whose_files_are_missing(client, admin_user):
+    """Through the real registry service: a version with no artifact files never becomes champion."""
     old = ModelVersionFactory(name="old-champ", is_champion=True)
     version = ModelVersionFactory(name="challenger")
     client.force_login(admin_user)
     response = client.post(reverse("crm-model-promote", args=[version.pk]), follow=True)
-    if views._promotion_service() is None:
-        assert "Promotion is not available: the model registry service is not installed." in response.content.decode()
-        assert ModelVersion.objects.get(is_champion=True) == old
-    else:
-        assert response.status_code == 200
-        champion = ModelVersion.objects.get(is_champion=True)
-        messages = [str(m) for m in response.context["messages"]]
-        assert champion == version or any("cannot" in m or "not" in m for m in messages), messages
+    assert response.status_code == 200
+    assert ModelVersion.objects.get(is_champion=True) == old
+    assert "challenger is now the champion" not in response.content.decode()
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("challenger" in m and "refused" in m for m in messages), messages
