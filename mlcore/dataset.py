@@ -8,7 +8,7 @@ import pandas as pd
 
 from mlcore.errors import NotEnoughData
 from mlcore.families.base import Rows
-from mlcore.snapshot import FEATURE_NAMES, Snapshot, as_timestamp, churn_labels, customer_snapshot
+from mlcore.snapshot import FEATURE_NAMES, Snapshot, as_timestamp, churn_labels, customer_snapshot, snapshot_rows
 
 CUTOFF_STEP_DAYS = 30
 MIN_HISTORY_DAYS = 60  # a cutoff needs this much history before it to say anything
@@ -46,17 +46,6 @@ def plan_cutoffs(*, data_start, as_of, horizon_days: int, step_days: int = CUTOF
             f"which gives {max(0, (as_of - data_start).days)} days)"
         )
     return Plan(as_of=as_of, horizon_days=horizon_days, valid_cutoff=valid, train_cutoffs=tuple(reversed(cutoffs)))
-
-
-def snapshot_rows(snap: Snapshot, labels: np.ndarray | None = None) -> Rows:
-    return Rows(
-        customer_ids=snap.customer_ids.astype(np.int64),
-        as_of=np.full(len(snap.customer_ids), snap.as_of.to_datetime64(), dtype="datetime64[ns]"),
-        texts=list(snap.texts),
-        features=snap.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float32),
-        feature_names=FEATURE_NAMES,
-        labels=labels,
-    )
 
 
 def outcome_overrides(interventions: pd.DataFrame | None, customer_ids: np.ndarray, cutoff: pd.Timestamp,

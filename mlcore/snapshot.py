@@ -165,14 +165,8 @@ def snapshot(events: pd.DataFrame, customers: pd.DataFrame, as_of, *, text_max_c
     Only events with occurred_at < as_of are read; texts use absolute dates (see the module doc).
     `customer_snapshot` returns the same plus the evidence frame that reasons quote.
     """
-    snap = customer_snapshot(events, customers, as_of, interventions=interventions, max_chars=text_max_chars)
-    return Rows(
-        customer_ids=snap.customer_ids.astype(np.int64),
-        as_of=np.full(len(snap.customer_ids), snap.as_of.to_datetime64(), dtype="datetime64[ns]"),
-        texts=list(snap.texts),
-        features=snap.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float32),
-        feature_names=FEATURE_NAMES,
-    )
+    return snapshot_rows(customer_snapshot(events, customers, as_of, interventions=interventions,
+                                           max_chars=text_max_chars))
 
 
 def customer_snapshot(
@@ -397,3 +391,14 @@ def churn_labels(events: pd.DataFrame, customer_ids: np.ndarray, as_of, horizon_
         t = _naive_utc(t)
     ordered = events.loc[(events["kind"] == "order") & (t >= as_of) & (t < end), "customer_id"].unique()
     return (~np.isin(customer_ids, ordered)).astype(np.int8)
+
+
+def snapshot_rows(snap: Snapshot, labels: np.ndarray | None = None) -> Rows:
+    return Rows(
+        customer_ids=snap.customer_ids.astype(np.int64),
+        as_of=np.full(len(snap.customer_ids), snap.as_of.to_datetime64(), dtype="datetime64[ns]"),
+        texts=list(snap.texts),
+        features=snap.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float32),
+        feature_names=FEATURE_NAMES,
+        labels=labels,
+    )
