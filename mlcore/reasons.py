@@ -153,6 +153,18 @@ def build_reasons(
                 continue
             reasons.append({"code": code, "text": text, "weight": round(w, 4), "evidence": evid})
         reasons.extend(extra)
+        if not reasons:
+            # Nothing pushes clearly above the usual risk: show the strongest small pushes, or say so,
+            # so no score reaches an owner without an explanation.
+            for code, w in sorted(weights.items(), key=lambda kv: -kv[1]):
+                text, evid = _sentence(code, f, ev, as_of) if w > 0 else ("", {})
+                if text:
+                    reasons.append({"code": code, "text": text, "weight": round(w, 4), "evidence": evid})
+                if len(reasons) == 2:
+                    break
+        if not reasons:
+            reasons.append({"code": "baseline", "weight": 0.0, "evidence": {},
+                            "text": "no single signal stands out: close to the shop's usual churn risk"})
         reasons.sort(key=lambda r: -r["weight"])
         out.append(reasons[:top])
     return out
