@@ -26,3 +26,8 @@ def test_production_passes_check_deploy():
         ALLOWED_HOSTS="churn.example.com",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_models_and_migrations_agree():
+    result = _manage("makemigrations", "--check", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
