@@ -110,6 +110,24 @@ def _check_count(name: str, value) -> int:
     return value
 
 
+def _not_enough_data(treated_churned: int, treated_n: int, control_churned: int, control_n: int, *, min_n: int,
+                     min_events: int, control_label: str, extra: list[str] = ()) -> str:
+    """The evidence rule in words: '' when there is enough data, else why not."""
+    problems = []
+    if treated_n < min_n:
+        problems.append(f"only {treated_n} treated customers (need {min_n})")
+    if control_n < min_n:
+        problems.append(f"only {control_n} {control_label} (need {min_n})")
+    problems.extend(extra)
+    churned = treated_churned + control_churned
+    kept = treated_n + control_n - churned
+    if churned < min_events:
+        problems.append(f"only {churned} churned customers in both groups together (need {min_events})")
+    if kept < min_events:
+        problems.append(f"only {kept} kept customers in both groups together (need {min_events})")
+    return ("Not enough data yet: " + "; ".join(problems) + ".") if problems else ""
+
+
 def retention_lift(
     treated_churned: int,
     treated_n: int,
@@ -132,18 +150,8 @@ def retention_lift(
     if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
         raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
 
-    problems = []
-    if treated_n < min_n:
-        problems.append(f"only {treated_n} treated customers (need {min_n})")
-    if control_n < min_n:
-        problems.append(f"only {control_n} held-out customers (need {min_n})")
-    churned = treated_churned + control_churned
-    kept = treated_n + control_n - churned
-    if churned < min_events:
-        problems.append(f"only {churned} churned customers in both groups together (need {min_events})")
-    if kept < min_events:
-        problems.append(f"only {kept} kept customers in both groups together (need {min_events})")
-    reason = ("Not enough data yet: " + "; ".join(problems) + ".") if problems else ""
+    reason = _not_enough_data(treated_churned, treated_n, control_churned, control_n, min_n=min_n,
+                              min_events=min_events, control_label="held-out customers")
 
     rate_t = treated_churned / treated_n if treated_n else None
     rate_c = control_churned / control_n if control_n else None
@@ -162,7 +170,7 @@ def retention_lift(
         control_churned=control_churned, control_n=control_n, confidence=float(confidence),
         treated_churn_rate=rate_t, control_churn_rate=rate_c, absolute_lift=lift,
         lift_low=low, lift_high=high, relative_lift=relative,
-        enough_data=not problems, reason=reason,
+        enough_data=not reason, reason=reason,
     )
 
 
@@ -207,20 +215,9 @@ def standardised_retention_lift(
     control_n = sum(c[3] for c in used.values())
     uncovered = sorted((str(k) for k, c in used.items() if c[3] == 0))
 
-    problems = []
-    if treated_n < min_n:
-        problems.append(f"only {treated_n} treated customers (need {min_n})")
-    if control_n < min_n:
-        problems.append(f"only {control_n} held-out customers like them (need {min_n})")
-    if uncovered:
-        problems.append(f"no held-out customers to compare with in {', '.join(uncovered)}")
-    churned = treated_churned + control_churned
-    kept = treated_n + control_n - churned
-    if churned < min_events:
-        problems.append(f"only {churned} churned customers in both groups together (need {min_events})")
-    if kept < min_events:
-        problems.append(f"only {kept} kept customers in both groups together (need {min_events})")
-    reason = ("Not enough data yet: " + "; ".join(problems) + ".") if problems else ""
+    reason = _not_enough_data(treated_churned, treated_n, control_churned, control_n, min_n=min_n,
+                              min_events=min_events, control_label="held-out customers like them",
+                              extra=[f"no held-out customers to compare with in {', '.join(uncovered)}"] if uncovered else [])
 
     rate_t = treated_churned / treated_n if treated_n else None
     rate_c = lift = low = high = relative = None
@@ -244,7 +241,7 @@ def standardised_retention_lift(
         control_churned=control_churned, control_n=control_n, confidence=float(confidence),
         treated_churn_rate=rate_t, control_churn_rate=rate_c, absolute_lift=lift,
         lift_low=low, lift_high=high, relative_lift=relative,
-        enough_data=not problems, reason=reason, adjusted_for=tuple(adjusted_for),
+        enough_data=not reason, reason=reason, adjusted_for=tuple(adjusted_for),
     )
 
 
