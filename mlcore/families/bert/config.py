@@ -51,6 +51,10 @@ class BertConfig:
     warmup_ratio: float = 0.1
     dropout: float = 0.1  # in the head; the encoder keeps its checkpoint's own dropout
     head_hidden: int = 64
+    # Linear probing before fine-tuning (LP-FT): start the head's wide term from a logistic
+    # regression on the features and the deep term at zero, and count step 0 as a candidate
+    # for early stopping. Off: the head starts random (the original recipe).
+    linear_probe_init: bool = True
     grad_clip: float = 1.0
     class_weighting: bool = True  # pos_weight = negatives / positives of the train labels
     patience: int = 2  # validations without a PR-AUC improvement before stopping

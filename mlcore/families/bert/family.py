@@ -59,6 +59,25 @@ def _stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(chosen)
 
 
+def _init_wide_from_logreg(model: FusionModel, x: np.ndarray, y: np.ndarray, *, pos_weight: float,
+                           sample_weight: np.ndarray | None, seed: int) -> None:
+    """Set the head's wide term to an L2 logistic regression on the standardised features.
+
+    The deep term keeps its small random init: zeroing its output layer would make the probe
+    exact at step 0 but starves the encoder of gradient (measured on the tiny test task: test
+    ROC-AUC 0.76 after 80 steps vs 1.0 with the random init)."""
+    from sklearn.linear_model import LogisticRegression
+
+    w = np.where(y == 1, pos_weight, 1.0)
+    if sample_weight is not None:
+        w = w * sample_weight
+    probe = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(x, y, sample_weight=w)
+    head = model.head
+    with torch.no_grad():
+        head.wide.weight.copy_(torch.as_tensor(probe.coef_, dtype=head.wide.weight.dtype))
+        head.wide.bias.copy_(torch.as_tensor(probe.intercept_, dtype=head.wide.bias.dtype))
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -142,6 +161,11 @@ class BertFamily:
                 logits[start : start + len(emb)] = logit.float().cpu().numpy()
         return logits
 
+    def _wide_logits(self, x_std: np.ndarray) -> np.ndarray:
+        wide = self._require_model().head.wide
+        with torch.inference_mode():
+            return wide(torch.from_numpy(x_std).to(wide.weight.device)).squeeze(-1).float().cpu().numpy()
+
     def _inference_encoder(self, quantized: bool | None) -> torch.nn.Module:
         model = self._require_model()
         use_int8 = self.config.quantize_inference if quantized is None else quantized
@@ -214,6 +238,12 @@ class BertFamily:
 
         # 4. Loss: BCE on logits, positives up-weighted by negatives/positives of train.
         pos_weight = (len(y_train) - n_pos) / n_pos if cfg.class_weighting else 1.0
+        if cfg.linear_probe_init:
+            # Linear probing before fine-tuning: the wide term starts as a logistic regression
+            # on the features (same class weighting), so fine-tuning starts near the logreg
+            # baseline and learns what the text adds on top of it.
+            _init_wide_from_logreg(model, x_train.numpy(), y_train, pos_weight=pos_weight,
+                                   sample_weight=None if weights is None else weights.numpy(), seed=cfg.seed)
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device), reduction="none")
 
         # 5. Optimiser and schedule: AdamW (no decay on bias/LayerNorm), linear warmup then decay.
@@ -243,8 +273,17 @@ class BertFamily:
         #    every `eval_every` steps, keep the best weights, stop on patience or budget.
         generator = torch.Generator().manual_seed(cfg.seed)
         step, best_auc, best_step, best_state, bad_evals = 0, None, 0, None, 0
+        history: list[dict] = []
+        if has_valid and cfg.linear_probe_init:
+            # Step 0 is a candidate too: the probe alone (deep output zeroed), whose validation
+            # score needs no encoding. Fine-tuning has to beat it to be kept.
+            best_auc = float(average_precision_score(valid.labels, self._wide_logits(x_valid)))
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_state["head.out.weight"].zero_()  # the candidate is the probe alone
+            best_state["head.out.bias"].zero_()
+            history.append({"step": 0, "valid_pr_auc": best_auc, "loss": None})
         stopped_early = hit_budget = False
-        last_eval_s, smoothed_loss, history, eval_total_s, samples_seen = None, None, [], 0.0, 0
+        last_eval_s, smoothed_loss, eval_total_s, samples_seen = None, None, 0.0, 0
         bar = tqdm(total=total_steps, desc="bert fine-tune", unit="step", file=sys.stderr, disable=not cfg.progress_bar)
         model.train()
         loop_started = time.monotonic()
@@ -463,7 +502,11 @@ class BertFamily:
         self.feature_mean = np.asarray(meta["feature_mean"], dtype=np.float64)
         self.feature_std = np.asarray(meta["feature_std"], dtype=np.float64)
         model = FusionModel(load_encoder(self.config.model_path), len(self.feature_names), self.config.head_hidden, self.config.dropout)
-        model.head.load_state_dict(load_file(folder / HEAD_FILE))
+        head_state = load_file(folder / HEAD_FILE)
+        if "wide.weight" not in head_state:  # saved before the wide term existed: it contributes nothing
+            head_state["wide.weight"] = torch.zeros_like(model.head.wide.weight)
+            head_state["wide.bias"] = torch.zeros_like(model.head.wide.bias)
+        model.head.load_state_dict(head_state)
         self.model = model.to(self.device).eval()
         if meta.get("fit_report"):
             self.fit_report = FitReport(**meta["fit_report"])

@@ -19,10 +19,16 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class FusionHead(nn.Module):
-    """[text embedding ; standardised features] -> hidden -> logit."""
+    """Wide and deep: a linear term over the standardised features (a logistic regression)
+    plus an MLP over [text embedding ; features] -> hidden -> logit.
+
+    The wide term lets `fit` start from a fitted logistic regression (linear probing before
+    fine-tuning), so fine-tuning only has to learn what the text adds on top of the numbers.
+    """
 
     def __init__(self, hidden_size: int, n_features: int, head_hidden: int, dropout: float):
         super().__init__()
+        self.wide = nn.Linear(n_features, 1)
         self.dropout_in = nn.Dropout(dropout)
         self.dense = nn.Linear(hidden_size + n_features, head_hidden)
         self.act = nn.GELU()
@@ -31,7 +37,8 @@ class FusionHead(nn.Module):
 
     def forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.dropout_in(embedding), features], dim=-1)
-        return self.out(self.dropout(self.act(self.dense(x)))).squeeze(-1)
+        deep = self.out(self.dropout(self.act(self.dense(x))))
+        return (deep + self.wide(features.to(deep.dtype))).squeeze(-1)
 
 
 class FusionModel(nn.Module):

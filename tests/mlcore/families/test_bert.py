@@ -216,7 +216,8 @@ def test_training_is_reproducible_with_a_fixed_seed(tiny_path):
 def test_frozen_layers_do_not_change(tiny_path):
     from mlcore.families.bert import load_encoder
 
-    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "freeze_layers": 1}))
+    # The random head (no linear probe) makes every step move the encoder, and step 0 is no candidate.
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "freeze_layers": 1, "linear_probe_init": False}))
     family.fit(make_rows(64, seed=1), make_rows(32, seed=2))
     original = load_encoder(tiny_path)
     trained_encoder = family.model.encoder
@@ -230,7 +231,8 @@ def test_word_embeddings_are_frozen_by_default_and_can_be_trained(tiny_path):
 
     original = load_encoder(tiny_path).embeddings.word_embeddings.weight
     for freeze in (True, False):
-        family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "freeze_word_embeddings": freeze}))
+        family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "freeze_word_embeddings": freeze,
+                                                                "linear_probe_init": False}))
         family.fit(make_rows(64, seed=1), make_rows(32, seed=2))
         assert torch.equal(family.model.encoder.embeddings.word_embeddings.weight, original) is freeze
 
@@ -342,3 +344,33 @@ def test_config_picks_batch_sizes_for_the_device():
     config = BertConfig(model_path="x", device="cpu")
     assert (config.train_batch_size(), config.inference_batch_size()) == (16, 64)
     assert BertConfig(model_path="x", batch_size=8).train_batch_size() == 8
+
+
+def test_linear_probe_is_the_step_zero_candidate_and_kept_when_fine_tuning_cannot_beat_it(tiny_path):
+    """With learning rates too small to change anything, early stopping must return the probe itself:
+    a class-weighted logistic regression on the standardised features, the text ignored."""
+    from sklearn.linear_model import LogisticRegression
+
+    train, valid, test = make_rows(96, seed=1), make_rows(48, seed=2), make_rows(30, seed=3)
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "lr": 1e-12, "head_lr": 1e-12}))
+    report = family.fit(train, valid)
+    assert report.extra["history"][0]["step"] == 0 and report.extra["best_step"] == 0
+    x = family._standardise(train.features)
+    y = np.asarray(train.labels)
+    probe = LogisticRegression(C=1.0, max_iter=2000).fit(x, y, sample_weight=np.where(y == 1, (y == 0).sum() / y.sum(), 1.0))
+    expected = probe.predict_proba(family._standardise(test.features))[:, 1]
+    assert np.allclose(family.predict_proba(test), expected, atol=1e-4)
+
+
+def test_a_head_saved_without_the_wide_term_still_loads(tiny_path, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "epochs": 1, "linear_probe_init": False}))
+    family.fit(make_rows(32, seed=1), make_rows(16, seed=2))
+    family.model.head.wide.weight.data.zero_()
+    family.model.head.wide.bias.data.zero_()
+    family.save(tmp_path / "v")
+    head = load_file(tmp_path / "v" / "head.safetensors")
+    save_file({k: v for k, v in head.items() if not k.startswith("wide.")}, tmp_path / "v" / "head.safetensors")
+    rows = make_rows(10, seed=3)
+    assert np.allclose(BertFamily.load(tmp_path / "v").predict_proba(rows), family.predict_proba(rows), atol=1e-6)
