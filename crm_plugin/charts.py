@@ -6,7 +6,7 @@ aria-label, so screen readers get a sentence instead of a drawing.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -98,12 +98,14 @@ def _svg(frame: _Frame, title: str, body: list[str], css_class: str = "chart") -
 
 
 def _axes(frame: _Frame, *, x_label: str, y_label: str, x_percent: bool, y_percent: bool,
-          x_ticks: list[tuple[float, str]] | None = None) -> list[str]:
+          x_ticks: list[tuple[float, str]] | None = None, y_format: Callable[[float], str] | None = None,
+          y_tick_count: int = 4) -> list[str]:
     out = []
-    for y in _nice_ticks(*frame.y_range, count=4):
+    for y in _nice_ticks(*frame.y_range, count=y_tick_count):
         py = frame.py(y)
+        text = y_format(y) if y_format else _tick_label(y, y_percent)
         out.append(f'<line class="grid" x1="{frame.left}" x2="{frame.width - frame.right}" y1="{_fmt(py)}" y2="{_fmt(py)}"/>')
-        out.append(f'<text class="tick" x="{frame.left - 5}" y="{_fmt(py + 3.5)}" text-anchor="end">{_tick_label(y, y_percent)}</text>')
+        out.append(f'<text class="tick" x="{frame.left - 5}" y="{_fmt(py + 3.5)}" text-anchor="end">{text}</text>')
     ticks = x_ticks if x_ticks is not None else [(x, _tick_label(x, x_percent)) for x in _nice_ticks(*frame.x_range, count=5)]
     for index, (x, text) in enumerate(ticks):
         px = frame.px(x)
@@ -270,3 +272,52 @@ def empty_chart(title: str, *, width: int = 360, height: int = 260) -> SafeStrin
         f'height="{height - 2}" rx="6"/><text class="tick" x="{width / 2:.0f}" y="{height / 2:.0f}" '
         f'text-anchor="middle">No data</text></svg></figure>'
     )
+
+
+def _money_tick(value: float) -> str:
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if abs(value) >= 10_000:
+        return f"{value / 1_000:.0f}k"
+    if abs(value) >= 1_000:
+        return f"{value / 1_000:.1f}k"
+    return f"{value:.0f}"
+
+
+def profit_curve_chart(
+    thresholds: Sequence[float], profits: Sequence[float], *, chosen: float, in_use: float | None,
+    title: str = "Expected profit by alert threshold", width: int = 640, height: int = 240,
+) -> SafeString:
+    """Expected profit against the alert threshold, with the most profitable line and the one in use marked."""
+    pairs = _finite_pairs(thresholds, profits)
+    if not pairs:
+        return empty_chart(title, width=width, height=height)
+    low = min(0.0, min(y for _, y in pairs))
+    high = max(0.0, max(y for _, y in pairs))
+    if high - low < 1e-9:
+        high = low + 1.0
+    pad = (high - low) * 0.08
+    frame = _Frame(width, height, (0.0, 1.0), (low - (pad if low < 0 else 0), high + pad), left=52, bottom=34)
+    body = _axes(frame, x_label="Alert everyone with churn probability at least", y_label="", x_percent=True,
+                 y_percent=False, y_format=_money_tick, y_tick_count=6)
+    zero = frame.py(0.0)
+    body.append(f'<line class="ref" stroke="#9aa3ad" x1="{frame.left}" x2="{frame.width - frame.right}" '
+                f'y1="{_fmt(zero)}" y2="{_fmt(zero)}"/>')
+    body.append(_polyline(frame, pairs, PALETTE[0]))
+    markers = [(chosen, PALETTE[2], False, "most profitable")]
+    if in_use is not None:
+        markers.append((in_use, PALETTE[1], True, "in use"))
+    by_x = dict(pairs)
+    for x, color, dashed, _ in markers:
+        px = _fmt(frame.px(x))
+        dash = ' stroke-dasharray="5 4"' if dashed else ""
+        body.append(f'<line class="marker" stroke="{color}" stroke-width="2"{dash} x1="{px}" x2="{px}" '
+                    f'y1="{frame.top}" y2="{frame.height - frame.bottom}"/>')
+        if round(x, 2) in by_x:
+            body.append(f'<circle cx="{px}" cy="{_fmt(frame.py(by_x[round(x, 2)]))}" r="3.5" fill="{color}"/>')
+    summary = f"{title}: most profitable at {chosen * 100:.0f}%"
+    if in_use is not None:
+        summary += f", in use {in_use * 100:.0f}%"
+    legend = _legend([Series(f"{name} ({x * 100:.0f}%)", [], []) for x, _, _, name in markers],
+                     [color for _, color, _, _ in markers])
+    return mark_safe(f'<figure class="chart-box">{_svg(frame, summary, body, css_class="chart chart-wide")}{legend}</figure>')

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from crm_plugin import charts
+from crm_plugin import selectors_loop as sl
 from crm_plugin import selectors_views as sv
 from crm_plugin.errors import CrmError
 from crm_plugin.forms import InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
@@ -253,6 +254,7 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "event_counts": sv.customer_event_counts(customer=customer),
         "interventions": interventions_shown, "outcome_errors": outcome_errors,
         "alerts": sv.customer_alerts(customer=customer),
+        "suggestion": sl.next_best_action_for_page(customer=customer),
         "action_form": action_form,
         "outcome_choices": [c for c in Intervention.Outcome.choices if c[0]],
         "role": _role(request.user), "nav": "worklist",
@@ -359,6 +361,37 @@ def _backtest_context(run) -> dict:
     }
 
 
+def _money(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _profit_context(report: sl.ProfitReport | None) -> dict:
+    """The profit-chosen threshold next to the one in use, in words and as a curve."""
+    if report is None:
+        return {}
+    choice = report.choice
+    xs, ys = [p.threshold for p in choice.curve], [p.expected_profit for p in choice.curve]
+    gain = choice.gain_over_current or 0.0
+    if choice.current_threshold is not None and abs(choice.threshold - choice.current_threshold) < 1e-9:
+        verdict = "The line in use is the most profitable one."
+    elif gain > 0.5:
+        verdict = (f"Moving the line from {choice.current_threshold:.2f} to {choice.threshold:.2f} adds an expected "
+                   f"{_money(gain)} ({choice.n_alerted - choice.current_n_alerted:+,} customers alerted).")
+    else:
+        verdict = (f"Moving the line from {choice.current_threshold:.2f} to {choice.threshold:.2f} changes the "
+                   f"expected profit by less than 1.")
+    return {
+        "report": report, "choice": choice,
+        "best_profit": _money(choice.expected_profit), "current_profit": _money(choice.current_expected_profit or 0.0),
+        "verdict": verdict,
+        "success_pct": f"{100 * choice.success_rate:.0f}%", "value_share_pct": f"{100 * choice.value_horizon_share:.0f}%",
+        "action_cost": f"{choice.action_cost:,.2f}",
+        "chart": charts.profit_curve_chart(xs, ys, chosen=choice.threshold, in_use=choice.current_threshold),
+        "chart_narrow": charts.profit_curve_chart(xs, ys, chosen=choice.threshold, in_use=choice.current_threshold,
+                                                  width=360, height=240),
+    }
+
+
 @login_required
 def model_report(request: HttpRequest) -> HttpResponse:
     versions = sv.model_versions_for_report()
@@ -367,8 +400,12 @@ def model_report(request: HttpRequest) -> HttpResponse:
     for version in versions:
         metrics = version.metrics if isinstance(version.metrics, dict) else {}
         version.metric_cells = [_metric_text(key, metrics.get(key)) for key in metric_keys]
+    loop = sl.loop_report(user=request.user)
     return render(request, "crm/models.html", {
         "versions": versions, "run": run, "metric_columns": METRIC_COLUMNS, "bt": _backtest_context(run),
+        "loop": loop, "escalation_days": settings.CHURN_ESCALATION_DAYS, "outcome_days": settings.CHURN_OUTCOME_DAYS,
+        "profit": _profit_context(sl.profit_threshold_current()) if loop else {},
+        "own_funnel": [] if loop or _role(request.user) != "owner" else sl.funnel_for_owner(user=request.user),
         "can_promote": request.user.is_superuser, "role": _role(request.user), "nav": "models",
     })
 

@@ -85,7 +85,10 @@ def _curves(strength: float) -> dict:
 def shop(transactional_db):
     """Two owners with scored customers, events, actions, alerts and a backtest — a small demo shop."""
     from django.contrib.auth import get_user_model
+    from django.core.cache import cache
     from django.utils import timezone
+
+    cache.clear()  # the closed-loop report is cached by a data fingerprint; ids restart with each test
 
     from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
 
@@ -151,3 +154,23 @@ def shop(transactional_db):
                                         created_by=book.user, follow_up_on=timezone.localdate(), created_at=now - timedelta(days=6))
         customers[name] = customer
     return {"ana": ana, "ben": ben, "customers": customers}
+
+
+@pytest.fixture
+def loop_shop(shop):
+    """The demo shop plus a closed loop whose outcome windows have passed: 50 held out (40% churn),
+    50 coupons (20%, outcomes recorded), 40 alerted and untouched, a too-small VIP group, and a
+    fresh high-risk customer."""
+    from django.conf import settings
+
+    from tests.crm_plugin.views.builders import alerted_group, scored_customer
+
+    ana, ben = shop["ana"], shop["ben"]
+    ago = settings.CHURN_OUTCOME_DAYS + 10
+    alerted_group(owner=ana, segment="regular", n=50, churned=20, control=True, action=None, prefix="H", alerted_days_ago=ago)
+    alerted_group(owner=ana, segment="regular", n=50, churned=10, control=False, action="coupon", recorded=True, prefix="K",
+                  alerted_days_ago=ago)
+    alerted_group(owner=ben, segment="regular", n=40, churned=18, control=False, action=None, prefix="U", alerted_days_ago=ago)
+    alerted_group(owner=ana, segment="vip", n=5, churned=1, control=False, action=None, prefix="VA", alerted_days_ago=ago)
+    suggested = scored_customer(owner=ana, name="Nia New", probabilities=[0.82], value="500.00", segment="regular")
+    return {**shop, "suggested": suggested}

@@ -49,6 +49,8 @@ def test_owner_works_the_list_and_logs_an_action(browser, live_server, shop, scr
     expect(page.get_by_role("heading", name=name)).to_be_visible()
     expect(page.locator(".reasons")).to_contain_text("No order for 64 days")
     expect(page.locator("#timeline")).to_contain_text("Still waiting for my refund")
+    # No action has an outcome to learn from yet, and the page says so instead of guessing.
+    expect(page.locator("#next-action")).to_contain_text("No suggestion yet: no action has 30 treated")
 
     page.get_by_label("What did you do?").select_option("call")
     page.get_by_label("Note", exact=True).fill("Called: replacement kettle on its way")
@@ -65,6 +67,8 @@ def test_owner_works_the_list_and_logs_an_action(browser, live_server, shop, scr
     page.get_by_role("link", name="Models").click()
     expect(page.get_by_role("heading", name="Model report")).to_be_visible()
     expect(page.locator("svg.chart")).to_have_count(5)
+    expect(page.locator("#lift")).to_have_count(0)  # lift and threshold are for managers
+    expect(page.locator("#funnel")).to_contain_text("No alert has been delivered to you yet.")
     page.screenshot(path=str(screenshots / "models-1280.png"), full_page=True)
 
     assert console.errors == []
@@ -110,5 +114,41 @@ def test_admin_sees_promote_and_admin_link(browser, live_server, shop):
     expect(page.get_by_role("link", name="Admin")).to_have_attribute("href", "/admin/")
     page.goto(f"{base}/models/")
     expect(page.get_by_role("button", name="Promote lightgbm-2026-11-20 to champion")).to_be_visible()
+    assert console.errors == []
+    context.close()
+
+
+def test_manager_reads_the_closed_loop_and_an_owner_sees_the_suggestion(browser, live_server, loop_shop, screenshots):
+    from playwright.sync_api import expect
+
+    base = live_server.url
+    for viewport, suffix in [(DESKTOP, "1280"), (PHONE, "390")]:
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        console = ConsoleLog(page)
+        sign_in(page, base, "maria")
+        page.goto(f"{base}/models/")
+        lift = page.locator("#lift")
+        expect(lift.locator(".headline")).to_contain_text("held out (n=50)")
+        expect(lift.locator("tr", has_text="coupon").first).to_contain_text("+20.0 pts")
+        expect(lift.locator("tr", has_text="vip").first).to_contain_text("Not enough data yet")
+        expect(page.locator("#threshold")).to_contain_text("Most profitable threshold")
+        expect(page.locator("#threshold svg.chart:visible")).to_have_count(1)  # the wide or the phone chart
+        expect(page.locator("#funnel")).to_contain_text("Ana Ortiz")
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, f"models scrolls sideways by {overflow}px at {suffix}"
+        page.screenshot(path=str(screenshots / f"models-loop-{suffix}.png"), full_page=True)
+        assert console.errors == []
+        context.close()
+
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    sign_in(page, base, "ana")
+    page.goto(f"{base}/customers/{loop_shop['suggested'].pk}/")
+    card = page.locator("#next-action")
+    expect(card).to_contain_text("Coupon")
+    expect(card).to_contain_text("coupon: 80% kept vs 60% held out, n=50 (segment regular)")
+    page.screenshot(path=str(screenshots / "customer-suggestion-1280.png"), full_page=True)
     assert console.errors == []
     context.close()

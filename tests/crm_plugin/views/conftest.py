@@ -6,6 +6,17 @@ import pytest
 from tests.crm_plugin.factories import AccountOwnerFactory, ModelVersionFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _fresh_loop_cache():
+    """The closed-loop report and next-best-action model are cached by a data fingerprint; SQLite
+    reuses ids after a test's rollback, so one test's cached report must not reach the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def version(db):
     return ModelVersionFactory(name="logreg-2026-11", is_champion=True)

@@ -40,3 +40,16 @@ def test_score_history_chart_summarises_first_and_last():
     assert "from 10% on 2026-01-01 to 90% on 2026-01-03" in svg
     assert svg.count("<circle") == 3
     assert "No scores yet" in charts.score_history_chart([], high=0.6, medium=0.3)
+
+
+def test_profit_curve_marks_the_best_and_the_threshold_in_use_and_handles_losses():
+    xs = [k / 100 for k in range(101)]
+    ys = [1000 * x * (0.8 - x) for x in xs]  # loses money above 0.80
+    svg = str(charts.profit_curve_chart(xs, ys, chosen=0.4, in_use=0.6))
+    assert 'aria-label="Expected profit by alert threshold: most profitable at 40%, in use 60%"' in svg
+    assert svg.count('class="marker"') == 2 and 'stroke-dasharray="5 4" x1=' in svg  # in use is dashed
+    assert ">-100<" in svg and ">-200<" in svg and ">100<" in svg  # the money axis reaches below zero
+    assert "most profitable (40%)" in svg and "in use (60%)" in svg
+    assert "No data" in str(charts.profit_curve_chart([], [], chosen=0.5, in_use=None))
+    flat = str(charts.profit_curve_chart(xs, [0.0] * 101, chosen=1.0, in_use=None))
+    assert "in use" not in flat and 'class="marker"' in flat

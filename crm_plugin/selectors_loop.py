@@ -1,0 +1,289 @@
+"""Read side of the closed loop for the CRM pages: measured lift, profit threshold, funnel, next-best action.
+
+The numbers come from the same services as `GET /api/lift/` and the Slack card
+(`crm_plugin.services.closed_loop`) and from `mlcore.profit`; this module only decides who
+may see what and turns the results into rows a template can print without arithmetic.
+
+Reading every alert episode and fitting the next-best-action model takes seconds once there
+are thousands of alerts, too slow for every page view. The report and the fitted model are
+therefore cached, keyed on a fingerprint of the data they are built from (newest alert,
+action, recorded outcome and order, and the loop settings), so a new alert, action, outcome
+or order is reflected on the next request; what the fingerprint cannot see (an edited
+customer segment, an outcome window closing as time passes) waits at most
+`LOOP_CACHE_SECONDS`.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db.models import Count, FloatField, Max, Q
+from django.db.models.functions import Cast
+
+from crm_plugin.models import Alert, ChurnScore, Customer, Event, Intervention
+from crm_plugin.selectors import owner_for_user, user_sees_everyone
+from crm_plugin.services.closed_loop import (
+    ACTION_LABELS,
+    closed_loop_report,
+    next_best_action_for,
+    next_best_action_model,
+)
+from mlcore.profit import ThresholdChoice, profit_threshold
+from mlcore.uplift import NextBestActionModel
+
+LOOP_CACHE_SECONDS = 600
+
+
+def loop_data_fingerprint() -> str:
+    """Changes when an alert, an action, a recorded outcome or an order is added (3 small queries)."""
+    alerts = Alert.objects.aggregate(last=Max("pk"), n=Count("pk"))
+    actions = Intervention.objects.aggregate(
+        last=Max("pk"), n=Count("pk"), last_outcome=Max("outcome_at"),
+        churned=Count("pk", filter=Q(outcome=Intervention.Outcome.CHURNED)),
+        retained=Count("pk", filter=Q(outcome=Intervention.Outcome.RETAINED)),
+    )
+    orders = Event.objects.filter(kind=Event.Kind.ORDER).aggregate(last=Max("pk"))
+    loop_settings = (settings.CHURN_OUTCOME_DAYS, settings.CHURN_ESCALATION_DAYS, settings.CONTROL_GROUP_SHARE,
+                     settings.UPLIFT_MIN_N, settings.UPLIFT_MIN_EVENTS)
+    raw = repr((sorted(alerts.items()), sorted(actions.items()), orders["last"], loop_settings))
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def _cached(name: str, fingerprint: str, build):
+    key = f"crm:loop:{name}:{fingerprint}"
+    value = cache.get(key)
+    if value is None:
+        value = build()
+        cache.set(key, value, LOOP_CACHE_SECONDS)
+    return value
+
+
+def closed_loop_report_cached(*, fingerprint: str | None = None) -> dict:
+    """`closed_loop_report()` (the `/api/lift/` payload), rebuilt when the loop's data changes."""
+    return _cached("report", fingerprint or loop_data_fingerprint(), closed_loop_report)
+
+
+def next_best_action_model_cached(*, fingerprint: str | None = None) -> NextBestActionModel:
+    """The fitted next-best-action model of `closed_loop.next_best_action_model()`, rebuilt when the data changes."""
+    return _cached("nba-model", fingerprint or loop_data_fingerprint(), next_best_action_model)
+
+
+def loop_report_visible(*, user: AbstractBaseUser) -> bool:
+    """The lift and the funnel compare every owner's book: managers and staff only (as `/api/lift/`)."""
+    return bool(user and user.is_authenticated and (user.is_staff or user_sees_everyone(user)))
+
+
+# --- measured retention lift ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiftRow:
+    """One line of the lift table: treated vs held-out churn, the lift and its interval, or why not yet."""
+
+    label: str
+    treated: str  # "20.0% of 50"
+    control: str  # "40.0% of 50"
+    lift: str  # "+20.0 pts"
+    interval: str  # "+1.2 to +37.1 pts"
+    enough_data: bool
+    clearly_positive: bool
+    clearly_negative: bool
+    reason: str
+    adjusted: str  # "segment" when the held-out rate was standardised, else ""
+    summary: str  # the same sentence the API returns in lift_text
+
+
+def _pct(rate) -> str:
+    return "—" if rate is None else f"{100 * rate:.1f}%"
+
+
+def _pts(value) -> str:
+    return "—" if value is None else f"{100 * value:+.1f} pts"
+
+
+def _lift_row(label: str, data: dict, summary: str) -> LiftRow:
+    low, high = data.get("lift_low"), data.get("lift_high")
+    return LiftRow(
+        label=label,
+        treated=f"{_pct(data['treated_churn_rate'])} of {data['treated_n']:,}",
+        control=f"{_pct(data['control_churn_rate'])} of {data['control_n']:,}",
+        lift=_pts(data.get("absolute_lift")),
+        interval="—" if low is None or high is None else f"{100 * low:+.1f} to {100 * high:+.1f} pts",
+        enough_data=bool(data["enough_data"]),
+        clearly_positive=bool(data["clearly_positive"]),
+        clearly_negative=bool(data["enough_data"] and high is not None and high < 0),
+        reason=data.get("reason") or "",
+        adjusted=", ".join(data.get("adjusted_for") or ()),
+        summary=summary,
+    )
+
+
+@dataclass(frozen=True)
+class FunnelView:
+    owner: str
+    alerts: int
+    acted: int
+    acted_share: str
+    acted_in_time: int
+    escalated: int
+    outcomes_known: int
+    retained: int
+    churned: int
+
+
+def _funnel_rows(rows: list[dict]) -> list[FunnelView]:
+    return [
+        FunnelView(
+            owner=r["owner"], alerts=r["alerts"], acted=r["acted"],
+            acted_share="—" if r["acted_share"] is None else f"{100 * r['acted_share']:.0f}%",
+            acted_in_time=r["acted_in_time"], escalated=r["escalated"], outcomes_known=r["outcomes_known"],
+            retained=r["retained"], churned=r["churned"],
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    """What the model report shows about the closed loop; `rows_*` are ready to print."""
+
+    confidence: float
+    outcome_days: int
+    control_share: float
+    overall: LiftRow
+    by_action: list[LiftRow]
+    by_segment: list[LiftRow]
+    control_treated_anyway: int
+    funnel: list[FunnelView]
+    evidence: list[dict]  # per action: counts and kept rates behind the next-best action
+    relative_lift: float | None  # overall share of churn prevented, when measured with enough data
+    episodes: int  # alert episodes with a known outcome (alerted + held out)
+
+
+def loop_report(*, user: AbstractBaseUser) -> LoopReport | None:
+    """The lift overall / per action / per segment and the funnel per owner, from `closed_loop_report`
+    (the service behind `/api/lift/`, so the page and the API show the same numbers). None for users
+    who may not see it."""
+    if not loop_report_visible(user=user):
+        return None
+    report = closed_loop_report_cached()
+    lift, text = report["lift"], report["lift_text"]
+    overall = lift["overall"]
+    evidence = []
+    for item in report["next_best_action_evidence"]:
+        evidence.append({
+            **item, "label": ACTION_LABELS.get(item["action"], item["action"]),
+            "kept_treated_text": _pct(item["kept_treated"]), "kept_baseline_text": _pct(item["kept_baseline"]),
+        })
+    return LoopReport(
+        confidence=overall["confidence"],
+        outcome_days=report["outcome_days"],
+        control_share=report["control_share"],
+        overall=_lift_row("All alerted customers", overall, text["overall"]),
+        by_action=[_lift_row(ACTION_LABELS.get(a, a), data, text["by_action"][a]) for a, data in lift["by_action"].items()],
+        by_segment=[_lift_row(s or "no segment", data, text["by_segment"][s]) for s, data in lift["by_segment"].items()],
+        control_treated_anyway=lift["control_treated_anyway"],
+        funnel=_funnel_rows(report["funnel"]),
+        evidence=evidence,
+        relative_lift=overall["relative_lift"] if overall["enough_data"] else None,
+        episodes=overall["treated_n"] + overall["control_n"],
+    )
+
+
+def funnel_for_owner(*, user: AbstractBaseUser) -> list[FunnelView]:
+    """An account owner's own alert -> action -> outcome line, or [] (owners do not see other books)."""
+    owner = owner_for_user(user)
+    if owner is None:
+        return []
+    return _funnel_rows([row for row in closed_loop_report_cached()["funnel"] if row["owner_id"] == owner.pk])
+
+
+# --- where to draw the alert line --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfitReport:
+    choice: ThresholdChoice
+    n_customers: int
+    threshold_in_use: float
+
+
+def profit_threshold_current() -> ProfitReport | None:
+    """The profit-optimal alert threshold over every customer's latest score, next to the one in use.
+
+    The alert policy alerts on entering the high band, so the line in use is CHURN_BAND_HIGH.
+    Value at stake: `Customer.value` (yearly spend) × PROFIT_VALUE_SHARE; cost and success rate
+    from PROFIT_ACTION_COST and PROFIT_SUCCESS_RATE. None when nobody has been scored yet.
+    Cached until a new score is written or the settings change (reading 100,000 scores takes ~0.4 s);
+    an edited customer value shows after at most LOOP_CACHE_SECONDS.
+    """
+    # Scoring writes new rows (a new newest id); a count would scan millions of score rows.
+    inputs = (ChurnScore.objects.aggregate(last=Max("pk"))["last"], settings.PROFIT_ACTION_COST, settings.PROFIT_SUCCESS_RATE,
+              settings.PROFIT_VALUE_SHARE, settings.CHURN_BAND_HIGH)
+    fingerprint = hashlib.sha1(repr(inputs).encode()).hexdigest()
+    report = _cached("profit", fingerprint, _profit_threshold_build)
+    return report or None
+
+
+def _profit_threshold_build() -> ProfitReport | bool:
+    # Money as float here: the expected profit is an estimate, and 100,000 Decimals cost ~0.2 s.
+    rows = list(
+        Customer.objects.filter(latest_score__isnull=False)
+        .values_list("latest_score__probability", Cast("value", FloatField()))
+    )
+    if not rows:
+        return False  # cached as "nobody scored yet" (None would mean "not cached")
+    probabilities = [p for p, _ in rows]
+    values = [v or 0.0 for _, v in rows]
+    choice = profit_threshold(
+        probabilities, values, action_cost=settings.PROFIT_ACTION_COST, success_rate=settings.PROFIT_SUCCESS_RATE,
+        value_horizon_share=settings.PROFIT_VALUE_SHARE, current_threshold=settings.CHURN_BAND_HIGH,
+    )
+    return ProfitReport(choice=choice, n_customers=len(rows), threshold_in_use=settings.CHURN_BAND_HIGH)
+
+
+# --- next-best action on the customer page ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The customer page's next-best action: an action with its evidence, or why there is none."""
+
+    action: str | None
+    label: str
+    evidence: str  # the recommendation's evidence in words, as in Slack
+    uplift: str  # "+12 pts" when estimated
+    why_not: str  # set when there is no suggestion
+    alternatives: list[dict] = field(default_factory=list)
+
+
+def next_best_action_for_page(*, customer: Customer) -> Suggestion:
+    """The next-best action for a high-risk customer (same function as the Slack card and the alert),
+    or a plain "no suggestion yet" with the reason. Access is checked by the caller's view."""
+    score: ChurnScore | None = customer.latest_score
+    if score is None:
+        return Suggestion(action=None, label="", evidence="", uplift="",
+                          why_not="this customer has not been scored yet.")
+    if score.band != ChurnScore.Band.HIGH:
+        return Suggestion(
+            action=None, label="", evidence="", uplift="",
+            why_not=(f"suggestions are made for high-risk customers (churn probability of at least "
+                     f"{100 * settings.CHURN_BAND_HIGH:.0f}%); this one is at {100 * score.probability:.0f}%."),
+        )
+    recommendation = next_best_action_for(customer=customer, model=next_best_action_model_cached())
+    alternatives = [
+        {"label": ACTION_LABELS.get(a.action, a.action), "uplift": f"{100 * a.estimated_uplift:+.0f} pts",
+         "evidence": a.evidence_text}
+        for a in recommendation.alternatives if a.action != recommendation.action
+    ]
+    if recommendation.action is None:
+        reason = recommendation.evidence_text.removeprefix("No recommendation yet: ")
+        return Suggestion(action=None, label="", evidence="", uplift="", why_not=reason[:1].lower() + reason[1:])
+    return Suggestion(
+        action=recommendation.action, label=ACTION_LABELS.get(recommendation.action, recommendation.action),
+        evidence=recommendation.evidence_text, uplift=f"{100 * recommendation.estimated_uplift:+.0f} pts",
+        why_not="", alternatives=alternatives,
+    )
