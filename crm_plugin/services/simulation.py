@@ -341,8 +341,6 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
     by_alert = {ep.alert_id: ep for ep in episodes}
     measured = closed_loop.retention_lift_measured(as_of=end, outcome_days=config.window)
     true_all, true_by_action = [], defaultdict(list)
-    nba_hits = nba_total = 0
-    best_single_hits = Counter()
     mismatched = 0
     for row in frame.itertuples(index=False):
         ep = by_alert.get(row.alert_id)
@@ -362,18 +360,29 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
     seg_of = {}
     for row in frame.itertuples(index=False):
         seg_of[row.alert_id] = row.segment or "regular"
-    for ep in episodes:
-        if ep.control or ep.suggested is None or ep.alert_id not in seg_of:
-            continue
-        best = W.true_best_action(seg_of[ep.alert_id])
-        nba_total += 1
-        nba_hits += ep.suggested == best
-        for a in W.ACTIONS:
-            best_single_hits[a] += a == best
-    alerted_segments = [seg_of[ep.alert_id] for ep in episodes if not ep.control and ep.alert_id in seg_of]
-    # The best single action for everyone: the one with the largest average true effect over the alerted.
+    delivered = [ep for ep in episodes if not ep.control and ep.alert_id in seg_of]
+    alerted_segments = [seg_of[ep.alert_id] for ep in delivered]
+    # The best single action for everyone: the one with the largest average true effect over the alerted
+    # (an oracle: it knows the truth, the next-best action does not).
     single = max(W.ACTIONS, key=lambda a: np.mean([W.TRUE_EFFECTS[s][a] for s in alerted_segments]) if alerted_segments else 0)
-    single_right = float(np.mean([W.true_best_action(s) == single for s in alerted_segments])) if alerted_segments else None
+
+    def nba_counts(eps: list[Episode]) -> dict:
+        """How often the suggestion was the truly best action, and the single action on the same alerts."""
+        best = [W.true_best_action(seg_of[ep.alert_id]) for ep in eps]
+        with_s = [(ep.suggested, b) for ep, b in zip(eps, best) if ep.suggested is not None]
+        share = (lambda hits, total: hits / total if total else None)
+        return {
+            "alerts": len(eps), "alerts_with_a_suggestion": len(with_s),
+            "suggestion_truly_best": share(sum(s == b for s, b in with_s), len(with_s)),
+            # The fair comparison: the single action on exactly the alerts that got a suggestion.
+            "best_single_action_truly_best_same_alerts": share(sum(single == b for _, b in with_s), len(with_s)),
+            # Counting an alert without a suggestion as a miss.
+            "suggestion_truly_best_of_all_alerts": share(sum(s == b for s, b in with_s), len(eps)),
+            "best_single_action_truly_best": share(sum(single == b for b in best), len(eps)),
+        }
+
+    late_from = 2 * config.window  # after two outcome windows the estimator has had outcomes to learn from
+    nba_all, nba_late = nba_counts(delivered), nba_counts([ep for ep in delivered if ep.start >= late_from])
 
     def lift_json(est, truth):
         return {"true": float(np.mean(truth)) if truth else None, "n_true": len(truth),
@@ -396,11 +405,8 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
         "lift_by_action": {a: lift_json(e, true_by_action.get(a, [])) for a, e in measured.by_action.items()},
         "lift_by_segment": {s: {"measured": e.absolute_lift, "low": e.lift_low, "high": e.lift_high,
                                 "enough_data": e.enough_data} for s, e in measured.by_segment.items()},
-        "next_best_action": {
-            "alerts_with_a_suggestion": nba_total,
-            "suggestion_truly_best": (nba_hits / nba_total) if nba_total else None,
-            "best_single_action": single, "best_single_action_truly_best": single_right,
-        },
+        "next_best_action": {**nba_all, "best_single_action": single, "learner": closed_loop.NBA_LEARNER,
+                             "from_day": {"day": late_from, **nba_late}},
         "model_quality_by_week": weekly,
         "funnel": [r.as_dict() for r in closed_loop.alert_funnel_by_owner(as_of=end, outcome_days=config.window)],
         "unmatched_episodes": mismatched,
@@ -425,11 +431,18 @@ def simulation_report_text(data: dict) -> str:
         lines.append(f"  {a:<14} true {pts(e['true'])}  measured {pts(e['measured'])} [{pts(e['low'])}, {pts(e['high'])}]"
                      f"  n={e['treated_n']}  {'covered' if e['covered'] else 'NOT covered' if e['enough_data'] else e['reason']}")
     nba = data["next_best_action"]
-    share = nba["suggestion_truly_best"]
-    lines += ["", f"next-best action: truly best in {'n/a' if share is None else f'{share:.0%}'} of "
-                  f"{nba['alerts_with_a_suggestion']} alerts with a suggestion; best single action "
-                  f"({nba['best_single_action']}) is truly best for {nba['best_single_action_truly_best']:.0%} of alerted customers",
-              "", "model quality (out-of-time validation at each weekly retrain):"]
+
+    def pct(x):
+        return "n/a" if x is None else f"{x:.0%}"
+
+    lines += ["", f"next-best action (truly best = the action with the largest true effect for the customer's segment; "
+                  f"best single action for everyone: {nba['best_single_action']}):"]
+    for label, part in (("whole run", nba), (f"from day {nba['from_day']['day']}", nba["from_day"])):
+        lines.append(f"  {label:<12} suggestion truly best {pct(part['suggestion_truly_best'])} vs single action "
+                     f"{pct(part['best_single_action_truly_best_same_alerts'])} on the {part['alerts_with_a_suggestion']} "
+                     f"alerts with a suggestion; of all {part['alerts']} alerts {pct(part['suggestion_truly_best_of_all_alerts'])} "
+                     f"vs {pct(part['best_single_action_truly_best'])}")
+    lines += ["", "model quality (out-of-time validation at each weekly retrain):"]
     for w in data["model_quality_by_week"]:
         roc = "n/a" if w["valid_roc_auc"] is None else f"{w['valid_roc_auc']:.3f}"
         pr = "n/a" if w["valid_pr_auc"] is None else f"{w['valid_pr_auc']:.3f}"

@@ -1,8 +1,15 @@
 """Next-best action: which retention action most lowers this customer's chance to churn.
 
-Estimated from logged interventions and outcomes with a T-learner (one churn model per
-action and one for the untreated baseline; uplift = P(churn | x, none) - P(churn | x, action))
-or an X-learner, under a minimum-evidence rule. When an action lacks the evidence for a
+Estimated from logged interventions and outcomes, under a minimum-evidence rule, with one of:
+
+- a pooled model (`learner="pooled"`, what the product uses): one churn model over the
+  baseline and every action together, with the action, the segment and action x segment as
+  features (an S-learner with interactions). Every action is compared on the same footing,
+  the numeric features' effect is learnt from all rows at once, and an action's effect in a
+  segment where it was tried on few customers is pulled towards its effect elsewhere (L2)
+  instead of resting on a handful of outcomes;
+- a T-learner (one churn model per action and one for the baseline; uplift =
+  P(churn | x, none) - P(churn | x, action)) or an X-learner. When an action lacks the evidence for a
 model, the estimate falls back to that action's observed rates, within the customer's
 segment when the segment alone has enough customers, else over all segments; below that
 the action gets no estimate, and with no estimate at all there is no recommendation. A
@@ -11,7 +18,15 @@ model's estimate is only used in segments where the action has been tried
 
 The baseline is the random held-out group when the data carries `is_control` (untreated
 alerted customers were passed over by their manager for a reason, so they are not a fair
-comparison); otherwise every untreated row.
+comparison); otherwise every untreated row. While the held-out group is still below
+`EvidenceRule.min_control` (10% of alerts take long to reach it), every untreated row is the
+baseline, and the evidence says so ("not treated (too few held out yet)"): which action is
+best is a comparison between the actions and does not depend on the baseline; only the size
+of the estimated uplift does.
+
+A customer's actions are ranked on one rung of the rule only: when the model covers some of
+the actions in the customer's segment, actions it does not cover there are left out rather
+than compared through raw rates from other segments.
 """
 from __future__ import annotations
 
@@ -26,8 +41,11 @@ from sklearn.preprocessing import StandardScaler
 
 from mlcore.uplift.lift import as_flags
 
+METHOD_POOLED = "pooled_model"
 METHOD_T = "t_learner"
 METHOD_X = "x_learner"
+MODEL_METHODS = (METHOD_POOLED, METHOD_T, METHOD_X)
+LEARNERS = {"pooled": METHOD_POOLED, "t": METHOD_T, "x": METHOD_X}
 METHOD_SEGMENT = "segment_rates"
 METHOD_OVERALL = "overall_rates"
 METHOD_NONE = "none"
@@ -67,7 +85,7 @@ class ActionEstimate:
     evidence_text: str
 
     def __post_init__(self) -> None:
-        if self.method not in (METHOD_T, METHOD_X, METHOD_SEGMENT, METHOD_OVERALL):
+        if self.method not in (*MODEL_METHODS, METHOD_SEGMENT, METHOD_OVERALL):
             raise ValueError(f"unknown method {self.method!r}")
         if not np.isfinite(self.estimated_uplift) or not -1.0 <= self.estimated_uplift <= 1.0:
             raise ValueError(f"estimated_uplift must be a finite probability difference, got {self.estimated_uplift}")
@@ -137,6 +155,7 @@ class NextBestActionModel:
     the `feature_columns` (numeric: value, churn probability, ...), `action` (None/NaN when
     untreated), `churned` (0/1), `segment`, and optionally `is_control`. The segment is
     one-hot encoded into the models' features automatically, so effects may differ by it.
+    `learner`: "pooled" (one model, action x segment interactions), "t" or "x".
     """
 
     def __init__(
@@ -150,8 +169,9 @@ class NextBestActionModel:
         min_uplift: float = 0.0,
         regularisation: float = 1.0,
     ) -> None:
-        if learner not in ("t", "x"):
-            raise ValueError(f"learner must be 't' (T-learner) or 'x' (X-learner), got {learner!r}")
+        if learner not in LEARNERS:
+            raise ValueError(f"learner must be 'pooled' (one model with action x segment), 't' (T-learner) or "
+                             f"'x' (X-learner), got {learner!r}")
         if regularisation <= 0:
             raise ValueError("regularisation (inverse strength C) must be positive")
         self.feature_columns = tuple(feature_columns)
@@ -176,9 +196,13 @@ class NextBestActionModel:
         self.uses_control_group = "is_control" in df.columns
         control = as_flags(df["is_control"], "is_control") if self.uses_control_group else np.zeros(len(df), bool)
         baseline = (control & untreated) if self.uses_control_group else untreated
+        self.baseline_label = "held out" if self.uses_control_group else "not treated"
+        if self.uses_control_group and baseline.sum() < self.rule.min_control:
+            # Too few held out to compare with yet: every untreated alerted customer stands in.
+            baseline = untreated
+            self.baseline_label = "not treated (too few held out yet)"
         segment = df["segment"].fillna("").astype(str).to_numpy()
         self.segments = tuple(sorted(set(segment)))
-        self.baseline_label = "held out" if self.uses_control_group else "not treated"
 
         X = self._design(df)
         rows_ok = np.isfinite(X).all(axis=1)
@@ -193,6 +217,15 @@ class NextBestActionModel:
 
         base_fit = baseline & rows_ok
         base_counts = counts(np.zeros(len(df), bool), base_fit)
+        if self.learner == "pooled":
+            for a in self.actions:
+                treated = (action == a) & ~control
+                self._overall[a] = counts(treated, baseline)
+                for s in self.segments:
+                    self._by_segment[(a, s)] = counts(treated & (segment == s), baseline & (segment == s))
+            self._fit_pooled(X, y, action, control, baseline, rows_ok, segment, counts)
+            self._fitted = True
+            return self
         base_model = None
         if base_counts.n_baseline >= self.rule.min_control and 0 < base_counts.churned_baseline < base_counts.n_baseline:
             base_model = self._classifier().fit(X[base_fit], y[base_fit])
@@ -221,6 +254,34 @@ class NextBestActionModel:
                 self._effect_models[a] = (tau_t, tau_b, share_treated)
         self._fitted = True
         return self
+
+    def _fit_pooled(self, X, y, action, control, baseline, rows_ok, segment, counts) -> None:
+        """One churn model over the baseline and all actions: arm, segment and arm x segment features."""
+        self._pooled = None
+        arm = np.where(baseline, "", action.astype(str))
+        fit_rows = rows_ok & (baseline | (~pd.isna(action) & ~control))
+        # An action takes part once it meets the rule over all segments (treated vs baseline).
+        self._pooled_actions = tuple(a for a in self.actions if self._overall[a].enough(self.rule))
+        if not self._pooled_actions or (baseline & rows_ok).sum() < self.rule.min_control:
+            return
+        churned = int(y[fit_rows].sum())
+        kept = int(fit_rows.sum()) - churned
+        if churned < self.rule.min_events or kept < self.rule.min_events:
+            return
+        self._pooled_scaler = StandardScaler().fit(X[fit_rows][:, :len(self.feature_columns)])
+        design = self._pooled_design(X[fit_rows], arm[fit_rows], segment[fit_rows])
+        self._pooled = LogisticRegression(C=self.regularisation, max_iter=2000).fit(design, y[fit_rows])
+
+    def _pooled_design(self, X: np.ndarray, arm: np.ndarray, segment: np.ndarray) -> np.ndarray:
+        k = len(self.feature_columns)
+        numeric = self._pooled_scaler.transform(X[:, :k]) if k else np.zeros((len(X), 0))
+        seg = X[:, k:]  # the segment one-hot from _design
+        arms = np.stack([(arm == a).astype(float) for a in self.actions], axis=1) if self.actions else np.zeros((len(X), 0))
+        cross = [arms[:, [j]] * seg for j in range(arms.shape[1])]
+        return np.hstack([numeric, seg, arms, *cross])
+
+    def _pooled_churn(self, X: np.ndarray, segment: np.ndarray, arm: str) -> np.ndarray:
+        return self._pooled.predict_proba(self._pooled_design(X, np.full(len(X), arm, dtype=object), segment))[:, 1]
 
     def _classifier(self):
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.regularisation, max_iter=1000))
@@ -254,9 +315,16 @@ class NextBestActionModel:
             est = np.full(len(df), np.nan)
             method = np.full(len(df), METHOD_NONE, dtype=object)
             supported = rows_ok.copy()
-            if self.segment_as_feature:
+            if self.learner == "pooled":
+                # The pooled model needs the action tried in the segment, not a held-out group there.
+                supported &= np.array([self._tried_in(a, s) for s in segment], dtype=bool)
+                if self._pooled is not None and a in self._pooled_actions and supported.any():
+                    xs, ss = X[supported], segment[supported]
+                    est[supported] = np.clip(self._pooled_churn(xs, ss, "") - self._pooled_churn(xs, ss, a), -1.0, 1.0)
+                    method[supported] = METHOD_POOLED
+            elif self.segment_as_feature:
                 supported &= np.array([self._supported(a, s) for s in segment], dtype=bool)
-            if a in self._models and supported.any():
+            if self.learner != "pooled" and a in self._models and supported.any():
                 xs = X[supported]
                 if self.learner == "x":
                     tau_t, tau_b, g = self._effect_models[a]
@@ -265,7 +333,7 @@ class NextBestActionModel:
                 else:
                     value = self._base_model.predict_proba(xs)[:, 1] - self._models[a].predict_proba(xs)[:, 1]
                 est[supported] = np.clip(value, -1.0, 1.0)
-                method[supported] = METHOD_X if self.learner == "x" else METHOD_T
+                method[supported] = LEARNERS[self.learner]
             for i in np.flatnonzero(method == METHOD_NONE):
                 seg_counts = self._by_segment.get((a, segment[i]))
                 if seg_counts is not None and seg_counts.enough(self.rule):
@@ -277,6 +345,10 @@ class NextBestActionModel:
             out[a] = est
             out[f"method:{a}"] = method
         return out
+
+    def _tried_in(self, action: str, segment: str) -> bool:
+        c = self._by_segment.get((action, segment))
+        return c is not None and c.n_treated >= self.rule.min_in_segment
 
     def _supported(self, action: str, segment: str) -> bool:
         c = self._by_segment.get((action, segment))
@@ -299,6 +371,10 @@ class NextBestActionModel:
                     continue
                 method = table[f"method:{a}"].iat[i]
                 estimates.append(self._estimate(a, float(value), method, segment[i]))
+            if any(e.method in MODEL_METHODS for e in estimates):
+                # One rung per customer: a model's estimate for this customer is not compared with
+                # another action's raw rates borrowed from other segments.
+                estimates = [e for e in estimates if e.method in MODEL_METHODS]
             estimates.sort(key=lambda e: (-e.estimated_uplift, e.action))
             results.append(self._choose(tuple(estimates)))
         return results
@@ -313,7 +389,7 @@ class NextBestActionModel:
         label = self.action_labels.get(action, action)
         text = f"{label}: {c.kept_treated:.0%} kept vs {c.kept_baseline:.0%} {self.baseline_label}, n={c.n_treated}"
         text += f" (segment {scope})" if scope else " (all segments)"
-        if method in (METHOD_T, METHOD_X):
+        if method in MODEL_METHODS:
             text += f"; estimated {100 * value:+.0f} pts for this customer"
         return ActionEstimate(
             action=action, estimated_uplift=value, method=method,
@@ -351,7 +427,9 @@ class NextBestActionModel:
                 "action": a, "n_treated": c.n_treated, "n_baseline": c.n_baseline,
                 "kept_treated": c.kept_treated if c.n_treated else None,
                 "kept_baseline": c.kept_baseline if c.n_baseline else None,
-                "model": a in self._models, "enough_for_rates": c.enough(self.rule),
+                "model": a in self._models or (self.learner == "pooled" and self._pooled is not None
+                                                and a in self._pooled_actions),
+                "enough_for_rates": c.enough(self.rule),
             }
             for a, c in self._overall.items()
         ]

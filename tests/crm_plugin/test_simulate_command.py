@@ -34,6 +34,13 @@ def test_a_short_run_goes_through_the_whole_loop_and_reports_true_and_measured_l
     data = json.loads(out_json.read_text())
     assert data["episodes_total"] > 0 and data["lift_overall"]["true"] is not None
     assert len(data["model_quality_by_week"]) == 6  # retrained every 7 days over 40 days
+    nba = data["next_best_action"]
+    assert nba["learner"] == "pooled" and nba["alerts"] >= nba["alerts_with_a_suggestion"]
+    # Before the first outcome window closes there is nothing to learn from: no suggestions yet.
+    assert nba["from_day"] == {"day": 60, "alerts": 0, "alerts_with_a_suggestion": 0, "suggestion_truly_best": None,
+                               "best_single_action_truly_best_same_alerts": None,
+                               "suggestion_truly_best_of_all_alerts": None, "best_single_action_truly_best": None}
+    assert "next-best action (truly best = the action with the largest true effect" in printed
     assert plot.read_text().startswith("<svg")
     # The product's own rows were written: scores, alerts (some held out), simulated actions with outcomes.
     assert ChurnScore.objects.exists() and Alert.objects.filter(kind="high_risk").exists()

@@ -308,7 +308,7 @@ def fresh_customers():
     return _alert_log(3000, seed=12, effects=SEGMENT_EFFECTS, base=BASE)[["segment", "value", "log_value"]]
 
 
-@pytest.mark.parametrize("learner", ["t", "x"])
+@pytest.mark.parametrize("learner", ["pooled", "t", "x"])
 def test_estimator_recovers_sign_and_size_of_segment_effects(logged, fresh_customers, learner):
     model = NextBestActionModel(feature_columns=["log_value"], learner=learner).fit(logged)
     table = model.uplift_table(fresh_customers)
@@ -320,10 +320,10 @@ def test_estimator_recovers_sign_and_size_of_segment_effects(logged, fresh_custo
     for segment, action in TRULY_BEST.items():
         assert mean.loc[segment, action] > 0.05
         assert mean.loc[segment].idxmax() == action
-    assert set(table[f"method:coupon"]) == {"t_learner" if learner == "t" else "x_learner"}
+    assert set(table[f"method:coupon"]) == {{"pooled": "pooled_model", "t": "t_learner", "x": "x_learner"}[learner]}
 
 
-@pytest.mark.parametrize("learner", ["t", "x"])
+@pytest.mark.parametrize("learner", ["pooled", "t", "x"])
 def test_next_best_action_beats_the_best_single_action_for_everyone(logged, fresh_customers, learner):
     model = NextBestActionModel(feature_columns=["log_value"], learner=learner).fit(logged)
     recs = model.recommend_many(fresh_customers)
@@ -335,6 +335,71 @@ def test_next_best_action_beats_the_best_single_action_for_everyone(logged, fres
     single_hits = np.mean(truly_best == single)
     assert nba_hits >= 0.8, nba_hits
     assert nba_hits >= single_hits + 0.3, (nba_hits, single, single_hits)
+
+
+def test_pooled_model_finds_each_segments_best_action_from_few_customers_per_action():
+    # 1,500 alerts: about 80 customers per segment x action, 15% held out. The per-action
+    # T-learner fits each action's model on its own ~240 rows; the pooled model learns the
+    # value effect from all rows and compares the actions on the same footing.
+    hits = {"pooled": [], "t": []}
+    for seed in range(20, 26):
+        log = _alert_log(1500, seed=seed, effects=SEGMENT_EFFECTS, base=BASE)
+        fresh = _alert_log(600, seed=seed + 100, effects=SEGMENT_EFFECTS, base=BASE)
+        truly_best = fresh["segment"].map(TRULY_BEST).to_numpy()
+        for learner in hits:
+            recs = NextBestActionModel(feature_columns=["log_value"], learner=learner).fit(log).recommend_many(fresh)
+            hits[learner].append(np.mean([r.action == best for r, best in zip(recs, truly_best)]))
+    assert np.mean(hits["pooled"]) >= 0.7, hits
+    assert np.mean(hits["pooled"]) >= np.mean(hits["t"]) - 0.02, hits
+
+
+def test_pooled_recommendation_says_pooled_model_and_keeps_the_evidence_in_words(logged):
+    model = NextBestActionModel(feature_columns=["log_value"], learner="pooled").fit(logged)
+    rec = model.recommend({"segment": "vip", "log_value": 5.0})
+    assert rec.action == "call" and rec.method == "pooled_model"
+    assert 0.1 < rec.estimated_uplift < 0.3
+    assert rec.evidence_text.startswith("call: ") and "held out, n=" in rec.evidence_text
+    assert rec.evidence_text.endswith("pts for this customer")
+    assert model.evidence_summary()[0]["model"] is True
+
+
+def test_too_few_held_out_compares_with_every_untreated_customer_and_says_so():
+    # 20 held out (rule: 30) and 100 alerted customers nobody acted on.
+    rng = np.random.default_rng(4)
+    rows = [{"segment": "a", "log_value": 5.0, "is_control": True, "action": None, "churned": int(i % 2 == 0)}
+            for i in range(20)]
+    rows += [{"segment": "a", "log_value": 5.0, "is_control": False, "action": None, "churned": int(rng.random() < 0.5)}
+             for _ in range(100)]
+    rows += [{"segment": "a", "log_value": 5.0, "is_control": False, "action": "coupon", "churned": int(rng.random() < 0.2)}
+             for _ in range(60)]
+    for learner in ("pooled", "t"):
+        rec = NextBestActionModel(feature_columns=["log_value"], learner=learner).fit(pd.DataFrame(rows)).recommend(
+            {"segment": "a", "log_value": 5.0})
+        assert rec.action == "coupon", learner
+        assert "not treated (too few held out yet), n=60" in rec.evidence_text
+    # With enough held out, only they are the baseline.
+    rows += [{"segment": "a", "log_value": 5.0, "is_control": True, "action": None, "churned": 1} for _ in range(20)]
+    rec = NextBestActionModel(feature_columns=["log_value"]).fit(pd.DataFrame(rows)).recommend({"segment": "a", "log_value": 5.0})
+    assert "% held out, n=60" in rec.evidence_text
+
+
+def test_a_models_estimate_is_not_ranked_against_another_actions_rates_from_other_segments():
+    # Coupons were tried in both segments (a model), calls only in segment "b" (rates over all
+    # segments, where they look great). For a customer in "a" only the coupon's estimate counts.
+    rng = np.random.default_rng(9)
+    rows = []
+    for segment in ("a", "b"):
+        rows += [{"segment": segment, "log_value": rng.normal(5, 1), "is_control": True, "action": None,
+                  "churned": int(rng.random() < 0.5)} for _ in range(300)]
+        rows += [{"segment": segment, "log_value": rng.normal(5, 1), "is_control": False, "action": "coupon",
+                  "churned": int(rng.random() < 0.3)} for _ in range(300)]
+    rows += [{"segment": "b", "log_value": rng.normal(5, 1), "is_control": False, "action": "call",
+              "churned": int(rng.random() < 0.1)} for _ in range(100)]
+    for learner in ("pooled", "t"):
+        rec = NextBestActionModel(feature_columns=["log_value"], learner=learner).fit(pd.DataFrame(rows)).recommend(
+            {"segment": "a", "log_value": 5.0})
+        assert rec.action == "coupon", learner
+        assert [a.action for a in rec.alternatives] == ["coupon"]
 
 
 def test_recommendation_carries_evidence_in_words(logged):
@@ -433,7 +498,7 @@ def test_estimator_refuses_bad_input():
         NextBestActionModel(feature_columns=["log_value"]).fit(pd.DataFrame({"segment": ["a"], "action": [None], "churned": [0]}))
     with pytest.raises(ValueError, match="fit the next-best-action model"):
         NextBestActionModel(feature_columns=["log_value"]).recommend({"segment": "a", "log_value": 1.0})
-    with pytest.raises(ValueError, match="learner must be 't'"):
+    with pytest.raises(ValueError, match=r"learner must be 'pooled' .*, 't' \(T-learner\) or 'x'"):
         NextBestActionModel(feature_columns=["x"], learner="s")
     with pytest.raises(ValueError, match="min_treated must be a whole number of at least 1"):
         EvidenceRule(min_treated=0)
