@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -20,6 +21,24 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 class BertCheckpointError(ValueError):
     """The configured model path is missing, unreadable or not a BERT checkpoint."""
+
+
+CPU_INFERENCE_MODES = ("auto", "int8", "bf16", "fp32")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU has bf16 arithmetic in hardware (x86 AVX512-BF16 or AMX-BF16, read from
+    /proc/cpuinfo). Elsewhere bf16 is emulated and int8 is the faster choice."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def packaged_minilm_path() -> Path | None:
@@ -67,7 +86,11 @@ class BertConfig:
     use_lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
-    quantize_inference: bool = True  # int8 dynamic quantisation of the encoder on CPU
+    # CPU scoring precision: "auto" = bf16 autocast where the CPU computes bf16 natively
+    # (AVX512-BF16 or AMX: measured 1.6x the int8 speed on the reference EPYC), int8 dynamic
+    # quantisation elsewhere; or "int8" / "bf16" / "fp32". Training is fp32 on CPU regardless.
+    cpu_inference: str = "auto"
+    quantize_inference: bool = True  # False: never int8 (fp32, or bf16 with cpu_bf16) - the older switch
     # The FFN output projections see GELU activations with large outliers; quantising them
     # per-tensor costs most of the accuracy for little speed (docs/bert.md has the figures).
     quantize_ffn_output: bool = False
@@ -103,6 +126,8 @@ class BertConfig:
             raise ValueError(f"dropout must be within [0, 1), got {self.dropout}")
         if self.head_hidden < 1 or self.patience < 1 or self.evals_per_epoch < 1:
             raise ValueError("head_hidden, patience and evals_per_epoch must be at least 1")
+        if self.cpu_inference not in CPU_INFERENCE_MODES:
+            raise ValueError(f"cpu_inference must be one of {', '.join(CPU_INFERENCE_MODES)}, got {self.cpu_inference!r}")
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -115,6 +140,14 @@ class BertConfig:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def resolved_cpu_inference(self) -> str:
+        """"int8" | "bf16" | "fp32": how the encoder runs when scoring on CPU."""
+        if self.cpu_inference != "auto":
+            return self.cpu_inference
+        if not self.quantize_inference:
+            return "bf16" if self.cpu_bf16 else "fp32"
+        return "bf16" if cpu_has_native_bf16() else "int8"
 
     def train_batch_size(self) -> int:
         return self.batch_size or (64 if self.resolved_device().type == "cuda" else 16)

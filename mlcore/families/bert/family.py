@@ -131,14 +131,17 @@ class BertFamily:
         x = np.where(np.isfinite(x), x, 0.0)
         return np.clip(x, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
 
-    def _embed_tokens(self, encoder: torch.nn.Module, token_lists: list[list[int]], *, sort: bool = True) -> np.ndarray:
+    def _embed_tokens(self, encoder: torch.nn.Module, token_lists: list[list[int]], *, sort: bool = True,
+                      bf16: bool | None = None) -> np.ndarray:
         """Mean-pooled embeddings in the original order, computed in length-sorted batches."""
         hidden = self._require_model().encoder.config.hidden_size
         out = np.zeros((len(token_lists), hidden), dtype=np.float32)
         if not token_lists:
             return out
         device = self.device  # the int8 copy only exists on CPU, where the model is too
-        bf16 = self.config.cpu_bf16 and encoder is self._require_model().encoder  # never autocast the int8 copy
+        if bf16 is None:  # training-time validation: the training precision
+            bf16 = self.config.cpu_bf16
+        bf16 = bf16 and encoder is self._require_model().encoder  # never autocast the int8 copy
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
         with torch.inference_mode(), autocast_for(device, cpu_bf16=bf16):
             for index in length_sorted_batches(lengths, self.config.inference_batch_size(), sort=sort):
@@ -166,16 +169,20 @@ class BertFamily:
         with torch.inference_mode():
             return wide(torch.from_numpy(x_std).to(wide.weight.device)).squeeze(-1).float().cpu().numpy()
 
-    def _inference_encoder(self, quantized: bool | None) -> torch.nn.Module:
+    def _inference_encoder(self, quantized: bool | None) -> tuple[torch.nn.Module, bool]:
+        """(encoder, bf16 autocast?) for scoring: `quantized` True/False forces int8/fp32 on CPU;
+        None follows config.resolved_cpu_inference() (CUDA always runs bf16 autocast)."""
         model = self._require_model()
-        use_int8 = self.config.quantize_inference if quantized is None else quantized
-        if not use_int8 or self.device.type != "cpu":
-            return model.encoder
+        if self.device.type != "cpu":
+            return model.encoder, True
+        mode = self.config.resolved_cpu_inference() if quantized is None else ("int8" if quantized else "fp32")
+        if mode != "int8":
+            return model.encoder, mode == "bf16"
         if self._quantized_encoder is None:
             self._quantized_encoder = quantized_copy(
                 model.encoder, include_ffn_output=self.config.quantize_ffn_output
             )
-        return self._quantized_encoder
+        return self._quantized_encoder, False
 
     # --- training ------------------------------------------------------------------------
     def fit(self, train: Rows, valid: Rows, *, progress: ProgressCallback | None = None) -> FitReport:
@@ -390,13 +397,13 @@ class BertFamily:
         model = self._require_model()
         self.config.apply_threads()
         texts = list(texts)
-        encoder = self._inference_encoder(quantized)
+        encoder, bf16 = self._inference_encoder(quantized)
         out = np.empty((len(texts), model.encoder.config.hidden_size), dtype=np.float32)
         # Chunks bound the memory of token lists (Python ints) whatever the customer count;
         # sorting within a chunk of thousands removes nearly all padding anyway.
         for start in range(0, len(texts), ENCODE_CHUNK):
             tokens = self._tokenize(texts[start : start + ENCODE_CHUNK])
-            out[start : start + len(tokens)] = self._embed_tokens(encoder, tokens, sort=sort_by_length)
+            out[start : start + len(tokens)] = self._embed_tokens(encoder, tokens, sort=sort_by_length, bf16=bf16)
         return out
 
     def predict_proba_from_embeddings(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -452,11 +459,11 @@ class BertFamily:
                 owners.append((row, i))
         variant_tokens = self._tokenize(variants)
         needed = [k for k, (row, _) in enumerate(owners) if variant_tokens[k] != full_tokens[row]]
-        encoder = self._inference_encoder(None)
-        p_full = self.predict_proba_from_embeddings(self._embed_tokens(encoder, full_tokens), rows.features)
+        encoder, bf16 = self._inference_encoder(None)
+        p_full = self.predict_proba_from_embeddings(self._embed_tokens(encoder, full_tokens, bf16=bf16), rows.features)
         p_variant = np.array(p_full[[row for row, _ in owners]], dtype=np.float64)
         if needed:
-            emb = self._embed_tokens(encoder, [variant_tokens[k] for k in needed])
+            emb = self._embed_tokens(encoder, [variant_tokens[k] for k in needed], bf16=bf16)
             p_variant[needed] = self.predict_proba_from_embeddings(emb, rows.features[[owners[k][0] for k in needed]])
         effects: list[list[tuple[int, float]]] = [[] for _ in range(len(rows))]
         for k, (row, segment) in enumerate(owners):

@@ -1,6 +1,7 @@
 """The bert family on a tiny random checkpoint: training, artifacts, fast inference, explanations."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import shutil
 
@@ -124,14 +125,29 @@ def test_cached_embeddings_give_the_same_probabilities_as_the_full_path(trained)
     assert np.array_equal(family.predict_proba_from_embeddings(cached, rows.features), family.predict_proba(rows))
 
 
-def test_int8_inference_stays_close_to_fp32(trained):
+@pytest.mark.parametrize("mode, tolerance", [("int8", 0.05), ("bf16", 0.05)])
+def test_cpu_inference_modes_stay_close_to_fp32(trained, mode, tolerance):
     family, _ = trained
+    family = copy.copy(family)
+    family.config = dataclasses.replace(family.config, cpu_inference=mode)
     rows = make_rows(100, seed=6)
     fp32 = family.predict_proba_from_embeddings(family.encode(rows.texts, quantized=False), rows.features)
-    int8 = family.predict_proba(rows)
-    assert family.config.quantize_inference
-    assert not np.array_equal(fp32, int8)  # the quantised encoder really ran
-    assert np.abs(fp32 - int8).max() < 0.05
+    fast = family.predict_proba(rows)
+    assert not np.array_equal(fp32, fast)  # the int8 copy / bf16 autocast really ran
+    assert np.abs(fp32 - fast).max() < tolerance
+
+
+def test_auto_cpu_inference_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from mlcore.families.bert import config as bert_config
+
+    cfg = BertConfig(model_path="")
+    for native, expected in ((True, "bf16"), (False, "int8")):
+        monkeypatch.setattr(bert_config, "cpu_has_native_bf16", lambda native=native: native)
+        assert cfg.resolved_cpu_inference() == expected
+    assert dataclasses.replace(cfg, quantize_inference=False).resolved_cpu_inference() == "fp32"
+    assert dataclasses.replace(cfg, cpu_inference="fp32").resolved_cpu_inference() == "fp32"
+    with pytest.raises(ValueError, match="cpu_inference must be one of"):
+        BertConfig(model_path="", cpu_inference="fp8")
 
 
 def test_feature_contributions_are_logit_pushes_per_feature(trained):
