@@ -5,9 +5,10 @@ import datetime as dt
 from collections.abc import Sequence
 
 import pandas as pd
-from django.db.models import Max, Min
+from django.db.models import F, Max, Min
+from django.db.models.functions import Coalesce
 
-from crm_plugin.models import Customer, Event, Intervention
+from crm_plugin.models import Alert, Customer, Event, Intervention
 
 EVENT_FIELDS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes")
 
@@ -32,12 +33,29 @@ def customers_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFram
                         columns=["customer_id", "segment", "first_seen_at"])
 
 
+INTERVENTION_FIELDS = ("customer_id", "created_at", "action", "outcome", "outcome_at")
+ALERT_FIELDS = ("customer_id", "alerted_at", "status")
+
+
 def interventions_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Every logged action: when, which, and the recorded outcome (labels and treatment columns)."""
     qs = Intervention.objects.all()
     if customer_ids is not None:
         qs = qs.filter(customer_id__in=list(customer_ids))
-    return pd.DataFrame(list(qs.values_list("customer_id", "created_at", "outcome", "outcome_at")),
-                        columns=["customer_id", "created_at", "outcome", "outcome_at"])
+    return pd.DataFrame(list(qs.values_list(*INTERVENTION_FIELDS)), columns=list(INTERVENTION_FIELDS))
+
+
+def alerts_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Risk alerts (high risk, sharp rise), told or held out, with the date the policy decided them.
+
+    alerted_at is the as_of of the score the policy acted on (when the alert was decided; the
+    creation time where an alert has no score), as the closed-loop report dates alerts.
+    """
+    qs = Alert.objects.filter(kind__in=(Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE), customer__isnull=False)
+    if customer_ids is not None:
+        qs = qs.filter(customer_id__in=list(customer_ids))
+    rows = qs.order_by().annotate(alerted_at=Coalesce(F("score__as_of"), F("created_at"))).values_list(*ALERT_FIELDS)
+    return pd.DataFrame(list(rows), columns=list(ALERT_FIELDS))
 
 
 def event_time_range() -> tuple[dt.datetime | None, dt.datetime | None]:

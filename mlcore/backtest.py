@@ -3,6 +3,12 @@
 Leakage guard: the families only ever see events with occurred_at < as_of (the frame is cut
 before training_rows runs), so every training and validation label window ends on or before
 as_of, and early stopping / calibration use the validation cutoff as_of - horizon.
+
+Closed loop: the test customers are scored as of as_of the way production scores them, as if
+untreated (`as_if_untreated`: the question is "churn if we do nothing"), and the metrics are
+computed on rows that stand for "no alerts at all" (`untreated_weights`: customers alerted or
+acted on in [as_of - horizon, as_of + horizon) are left out, held-out customers weigh 1 / share).
+With no alerts or actions every weight is 1 and the figures are the plain ones.
 """
 from __future__ import annotations
 
@@ -12,10 +18,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from mlcore.dataset import labelled_rows, training_rows
+from mlcore.dataset import evaluation_summary, labelled_rows, training_rows
 from mlcore.errors import MlError, NotEnoughData
 from mlcore.metrics import curves, evaluate
-from mlcore.snapshot import as_timestamp, prepare_customers, prepare_events
+from mlcore.snapshot import as_if_untreated, as_timestamp, prepare_customers, prepare_events
 from mlcore.training import BACKTEST_FAMILIES, train_family
 
 METRIC_KEYS = ("roc_auc", "pr_auc", "lift_at_10pct", "capture_at_10pct", "brier", "ece", "train_seconds")
@@ -34,12 +40,14 @@ def check_families(families: Sequence[str]) -> list[str]:
 
 def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizon_days: int,
                  families: Sequence[str] = ("bert", "logreg", "lightgbm"), interventions: pd.DataFrame | None = None,
-                 max_train_minutes: float | None = None, bert_model_path: str | None = None, tiny: bool = False,
+                 alerts: pd.DataFrame | None = None, max_train_minutes: float | None = None, bert_model_path: str | None = None, tiny: bool = False,
                  progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Train each family before `as_of`, score every customer with history at `as_of`, measure on the next `horizon_days`.
 
     Returns {"as_of", "horizon_days", "n_customers", "churn_rate", "families": {name: {metrics...,
-    "train_seconds", curves...}}, "train_rows", "valid_rows", "valid_cutoff"}. A family that fails is
+    "train_seconds", curves...}}, "train_rows", "valid_rows", "valid_cutoff", "evaluation"}. churn_rate
+    is what every test customer did; metrics and "untreated_churn_rate" use the evaluation weights
+    described by "evaluation" (mlcore.dataset.evaluation_summary). A family that fails is
     reported with {"error": message}; if every family fails, the first error is raised.
     """
     families = check_families(families)
@@ -57,23 +65,23 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
             f"{first:%Y-%m-%d} to {last:%Y-%m-%d}, so as_of + horizon must end by then (as_of at most {latest:%Y-%m-%d})"
         )
     past = ev[ev["occurred_at"] < as_of_ts]  # the models never see anything at or after as_of
-    iv = interventions
-    if iv is not None and len(iv):
-        created = pd.to_datetime(iv["created_at"], utc=True).dt.tz_localize(None)
-        iv_past = iv[(created < as_of_ts).to_numpy()]
-    else:
-        iv_past = iv
-    train, valid = training_rows(past, cu, as_of=as_of_ts, horizon_days=horizon_days, interventions=iv_past)
+    # training_rows also drops alerts and actions from as_of on: the models never see those either.
+    train, valid = training_rows(past, cu, as_of=as_of_ts, horizon_days=horizon_days, interventions=interventions,
+                                 alerts=alerts)
     # Test rows: features from the past only (labelled_rows snapshots strictly before as_of);
-    # labels from what customers did in [as_of, as_of + h), recorded outcomes included.
-    test = labelled_rows(ev, cu, [as_of_ts], horizon_days, interventions=iv)
+    # labels from what customers did in [as_of, as_of + h), recorded outcomes included; weights
+    # from the alerts and actions around the window (label-side facts, never features).
+    test = labelled_rows(ev, cu, [as_of_ts], horizon_days, interventions=interventions, alerts=alerts,
+                         evaluation_weights=True)
     y = test.labels.astype(np.int64)
+    w = np.asarray(test.sample_weight, dtype=np.float64)
+    scored = as_if_untreated(test)  # what production would have said at as_of: churn if we do nothing
     # "Active" = ordered in the 90 days before as_of: the customers a retention team can still
     # save, and a harder test than the whole book (long-lapsed customers are easy churners).
     active = test.features[:, list(test.feature_names).index("orders_90")] > 0
     say(f"backtest at {as_of_ts:%Y-%m-%d}, horizon {horizon_days} days: {len(train)} training rows, "
         f"{len(valid)} validation rows (cutoff {(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}), "
-        f"{len(test)} customers scored, churn rate {y.mean():.1%}")
+        f"{len(test)} customers scored, churn rate {y.mean():.1%}; evaluation: {evaluation_summary(w)['text']}")
     results: dict = {
         "as_of": f"{as_of_ts:%Y-%m-%d}", "horizon_days": int(horizon_days), "n_customers": int(len(test)),
         "churn_rate": round(float(y.mean()), 6) if len(y) else None, "families": {},
@@ -81,6 +89,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         "valid_cutoff": f"{(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}",
         "max_train_minutes": max_train_minutes,
         "n_active": int(active.sum()), "active_churn_rate": round(float(y[active].mean()), 6) if active.any() else None,
+        "evaluation": evaluation_summary(w),
+        "untreated_churn_rate": round(float(np.average(y, weights=w)), 6) if w.sum() > 0 else None,
     }
     errors: list[Exception] = []
     for name in families:
@@ -89,21 +99,22 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         try:
             trained = train_family(name, train, valid, max_train_minutes=max_train_minutes,
                                    bert_model_path=bert_model_path, tiny=tiny, progress=progress)
-            p = trained.predict_proba(test)
+            p = trained.predict_proba(scored)
         except (MlError, ValueError, OSError) as exc:
             errors.append(exc)
             results["families"][name] = {"error": str(exc)}
             say(f"{name} failed: {exc}")
             continue
         seconds = time.perf_counter() - started  # training + calibration + scoring the test customers
-        entry = {k: _round(v) for k, v in evaluate(y, p).items()}
+        entry = {k: _round(v) for k, v in evaluate(y, p, w).items()}
         # Wall-clock training incl. calibration (and MLM pretraining for bert_pretrained).
         entry["train_seconds"] = round(float(trained.valid_metrics.get("train_seconds") or seconds), 1)
         entry["total_seconds"] = round(seconds, 1)
         entry["valid_pr_auc"] = _round(trained.valid_metrics.get("pr_auc"))
         entry["hit_time_budget"] = bool(trained.fit_report.hit_time_budget)
-        entry["active"] = {k: _round(v) for k, v in evaluate(y[active], p[active]).items()} if active.any() else {}
-        entry.update(curves(y, p))
+        entry["active"] = ({k: _round(v) for k, v in evaluate(y[active], p[active], w[active]).items()}
+                           if active.any() else {})
+        entry.update(curves(y, p, w))
         entry.pop("histogram", None)  # same numbers as score_hist
         results["families"][name] = entry
         # Everything the table shows, as soon as the family is done (a long run may be cut short).
@@ -157,4 +168,7 @@ def backtest_table(results: dict) -> str:
                 lines.append(f"  {name:<14}" + "".join(f"{c:>10}" for c in cells))
     lines.append(f"as_of {results['as_of']}, horizon {results['horizon_days']} days, {results['n_customers']} customers, "
                  f"churn rate {results['churn_rate']:.1%}")
+    evaluation = results.get("evaluation") or {}
+    if evaluation.get("left_out") or evaluation.get("held_out_weighted"):
+        lines.append(f"metrics on {evaluation['text']}; untreated churn rate {results['untreated_churn_rate']:.1%}")
     return "\n".join(lines)

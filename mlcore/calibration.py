@@ -27,9 +27,10 @@ class PlattCalibration:
     method: str = "platt"
 
     @classmethod
-    def fit(cls, raw: np.ndarray, labels: np.ndarray) -> "PlattCalibration":
+    def fit(cls, raw: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> "PlattCalibration":
+        """Fit on validation rows; `sample_weight` = evaluation weights (untreated rows: docs/closed-loop.md s. 5)."""
         model = LogisticRegression(C=1e4, max_iter=1000)
-        model.fit(_logit(raw).reshape(-1, 1), np.asarray(labels))
+        model.fit(_logit(raw).reshape(-1, 1), np.asarray(labels), sample_weight=sample_weight)
         return cls(slope=float(model.coef_[0, 0]), intercept=float(model.intercept_[0]))
 
     def logit(self, raw: np.ndarray) -> np.ndarray:

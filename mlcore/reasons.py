@@ -3,6 +3,13 @@
 A reason is {"code", "text", "weight", "evidence"}: weight is the push towards churn in log-odds
 (features of one topic summed), evidence the facts behind the sentence. Only reasons that push
 towards churn are kept, strongest first.
+
+Treatment: scores are computed as if untreated (mlcore.snapshot.as_if_untreated), so the
+treatment columns hold "no action" for everyone and no reason is built from them; a reason
+never says an action lowered or raised the risk. What the policy did before (flagged the
+customer) is a fact and can be a reason. The latest logged action is quoted as a note of weight
+0 ("call logged 12 days ago; ..."), from the evidence, so the owner sees it next to a score that
+assumes nothing is done.
 """
 from __future__ import annotations
 
@@ -22,8 +29,11 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "coupons": ("coupons_365", "coupons_redeemed_365"),
     "fewer_visits": ("visits_30", "visits_90", "visits_trend", "days_since_last_visit", "days_since_last_event"),
     "new_customer": ("tenure_days",),
-    "treated": ("treated", "days_since_treatment"),
+    # held_out equals flagged at scoring (flagged, nobody told): their joint push is "was flagged".
+    "flagged": ("flagged", "days_since_flagged", "held_out"),
 }
+# Not a topic: alerted, treated, days_since_treatment and action_* (mlcore.snapshot.TREATMENT_FEATURES
+# minus held_out) are "no action" when scoring, the same for every customer, so they explain nothing.
 SEGMENT_TOPIC = {"review": "bad_review", "ticket": "open_ticket", "return": "returns"}
 SEGMENT_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\w+)(.*)$")
 MIN_WEIGHT = 0.02
@@ -93,10 +103,25 @@ def _sentence(code: str, f: dict, ev: dict, as_of: pd.Timestamp) -> tuple[str, d
         if f["tenure_days"] > 180:
             return "", {}
         return f"customer for only {int(f['tenure_days'])} days", {"tenure_days": int(f["tenure_days"])}
-    if code == "treated":
-        d = int(f["days_since_treatment"])
-        return f"already contacted {d} days ago", {"days_since_treatment": d}
+    if code == "flagged":
+        if f.get("flagged", 0.0) < 1:
+            return "", {}
+        d = int(round(f["days_since_flagged"]))
+        return f"already flagged as at risk {d} days ago", {"days_since_flagged": d}
     raise KeyError(code)
+
+
+def _action_note(ev: dict, as_of: pd.Timestamp) -> dict | None:
+    """The latest logged action as a weight-0 note (a fact for the owner, not a push on the score)."""
+    action, at = ev.get("action"), ev.get("action_at")
+    if not isinstance(action, str) or not action:
+        return None
+    d = _days(as_of, at)
+    when = f"{d} days ago" if d is not None else "before"
+    return {"code": "past_action", "weight": 0.0,
+            "text": f"{action} logged {when}; this score is the risk if nothing is done",
+            "evidence": {"action": action, "days_ago": d,
+                         "date": None if d is None else pd.Timestamp(at).strftime("%Y-%m-%d")}}
 
 
 def _segment_reason(segment: str, as_of: pd.Timestamp) -> tuple[str, str, dict]:
@@ -166,7 +191,8 @@ def build_reasons(
             reasons.append({"code": "baseline", "weight": 0.0, "evidence": {},
                             "text": "no single signal stands out: close to the shop's usual churn risk"})
         reasons.sort(key=lambda r: -r["weight"])
-        out.append(reasons[:top])
+        note = _action_note(ev, as_of)
+        out.append(reasons[:top - 1] + [note] if note else reasons[:top])
     return out
 
 

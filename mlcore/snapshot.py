@@ -4,10 +4,15 @@ Everything here is plain pandas/numpy and vectorised: only events with `occurred
 are read. The text uses absolute dates ("2026-11-02 order 45.00 shoes") so it does not change
 when a day passes without events; relative recency lives in the numeric features. That keeps
 the encoder cache valid for customers without new events.
+
+Treatment is data: the alert policy's past decisions (`alerts`) and the retention actions
+logged (`interventions`) before `as_of` become columns (`TREATMENT_FEATURES`). A model learns
+risk with them, and scoring sets them to "no action" (`as_if_untreated`), so a score answers
+"how likely is this customer to churn if we do nothing?" (docs/closed-loop.md, section 5).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -31,8 +36,24 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tickets_open", "oldest_open_ticket_days", "tickets_90",
     "coupons_365", "coupons_redeemed_365",
     "visits_30", "visits_90", "visits_trend", "days_since_last_visit",
-    "tenure_days", "treated", "days_since_treatment",
+    "tenure_days",
+    "flagged", "days_since_flagged", "alerted", "held_out",
+    "treated", "days_since_treatment",
+    "action_call", "action_email", "action_coupon", "action_recommendation", "action_escalation", "action_other",
 )
+
+# Intervention.Action values (a crm_plugin test keeps them in step); an unknown action counts as "other".
+ACTION_TYPES: tuple[str, ...] = ("call", "email", "coupon", "recommendation", "escalation", "other")
+# Alert.Status values: the owner was told (or is about to be); a held-out alert told nobody; a
+# failed one reached nobody, so it is neither (the customer still counts as flagged).
+ALERT_TOLD_STATUSES = frozenset({"pending", "sending", "sent", "digested"})
+ALERT_HELD_OUT_STATUS = "held_out"
+# Columns that describe what we did (told the owner, acted). Scoring sets them to "no action";
+# `flagged` / `days_since_flagged` are the policy's past judgement, a fact we cannot undo, and
+# stay as they are; `held_out` becomes `flagged` (flagged and nobody told: what a held-out
+# customer is, so the scored row lies where the control group put training rows).
+TREATMENT_FEATURES: tuple[str, ...] = ("alerted", "held_out", "treated", "days_since_treatment",
+                                       *(f"action_{a}" for a in ACTION_TYPES))
 
 # Feature name -> what it measures, in plain words (reasons and the model report quote these).
 FEATURE_DOCS: dict[str, str] = {
@@ -69,8 +90,13 @@ FEATURE_DOCS: dict[str, str] = {
     "visits_trend": "visits in the last 90 days vs the 90 days before (-1 = stopped)",
     "days_since_last_visit": f"days since the last site visit ({NO_HISTORY_DAYS:.0f} if never)",
     "tenure_days": "days since the customer was first seen",
+    "flagged": "1 if the alert policy picked the customer as at risk before this date (told or held out)",
+    "days_since_flagged": f"days since the latest risk alert, told or held out ({NO_HISTORY_DAYS:.0f} if never)",
+    "alerted": "1 if a risk alert went to the owner before this date (held-out alerts do not count)",
+    "held_out": "1 if a risk alert was held out before this date (control group: nobody was told)",
     "treated": "1 if a retention action was taken before this date",
     "days_since_treatment": f"days since the latest retention action ({NO_HISTORY_DAYS:.0f} if never)",
+    **{f"action_{a}": f"1 if a retention action of type '{a}' was logged before this date" for a in ACTION_TYPES},
 }
 
 
@@ -159,13 +185,14 @@ def _latest_per_customer(frame: pd.DataFrame, ids: pd.Index, value_cols: list[st
 
 
 def snapshot(events: pd.DataFrame, customers: pd.DataFrame, as_of, *, text_max_chars: int = TEXT_MAX_CHARS,
-             interventions: pd.DataFrame | None = None) -> Rows:
+             interventions: pd.DataFrame | None = None, alerts: pd.DataFrame | None = None) -> Rows:
     """The mlcore contract: one Rows entry per customer with any event before `as_of`; labels None.
 
     Only events with occurred_at < as_of are read; texts use absolute dates (see the module doc).
+    The treatment columns hold what really happened before as_of; scoring applies `as_if_untreated`.
     `customer_snapshot` returns the same plus the evidence frame that reasons quote.
     """
-    return snapshot_rows(customer_snapshot(events, customers, as_of, interventions=interventions,
+    return snapshot_rows(customer_snapshot(events, customers, as_of, interventions=interventions, alerts=alerts,
                                            max_chars=text_max_chars))
 
 
@@ -175,11 +202,16 @@ def customer_snapshot(
     as_of,
     *,
     interventions: pd.DataFrame | None = None,
+    alerts: pd.DataFrame | None = None,
     prepared: bool = False,
     max_events_in_text: int = TEXT_MAX_EVENTS,
     max_chars: int = TEXT_MAX_CHARS,
 ) -> Snapshot:
-    """Build features and texts at `as_of` from events strictly before it."""
+    """Build features and texts at `as_of` from events strictly before it.
+
+    `interventions` (customer_id, created_at, action) and `alerts` (customer_id, alerted_at,
+    status) feed the treatment columns; only rows from strictly before as_of are read.
+    """
     as_of = as_timestamp(as_of)
     ev = events if prepared else prepare_events(events)
     cu = customers if prepared else prepare_customers(customers)
@@ -286,23 +318,119 @@ def customer_snapshot(
     seen_age = (np.datetime64(as_of) - first_seen) / np.timedelta64(1, "D")
     seen_age = np.where(np.isnan(seen_age) | (seen_age < 0), 0.0, seen_age)
     f["tenure_days"] = np.maximum(first_event_age, seen_age)
-    f["treated"] = np.zeros(n)
-    f["days_since_treatment"] = np.full(n, NO_HISTORY_DAYS)
-    if interventions is not None and len(interventions):
-        iv = interventions
-        created = _naive_utc(iv["created_at"]).to_numpy()
-        before = created < np.datetime64(as_of)
-        ic = ids.get_indexer(iv["customer_id"].to_numpy()[before])
-        keep = ic >= 0
-        iage = (np.datetime64(as_of) - created[before][keep]) / np.timedelta64(1, "D")
-        if keep.any():
-            f["treated"][np.unique(ic[keep])] = 1.0
-            np.minimum.at(f["days_since_treatment"], ic[keep], iage)
+    f.update(treatment_features(ids, as_of, interventions=interventions, alerts=alerts))
 
     features = pd.DataFrame({name: f[name].astype(np.float32) for name in FEATURE_NAMES}, index=ids)
     evidence = _evidence(ev, ids, as_of, is_order, is_rev, is_tix, open_now)
+    last_action = _last_action(ids, as_of, interventions)
+    evidence["action"], evidence["action_at"] = last_action["action"], last_action["created_at"]
     texts = _texts(ev, ids, cu, max_events_in_text=max_events_in_text, max_chars=max_chars, as_of=as_of)
     return Snapshot(as_of=as_of, customer_ids=ids.to_numpy(), features=features, evidence=evidence, texts=texts)
+
+
+def _before(frame: pd.DataFrame | None, column: str, as_of: pd.Timestamp) -> pd.DataFrame | None:
+    """The rows of `frame` whose `column` is strictly before as_of, with that column as naive UTC `_at`."""
+    if frame is None or not len(frame):
+        return None
+    if column not in frame:
+        raise ValueError(f"the frame needs a {column!r} column (got {', '.join(map(str, frame.columns))})")
+    at = _naive_utc(frame[column]).to_numpy()
+    keep = ~np.isnat(at) & (at < np.datetime64(as_of))
+    if not keep.any():
+        return None
+    out = frame.loc[keep].copy()
+    out["_at"] = at[keep]
+    out["customer_id"] = out["customer_id"].astype("int64")
+    return out.sort_values(["customer_id", "_at"], kind="stable")
+
+
+def treatment_features(ids: pd.Index, as_of: pd.Timestamp, *, interventions: pd.DataFrame | None = None,
+                       alerts: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+    """The treatment columns for customers `ids` at as_of, from alerts and interventions strictly before it.
+
+    Alerts: a row per risk alert (customer_id, alerted_at, status); alerted_at is the policy's
+    as_of (the score's date), status an Alert.Status value. Interventions: customer_id,
+    created_at and optionally action (missing: "other").
+    """
+    n = len(ids)
+    f = {name: np.zeros(n) for name in ("flagged", "alerted", "held_out", "treated",
+                                         *(f"action_{a}" for a in ACTION_TYPES))}
+    f["days_since_flagged"] = np.full(n, NO_HISTORY_DAYS)
+    f["days_since_treatment"] = np.full(n, NO_HISTORY_DAYS)
+    now = np.datetime64(as_of)
+    al = _before(alerts, "alerted_at", as_of)
+    if al is not None:
+        pos = ids.get_indexer(al["customer_id"].to_numpy())
+        ok = pos >= 0
+        pos, status = pos[ok], al["status"].astype(str).to_numpy()[ok]
+        age = (now - al["_at"].to_numpy()[ok]) / np.timedelta64(1, "D")
+        f["flagged"][pos] = 1.0
+        np.minimum.at(f["days_since_flagged"], pos, age)
+        f["alerted"][pos[np.isin(status, list(ALERT_TOLD_STATUSES))]] = 1.0
+        f["held_out"][pos[status == ALERT_HELD_OUT_STATUS]] = 1.0
+    iv = _before(interventions, "created_at", as_of)
+    if iv is not None:
+        pos = ids.get_indexer(iv["customer_id"].to_numpy())
+        ok = pos >= 0
+        pos = pos[ok]
+        age = (now - iv["_at"].to_numpy()[ok]) / np.timedelta64(1, "D")
+        f["treated"][pos] = 1.0
+        np.minimum.at(f["days_since_treatment"], pos, age)
+        action = _action_types(iv)[ok]
+        for a in ACTION_TYPES:
+            f[f"action_{a}"][pos[action == a]] = 1.0
+    return f
+
+
+def _action_types(iv: pd.DataFrame) -> np.ndarray:
+    if "action" not in iv:
+        return np.full(len(iv), "other", dtype=object)
+    action = iv["action"].fillna("other").astype(str).to_numpy(dtype=object)
+    return np.where(np.isin(action, list(ACTION_TYPES)), action, "other")
+
+
+def _last_action(ids: pd.Index, as_of: pd.Timestamp, interventions: pd.DataFrame | None) -> pd.DataFrame:
+    """The latest action logged before as_of per customer (None / NaT when none): evidence for reasons."""
+    iv = _before(interventions, "created_at", as_of)
+    if iv is None:
+        return pd.DataFrame({"action": pd.Series(None, index=ids, dtype=object),
+                             "created_at": pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]")})
+    latest = iv.assign(action=_action_types(iv), created_at=iv["_at"])
+    return _latest_per_customer(latest, ids, ["action", "created_at"])
+
+
+def as_if_untreated(rows: Rows) -> Rows:
+    """The same rows with the treatment columns set to "no action" (scoring: churn risk if we do nothing).
+
+    alerted, treated and the action columns become 0, days_since_treatment "never"; held_out
+    becomes flagged (flagged and nobody told is what a held-out customer is). Columns a model
+    does not have are left alone, so older feature lists pass through unchanged.
+    """
+    names = list(rows.feature_names)
+    features = np.array(rows.features, dtype=np.float32, copy=True)
+    for name in TREATMENT_FEATURES:
+        if name in names:
+            features[:, names.index(name)] = NO_HISTORY_DAYS if name == "days_since_treatment" else 0.0
+    if "held_out" in names and "flagged" in names:
+        features[:, names.index("held_out")] = features[:, names.index("flagged")]
+    return replace(rows, features=features)
+
+
+def rows_for_features(rows: Rows, feature_names) -> Rows:
+    """`rows` restricted to a model's feature list, in its order (a model saved before features were added).
+
+    Raises MlError naming the features the model needs that the rows do not have.
+    """
+    from mlcore.errors import MlError
+
+    wanted = tuple(feature_names)
+    if wanted == tuple(rows.feature_names):
+        return rows
+    have = {name: j for j, name in enumerate(rows.feature_names)}
+    missing = [name for name in wanted if name not in have]
+    if missing:
+        raise MlError(f"the model needs features this code does not compute: {', '.join(missing)}; retrain it")
+    return replace(rows, features=rows.features[:, [have[name] for name in wanted]], feature_names=wanted)
 
 
 def _evidence(ev, ids, as_of, is_order, is_rev, is_tix, open_now) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from mlcore.calibration import PlattCalibration
 from mlcore.errors import MlError
 from mlcore.families.base import ChurnModel, FitReport, Rows
 from mlcore import metrics
+from mlcore.snapshot import as_if_untreated
 
 FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained")
 DEFAULT_FAMILIES = ("logreg", "lightgbm", "bert")
@@ -96,12 +97,26 @@ def build_and_fit(name: str, train: Rows, valid: Rows, options: TrainOptions) ->
         family_class(name)
         raise AssertionError(name)
     report = model.fit(train, valid)
-    raw = model.predict_proba(valid)
-    calibration = PlattCalibration.fit(raw, valid.labels)
-    valid_metrics = metrics.summary(valid.labels, calibration(raw))
+    calibration, valid_metrics = calibrate_on_validation(model, valid)
     valid_metrics["train_seconds"] = round(time.perf_counter() - started, 2)
     return Trained(family=name, model=model, calibration=calibration, report=report,
                    valid_metrics=valid_metrics, params=params)
+
+
+def calibrate_on_validation(model: ChurnModel, valid: Rows) -> tuple[PlattCalibration, dict]:
+    """Platt calibration and calibrated validation metrics, judged the way the model is used.
+
+    Scores are computed as if untreated (scoring asks "churn if we do nothing"), and rows are
+    weighted by valid.sample_weight, the evaluation weights of mlcore.dataset.untreated_weights:
+    alerted or treated customers are left out, held-out ones stand for them. Without any alert
+    or action the weights are all 1 (or None) and this is plain calibration on every row.
+    """
+    raw = model.predict_proba(as_if_untreated(valid))
+    weight = None if valid.sample_weight is None else np.asarray(valid.sample_weight, dtype=np.float64)
+    if weight is not None and (weight == 1).all():
+        weight = None  # exactly the unweighted fit
+    calibration = PlattCalibration.fit(raw, valid.labels, sample_weight=weight)
+    return calibration, metrics.summary(valid.labels, calibration(raw), weight)
 
 
 def calibrated_proba(model: ChurnModel, calibration: PlattCalibration, rows: Rows) -> np.ndarray:
@@ -199,17 +214,19 @@ def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress) -> Tra
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)  # save() writes the in-memory encoder, not this folder
-    raw = model.predict_proba(valid)
-    calibration = PlattCalibration.fit(raw, valid.labels)
-    valid_metrics = metrics.summary(valid.labels, calibration(raw))
+    calibration, valid_metrics = calibrate_on_validation(model, valid)
     valid_metrics["train_seconds"] = round(time.perf_counter() - started, 2)
     return Trained(family="bert", model=model, calibration=calibration, report=report,
                    valid_metrics=valid_metrics, params={"tiny": True, "max_train_minutes": minutes})
 
 
 def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: float | None = None,
-                 bert_model_path: str | None = None, tiny: bool = False, progress=None) -> TrainedModel:
+                 bert_model_path: str | None = None, bert_max_length: int | None = None, tiny: bool = False,
+                 progress=None) -> TrainedModel:
     """The mlcore contract: fit `name`, Platt-calibrate on the (out-of-time) validation rows.
+
+    valid.sample_weight, when set, holds evaluation weights (`calibrate_on_validation`);
+    train.sample_weight, when set, weights training (the families read it).
 
     `max_train_minutes` budgets the bert families (bert_pretrained splits it between MLM
     pretraining and fine-tuning); `tiny` trains bert on a random tiny checkpoint (tests).
@@ -221,6 +238,8 @@ def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: floa
     else:
         options = TrainOptions(bert_model_path=bert_model_path or "", max_train_minutes=max_train_minutes,
                                progress_bar=progress is not None)
+        if bert_max_length is not None:
+            options.bert_max_length = bert_max_length
         try:
             trained = build_and_fit(name, train, valid, options)
         except ValueError as exc:  # e.g. a family refusing one-class training data

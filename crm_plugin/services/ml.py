@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
+from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin import selectors_ml
@@ -343,9 +344,34 @@ def scoring_run_finish(*, run_id: int, results: list[dict]) -> ScoringRun:
     run.save(update_fields=["n_customers", "n_encoded", "status", "finished_at"])
     return run
 
+        # Also for "newer" customers: a re-scored older day can be the baseline of their latest score.
+        customer_risk_change_refresh(customer_ids=ids)
 
 def churn_scores_riskiest(*, run: ScoringRun, limit: int = 10) -> list[ChurnScore]:
     return list(ChurnScore.objects.filter(model_version=run.model_version, as_of=run.as_of)
+RISK_CHANGE_DAYS = 7
+
+
+def customer_risk_change_refresh(*, customer_ids: list[int] | None = None) -> int:
+    """Store `Customer.risk_change_7d` for these customers (all when None) in one UPDATE.
+
+    The change is the latest score's probability minus that of the earliest score in the
+    RISK_CHANGE_DAYS before it (ties on the day: the newest row), NULL when there is none or no
+    latest score. Call after `latest_score` is written; returns the number of customers updated.
+    """
+    latest = ChurnScore.objects.filter(pk=OuterRef(OuterRef("latest_score_id")))
+    latest_as_of = Subquery(latest.values("as_of")[:1], output_field=DateTimeField())
+    baseline = (
+        ChurnScore.objects.filter(customer_id=OuterRef("pk"), as_of__lt=latest_as_of,
+                                  as_of__gte=latest_as_of - timedelta(days=RISK_CHANGE_DAYS))
+        .order_by("as_of", "-pk").values("probability")[:1]
+    )
+    latest_probability = ChurnScore.objects.filter(pk=OuterRef("latest_score_id")).values("probability")[:1]
+    qs = Customer.objects.all() if customer_ids is None else Customer.objects.filter(pk__in=customer_ids)
+    return qs.update(risk_change_7d=Subquery(latest_probability, output_field=FloatField())
+                     - Subquery(baseline, output_field=FloatField()))
+
+
                 .select_related("customer").order_by("-probability", "customer_id")[:limit])
 
 
@@ -358,4 +384,4 @@ def last_event_day() -> datetime | None:
 
 
 __all__ = ["model_train_all", "model_version_promote", "model_version_load", "churn_scores_compute",
-           "churn_scores_compute_chunk", "scoring_run_finish", "champion_get", "churn_scores_riskiest"]
+           "churn_scores_compute_chunk", "scoring_run_finish", "champion_get", "churn_scores_riskiest", "customer_risk_change_refresh"]

@@ -34,7 +34,8 @@ class Command(BaseCommand):
             results = run_backtest(
                 selectors_ml.events_frame(), selectors_ml.customers_frame(), as_of=as_of,
                 horizon_days=opts["horizon_days"], families=parse_families(opts["families"]) or [],
-                interventions=selectors_ml.interventions_frame(), max_train_minutes=opts["max_train_minutes"],
+                interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame(),
+                max_train_minutes=opts["max_train_minutes"],
                 bert_model_path=settings.BERT_MODEL_PATH, tiny=opts["tiny_bert"],
                 progress=None if opts["no_progress"] else (lambda _event: None), log=self.stderr.write,
             )
