@@ -6,11 +6,12 @@ may see what and turns the results into rows a template can print without arithm
 
 Reading every alert episode and fitting the next-best-action model takes seconds once there
 are thousands of alerts, too slow for every page view. The report and the fitted model are
-therefore cached, keyed on a fingerprint of the data they are built from (newest alert,
-action, recorded outcome and order, and the loop settings), so a new alert, action, outcome
-or order is reflected on the next request; what the fingerprint cannot see (an edited
-customer segment, an outcome window closing as time passes) waits at most
-`LOOP_CACHE_SECONDS`.
+therefore cached, keyed on a fingerprint of the data they are built from (alerts, actions,
+recorded outcomes and the loop settings), so a new alert, action or outcome is reflected on
+the next request. Orders are left out on purpose: they arrive all day, and an order only
+changes a result once its outcome window has closed, i.e. as time passes. What the
+fingerprint cannot see (windows closing, a late-imported order, an edited segment) waits at
+most `LOOP_CACHE_SECONDS`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from django.core.cache import cache
 from django.db.models import Count, FloatField, Max, Q
 from django.db.models.functions import Cast
 
-from crm_plugin.models import Alert, ChurnScore, Customer, Event, Intervention
+from crm_plugin.models import Alert, ChurnScore, Customer, Intervention
 from crm_plugin.selectors import owner_for_user, user_sees_everyone
 from crm_plugin.services.closed_loop import (
     ACTION_LABELS,
@@ -38,17 +39,16 @@ LOOP_CACHE_SECONDS = 600
 
 
 def loop_data_fingerprint() -> str:
-    """Changes when an alert, an action, a recorded outcome or an order is added (3 small queries)."""
+    """Changes when an alert or an action is added or an outcome recorded (2 small queries)."""
     alerts = Alert.objects.aggregate(last=Max("pk"), n=Count("pk"))
     actions = Intervention.objects.aggregate(
         last=Max("pk"), n=Count("pk"), last_outcome=Max("outcome_at"),
         churned=Count("pk", filter=Q(outcome=Intervention.Outcome.CHURNED)),
         retained=Count("pk", filter=Q(outcome=Intervention.Outcome.RETAINED)),
     )
-    orders = Event.objects.filter(kind=Event.Kind.ORDER).aggregate(last=Max("pk"))
     loop_settings = (settings.CHURN_OUTCOME_DAYS, settings.CHURN_ESCALATION_DAYS, settings.CONTROL_GROUP_SHARE,
                      settings.UPLIFT_MIN_N, settings.UPLIFT_MIN_EVENTS)
-    raw = repr((sorted(alerts.items()), sorted(actions.items()), orders["last"], loop_settings))
+    raw = repr((sorted(alerts.items()), sorted(actions.items()), loop_settings))
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
