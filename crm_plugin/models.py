@@ -62,6 +62,13 @@ class Customer(models.Model):
         max_digits=14, decimal_places=2, default=0,
         help_text="Expected yearly spend (from the last 365 days), used for value at risk.",
     )
+    # Written with latest_score (scoring, in bulk) so "risk rose in the last 7 days" is an index
+    # range scan instead of a score-history lookup per customer at query time.
+    risk_change_7d = models.FloatField(
+        null=True, blank=True, editable=False,
+        help_text="Latest probability minus that of the earliest score in the 7 days before it; "
+                  "empty when there is no such score.",
+    )
     # Set by snooze / "not a risk" feedback; respected by the alert policy.
     alerts_snoozed_until = models.DateTimeField(null=True, blank=True)
     not_a_risk_until = models.DateTimeField(null=True, blank=True)
@@ -70,6 +77,7 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        indexes = [models.Index(fields=["risk_change_7d"], name="customer_risk_change_7d")]
 
     def __str__(self) -> str:
         return f"{self.name or 'Customer'} ({self.external_id})"

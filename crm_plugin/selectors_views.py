@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import (
-    Count, Exists, F, FloatField, OuterRef, Q, QuerySet, Subquery, Window,
+    Count, Exists, F, FloatField, OuterRef, Q, QuerySet, Window,
 )
 from django.db.models.functions import Cast, RowNumber
 from django.utils import timezone
@@ -23,8 +23,7 @@ from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Cust
 from crm_plugin.selectors import customer_list_visible_to, user_sees_everyone
 
 SPARKLINE_POINTS = 10
-RISE_WINDOW_DAYS = 7
-# A rise smaller than this is float noise or a re-score of unchanged data, not news.
+# A rise (Customer.risk_change_7d, over 7 days) smaller than this is float noise or a re-score of unchanged data, not news.
 RISE_MIN = 0.01
 # "No action yet": nobody has logged an action for the customer in this many days.
 NO_ACTION_WINDOW_DAYS = 30
@@ -59,18 +58,9 @@ def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> Qu
     if filters.q:
         qs = qs.filter(Q(name__icontains=filters.q) | Q(external_id__iexact=filters.q) | Q(email__iexact=filters.q))
     if filters.risk_rose:
-        # Baseline: the earliest score inside the 7 days before the latest one.
-        baseline = (
-            ChurnScore.objects.filter(
-                customer_id=OuterRef("pk"),
-                as_of__gte=OuterRef("latest_score__as_of") - timedelta(days=RISE_WINDOW_DAYS),
-            )
-            .order_by("as_of")
-            .values("probability")[:1]
-        )
-        qs = qs.annotate(baseline_probability=Subquery(baseline, output_field=FloatField())).filter(
-            latest_score__probability__gte=F("baseline_probability") + RISE_MIN
-        )
+        # Stored by scoring (latest probability minus the earliest score in the 7 days before it),
+        # so this is an indexed column test, not a score-history lookup per customer.
+        qs = qs.filter(risk_change_7d__gte=RISE_MIN)
     if filters.no_action:
         since = timezone.now() - timedelta(days=NO_ACTION_WINDOW_DAYS)
         recent = Intervention.objects.filter(customer_id=OuterRef("pk"), created_at__gte=since)

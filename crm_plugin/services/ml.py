@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
+from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin import selectors_ml
@@ -24,7 +25,7 @@ from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVers
 from mlcore import dataset, metrics, registry
 from mlcore.errors import MlError
 from mlcore.scoring import band_of, score_rows
-from mlcore.snapshot import as_if_untreated, customer_snapshot, rows_for_features
+from mlcore.snapshot import customer_snapshot
 from mlcore.training import DEFAULT_FAMILIES, TrainedModel, train_family
 
 logger = logging.getLogger(__name__)
@@ -174,11 +175,9 @@ def model_train_all(
     _check_as_of(as_of)
     try:
         events = selectors_ml.events_frame(before=as_of)
-        # Treatment is data: alerts and actions before each cutoff become columns; the validation
-        # rows carry evaluation weights (untreated rows only, docs/closed-loop.md section 5).
         train, valid = dataset.training_rows(
             events, selectors_ml.customers_frame(), as_of=as_of, horizon_days=horizon_days,
-            interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame())
+            interventions=selectors_ml.interventions_frame())
     except MlError as exc:
         raise CrmError(str(exc)) from exc
     del events
@@ -204,11 +203,8 @@ def model_train_all(
     if champion is not None:
         try:
             old = model_version_load(version=champion)
-            # Judged like the new versions (training.calibrate_on_validation): as if untreated, on
-            # the evaluation weights; a champion saved with fewer features reads just its own.
-            old_rows = as_if_untreated(rows_for_features(valid, old.feature_names))
-            champion_pr = metrics.pr_auc(valid.labels, old.predict_proba(old_rows), valid.sample_weight)
-        except (CrmError, MlError) as exc:
+            champion_pr = metrics.pr_auc(valid.labels, old.predict_proba(valid))
+        except CrmError as exc:
             _out(stdout, f"current champion {champion.name} cannot be evaluated ({exc}); it will be replaced")
             champion_pr = -1.0
     if champion is None or (best.metrics.get("pr_auc") or -1.0) > champion_pr:
@@ -296,16 +292,9 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     events = selectors_ml.events_frame(customer_ids=customer_ids, before=as_of)
     customers = selectors_ml.customers_frame(customer_ids=customer_ids)
     interventions = selectors_ml.interventions_frame(customer_ids=customer_ids)
-    alerts = selectors_ml.alerts_frame(customer_ids=customer_ids)
-    snap = customer_snapshot(events, customers, as_of, interventions=interventions, alerts=alerts)
+    snap = customer_snapshot(events, customers, as_of, interventions=interventions)
     del events
-    # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
-    # evidence keeps the real latest action for the reasons). A champion trained before columns
-    # were added reads its own feature list; one needing a column we no longer compute is refused.
-    try:
-        rows = rows_for_features(as_if_untreated(dataset.snapshot_rows(snap)), trained.feature_names)
-    except MlError as exc:
-        raise CrmError(f"model {version.name} cannot score: {exc}") from exc
+    rows = dataset.snapshot_rows(snap)
     ids = [int(c) for c in snap.customer_ids]
     scored = score_rows(trained, rows, evidence=snap.evidence, as_of=snap.as_of,
                         cached=_cached_embeddings(version, ids), occlusion_threshold=settings.CHURN_BAND_HIGH)
@@ -343,7 +332,32 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
         stale = [c for is_newer, c in customers_out if is_newer]
         if stale:
             Customer.objects.bulk_update(stale, ["value"], batch_size=1000)
+        # Also for "newer" customers: a re-scored older day can be the baseline of their latest score.
+        customer_risk_change_refresh(customer_ids=ids)
     return {"n_customers": len(ids), "n_encoded": scored.n_encoded}
+
+
+RISK_CHANGE_DAYS = 7
+
+
+def customer_risk_change_refresh(*, customer_ids: list[int] | None = None) -> int:
+    """Store `Customer.risk_change_7d` for these customers (all when None) in one UPDATE.
+
+    The change is the latest score's probability minus that of the earliest score in the
+    RISK_CHANGE_DAYS before it (ties on the day: the newest row), NULL when there is none or no
+    latest score. Call after `latest_score` is written; returns the number of customers updated.
+    """
+    latest = ChurnScore.objects.filter(pk=OuterRef(OuterRef("latest_score_id")))
+    latest_as_of = Subquery(latest.values("as_of")[:1], output_field=DateTimeField())
+    baseline = (
+        ChurnScore.objects.filter(customer_id=OuterRef("pk"), as_of__lt=latest_as_of,
+                                  as_of__gte=latest_as_of - timedelta(days=RISK_CHANGE_DAYS))
+        .order_by("as_of", "-pk").values("probability")[:1]
+    )
+    latest_probability = ChurnScore.objects.filter(pk=OuterRef("latest_score_id")).values("probability")[:1]
+    qs = Customer.objects.all() if customer_ids is None else Customer.objects.filter(pk__in=customer_ids)
+    return qs.update(risk_change_7d=Subquery(latest_probability, output_field=FloatField())
+                     - Subquery(baseline, output_field=FloatField()))
 
 
 def scoring_run_finish(*, run_id: int, results: list[dict]) -> ScoringRun:
@@ -370,4 +384,4 @@ def last_event_day() -> datetime | None:
 
 
 __all__ = ["model_train_all", "model_version_promote", "model_version_load", "churn_scores_compute",
-           "churn_scores_compute_chunk", "scoring_run_finish", "champion_get", "churn_scores_riskiest"]
+           "churn_scores_compute_chunk", "scoring_run_finish", "champion_get", "churn_scores_riskiest", "customer_risk_change_refresh"]
