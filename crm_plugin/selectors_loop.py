@@ -61,14 +61,14 @@ def _cached(name: str, fingerprint: str, build):
     return value
 
 
-def closed_loop_report_cached(*, fingerprint: str | None = None) -> dict:
+def closed_loop_report_cached() -> dict:
     """`closed_loop_report()` (the `/api/lift/` payload), rebuilt when the loop's data changes."""
-    return _cached("report", fingerprint or loop_data_fingerprint(), closed_loop_report)
+    return _cached("report", loop_data_fingerprint(), closed_loop_report)
 
 
-def next_best_action_model_cached(*, fingerprint: str | None = None) -> NextBestActionModel:
+def next_best_action_model_cached() -> NextBestActionModel:
     """The fitted next-best-action model of `closed_loop.next_best_action_model()`, rebuilt when the data changes."""
-    return _cached("nba-model", fingerprint or loop_data_fingerprint(), next_best_action_model)
+    return _cached("nba-model", loop_data_fingerprint(), next_best_action_model)
 
 
 def loop_report_visible(*, user: AbstractBaseUser) -> bool:
@@ -92,7 +92,6 @@ class LiftRow:
     clearly_positive: bool
     clearly_negative: bool
     reason: str
-    adjusted: str  # "segment" when the held-out rate was standardised, else ""
     summary: str  # the same sentence the API returns in lift_text
 
 
@@ -116,7 +115,6 @@ def _lift_row(label: str, data: dict, summary: str) -> LiftRow:
         clearly_positive=bool(data["clearly_positive"]),
         clearly_negative=bool(data["enough_data"] and high is not None and high < 0),
         reason=data.get("reason") or "",
-        adjusted=", ".join(data.get("adjusted_for") or ()),
         summary=summary,
     )
 
@@ -148,7 +146,7 @@ def _funnel_rows(rows: list[dict]) -> list[FunnelView]:
 
 @dataclass(frozen=True)
 class LoopReport:
-    """What the model report shows about the closed loop; `rows_*` are ready to print."""
+    """What the model report shows about the closed loop, formatted so the template does no arithmetic."""
 
     confidence: float
     outcome_days: int
