@@ -25,7 +25,7 @@ from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVers
 from mlcore import dataset, metrics, registry
 from mlcore.errors import MlError
 from mlcore.scoring import band_of, score_rows
-from mlcore.snapshot import customer_snapshot
+from mlcore.snapshot import as_if_untreated, customer_snapshot, rows_for_features
 from mlcore.training import DEFAULT_FAMILIES, TrainedModel, train_family
 
 logger = logging.getLogger(__name__)
@@ -175,9 +175,11 @@ def model_train_all(
     _check_as_of(as_of)
     try:
         events = selectors_ml.events_frame(before=as_of)
+        # Treatment is data: alerts and actions before each cutoff become columns; the validation
+        # rows carry evaluation weights (untreated rows only, docs/closed-loop.md section 5).
         train, valid = dataset.training_rows(
             events, selectors_ml.customers_frame(), as_of=as_of, horizon_days=horizon_days,
-            interventions=selectors_ml.interventions_frame())
+            interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame())
     except MlError as exc:
         raise CrmError(str(exc)) from exc
     del events
@@ -203,8 +205,11 @@ def model_train_all(
     if champion is not None:
         try:
             old = model_version_load(version=champion)
-            champion_pr = metrics.pr_auc(valid.labels, old.predict_proba(valid))
-        except CrmError as exc:
+            # Judged like the new versions (training.calibrate_on_validation): as if untreated, on
+            # the evaluation weights; a champion saved with fewer features reads just its own.
+            old_rows = as_if_untreated(rows_for_features(valid, old.feature_names))
+            champion_pr = metrics.pr_auc(valid.labels, old.predict_proba(old_rows), valid.sample_weight)
+        except (CrmError, MlError) as exc:
             _out(stdout, f"current champion {champion.name} cannot be evaluated ({exc}); it will be replaced")
             champion_pr = -1.0
     if champion is None or (best.metrics.get("pr_auc") or -1.0) > champion_pr:
@@ -292,9 +297,16 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     events = selectors_ml.events_frame(customer_ids=customer_ids, before=as_of)
     customers = selectors_ml.customers_frame(customer_ids=customer_ids)
     interventions = selectors_ml.interventions_frame(customer_ids=customer_ids)
-    snap = customer_snapshot(events, customers, as_of, interventions=interventions)
+    alerts = selectors_ml.alerts_frame(customer_ids=customer_ids)
+    snap = customer_snapshot(events, customers, as_of, interventions=interventions, alerts=alerts)
     del events
-    rows = dataset.snapshot_rows(snap)
+    # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
+    # evidence keeps the real latest action for the reasons). A champion trained before columns
+    # were added reads its own feature list; one needing a column we no longer compute is refused.
+    try:
+        rows = rows_for_features(as_if_untreated(dataset.snapshot_rows(snap)), trained.feature_names)
+    except MlError as exc:
+        raise CrmError(f"model {version.name} cannot score: {exc}") from exc
     ids = [int(c) for c in snap.customer_ids]
     scored = score_rows(trained, rows, evidence=snap.evidence, as_of=snap.as_of,
                         cached=_cached_embeddings(version, ids), occlusion_threshold=settings.CHURN_BAND_HIGH)
