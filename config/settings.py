@@ -260,8 +260,14 @@ ALERT_SHARP_RISE = env_float("ALERT_SHARP_RISE", 0.2)
 ALERT_SHARP_RISE_DAYS = env_int("ALERT_SHARP_RISE_DAYS", 7)
 ALERT_COOLDOWN_DAYS = env_int("ALERT_COOLDOWN_DAYS", 14)
 ALERT_NOT_A_RISK_DAYS = env_int("ALERT_NOT_A_RISK_DAYS", 90)
+# Early warnings only for customers still active: last order (never ordered: first seen) within
+# this many days of the scores. Default: the label horizon, past which a customer has already
+# churned by our own definition. 0 alerts lapsed customers too.
+ALERT_MAX_DAYS_SINCE_ORDER = env_int("ALERT_MAX_DAYS_SINCE_ORDER", CHURN_HORIZON_DAYS)
 if not 0 < ALERT_SHARP_RISE < 1:
     raise ImproperlyConfigured("ALERT_SHARP_RISE must be between 0 and 1")
+if ALERT_MAX_DAYS_SINCE_ORDER < 0:
+    raise ImproperlyConfigured("ALERT_MAX_DAYS_SINCE_ORDER must be 0 (no limit) or a number of days")
 # Delivery: retries with backoff inside Celery; a row left in `sending` longer than the
 # lease is treated as an interrupted attempt and checked against Slack before re-posting.
 SLACK_DELIVERY_MAX_RETRIES = env_int("SLACK_DELIVERY_MAX_RETRIES", 8)

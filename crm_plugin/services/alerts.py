@@ -1,7 +1,8 @@
 """Alerts: the policy that decides who hears about which risky customer, snooze / "not a risk"
 feedback, the outbox state machine used by delivery, re-sends, and follow-up questions.
 
-The policy is a pipeline of small steps (score selection -> triggers -> suppression ->
+The policy is a pipeline of small steps (score selection -> triggers -> eligibility (still
+ordering: an early warning about a customer who already lapsed is noise) -> suppression ->
 control group -> routing -> persistence): the control group only sets a candidate's status to
 `held_out`; routing leaves such candidates alone (they use no cap) and persistence stores them
 with `is_control=True`, never delivered. Unanswered alerts escalate (`alert_escalations_create`).
@@ -15,11 +16,11 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Min, OuterRef, Subquery
+from django.db.models import Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
-from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Intervention, RiskFeedback
+from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention, RiskFeedback
 from mlcore.control_group import control_group_member
 
 RISK_KINDS = (Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE)
@@ -45,6 +46,7 @@ class AlertPolicySummary:
     skipped_not_a_risk: int = 0
     skipped_cooldown: int = 0
     skipped_no_owner: int = 0
+    skipped_lapsed: int = 0
     held_out: int = 0
     alert_ids: list[int] = field(default_factory=list)
 
@@ -54,12 +56,14 @@ class AlertPolicySummary:
         return data
 
     def __str__(self) -> str:
+        days = settings.ALERT_MAX_DAYS_SINCE_ORDER
+        lapsed = f"{self.skipped_lapsed} lapsed (no order for over {days} days), " if days else ""
         return (
             f"alerts as of {self.as_of:%Y-%m-%d %H:%M}: {self.considered} scores considered, "
             f"{self.immediate} immediate, {self.digested} into {self.digests} digest(s), {self.held_out} held out "
             f"(control group); skipped "
             f"{self.skipped_cooldown} cooldown, {self.skipped_snoozed} snoozed, {self.skipped_not_a_risk} not-a-risk, "
-            f"{self.skipped_no_owner} without owner, {self.already_alerted} already alerted"
+            f"{self.skipped_no_owner} without owner, {lapsed}{self.already_alerted} already alerted"
         )
 
 
@@ -121,27 +125,61 @@ def _recent_alerts(as_of: datetime) -> dict[int, list[tuple[int | None, float | 
     return recent
 
 
+def _active_customer_ids(customers: list[Customer], as_of: datetime) -> set[int]:
+    """Customers still worth an early warning: an order in the ALERT_MAX_DAYS_SINCE_ORDER days
+    before `as_of` (never ordered: first seen within them). The others already churned by the
+    label's own definition (no order within the horizon). 0 days = everyone counts as active."""
+    max_days = settings.ALERT_MAX_DAYS_SINCE_ORDER
+    if max_days <= 0:
+        return {c.pk for c in customers}
+    since = as_of - timedelta(days=max_days)
+    ids = [c.pk for c in customers]
+    last_order: dict[int, datetime] = {}
+    for start in range(0, len(ids), 500):  # only triggered customers: hundreds, not the whole book
+        rows = (Event.objects.filter(customer_id__in=ids[start:start + 500], kind=Event.Kind.ORDER, occurred_at__lt=as_of)
+                .values("customer_id").annotate(last=Max("occurred_at")).order_by().values_list("customer_id", "last"))
+        last_order.update(rows)
+    active = set()
+    for customer in customers:
+        last = last_order.get(customer.pk) or customer.first_seen_at or customer.created_at
+        if last >= since:
+            active.add(customer.pk)
+    return active
+
+
 def _select(as_of: datetime, summary: AlertPolicySummary) -> list[_Candidate]:
-    """Triggers, then suppression: snooze, not-a-risk, no owner, cooldown, already alerted."""
+    """Triggers, then suppression: already alerted, lapsed, cooldown, not-a-risk, snooze, no owner."""
     recent = _recent_alerts(as_of)
-    candidates = []
+    triggered: list[tuple[ChurnScore, tuple[str, float | None], bool]] = []
     for score in _current_scores(as_of):
         summary.considered += 1
         trigger = _trigger(score)
-        customer = score.customer
-        earlier = recent.get(customer.pk, [])
+        earlier = recent.get(score.customer_id, [])
         if any(score_id == score.pk for score_id, _ in earlier):
             summary.already_alerted += 1
             continue
+        cooling_down = False
         if earlier:
             # Inside the cooldown only a further sharp rise over what was last alerted counts.
             alerted_at = max((p for _, p in earlier if p is not None), default=1.0)
             if score.probability - alerted_at < settings.ALERT_SHARP_RISE - 1e-9:
-                if trigger is not None:
-                    summary.skipped_cooldown += 1
-                continue
-            trigger = (Alert.Kind.SHARP_RISE, alerted_at)
+                cooling_down = True
+            else:
+                trigger = (Alert.Kind.SHARP_RISE, alerted_at)
         if trigger is None:
+            continue
+        triggered.append((score, trigger, cooling_down))
+    # Eligibility comes before every suppression check, so the control group is drawn (in _hold_out)
+    # among exactly the customers we would tell: lapsed customers are neither alerted nor held out.
+    active = _active_customer_ids([score.customer for score, _, _ in triggered], as_of)
+    candidates = []
+    for score, trigger, cooling_down in triggered:
+        customer = score.customer
+        if customer.pk not in active:
+            summary.skipped_lapsed += 1
+            continue
+        if cooling_down:
+            summary.skipped_cooldown += 1
             continue
         if customer.not_a_risk_until and customer.not_a_risk_until > as_of:
             summary.skipped_not_a_risk += 1

@@ -1,6 +1,8 @@
 """Delivery of outbox alerts through the loopback Slack stand-in: once, and only once."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 from slack_sdk.errors import SlackObjectFormationError
@@ -12,7 +14,9 @@ from churnbot.delivery import DeliveryDeferred, alert_deliver, alerts_deliver_pe
 from churnbot.tasks import deliver_alert
 from crm_plugin.models import Alert
 from crm_plugin.services.alerts import alert_claim_for_delivery, alert_policy_apply, alert_resend
-from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, ModelVersionFactory
+from tests.crm_plugin.factories import (
+    AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, EventFactory, ModelVersionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +28,7 @@ def make_alerts(n: int = 1, *, owner=None, reasons=None) -> list[Alert]:
     version = ModelVersionFactory()
     for i in range(n):
         customer = CustomerFactory(owner=owner, name=f"Customer {i}")
+        EventFactory(customer=customer, occurred_at=as_of - timedelta(days=10))  # still active: alerts are for them
         kwargs = {"reasons": reasons} if reasons is not None else {}
         ChurnScoreFactory(customer=customer, model_version=version, as_of=as_of, probability=0.7 + i / 1000, **kwargs)
     summary = alert_policy_apply(as_of=as_of)
@@ -234,8 +239,9 @@ def test_digest_lists_the_rolled_up_customers_in_one_dm(slack_settings, slack_st
     as_of = timezone.now().replace(microsecond=0)
     version = ModelVersionFactory()
     for name, probability in [("Low Lou", 0.61), ("High Hal", 0.93)]:
-        ChurnScoreFactory(customer=CustomerFactory(owner=owner, name=name), model_version=version, as_of=as_of,
-                          probability=probability)
+        customer = CustomerFactory(owner=owner, name=name)
+        EventFactory(customer=customer, occurred_at=as_of - timedelta(days=10))
+        ChurnScoreFactory(customer=customer, model_version=version, as_of=as_of, probability=probability)
     alert_policy_apply(as_of=as_of)
     digest = Alert.objects.get(kind="digest")
     assert alert_deliver(alert_id=digest.pk) == "sent"

@@ -9,7 +9,9 @@ from django.utils import timezone
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer
 from crm_plugin.services.alerts import alert_mark_not_a_risk, alert_policy_apply, alert_snooze
-from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, ModelVersionFactory
+from tests.crm_plugin.factories import (
+    AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, EventFactory, ModelVersionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +35,9 @@ def version():
 
 
 def score(customer: Customer, version, probability: float, *, days_ago: float = 0) -> ChurnScore:
+    """A score for a customer who still orders (lapsed customers have their own tests)."""
+    if not customer.events.filter(kind="order").exists():
+        EventFactory(customer=customer, occurred_at=AS_OF - timedelta(days=30))
     band = "high" if probability >= 0.6 else "medium" if probability >= 0.3 else "low"
     return ChurnScoreFactory(customer=customer, model_version=version, probability=probability, band=band,
                              as_of=AS_OF - timedelta(days=days_ago))
