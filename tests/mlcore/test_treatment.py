@@ -268,3 +268,33 @@ def test_backtest_scores_as_if_untreated_and_measures_untreated_rows(shop):
     assert results["families"]["logreg"]["roc_auc"] == pytest.approx(roc_auc_score(test.labels, p, sample_weight=w),
                                                                      abs=1e-6)
     assert "untreated rows only: 40 alerted or treated rows left out" in results["evaluation"]["text"]
+
+
+def test_untreated_weights_recover_the_no_action_figures_that_treated_rows_distort(shop):
+    """Alert the riskiest 40%, hold out 10% of them, let the action keep 60% of the told churners:
+    figures over all rows collapse, the untreated weights land near the figures without any action."""
+    from mlcore.control_group import control_group_member
+
+    ev, cu = shop
+    events = ev.assign(occurred_at=ev["occurred_at"].dt.tz_localize("UTC"))
+    cutoff = AS_OF.tz_localize(None)
+    train, valid = training_rows(events, cu, as_of=AS_OF, horizon_days=60)
+    model = train_family("logreg", train, valid)
+    test = labelled_rows(ev, cu, [cutoff], 60)
+    p_truth = model.predict_proba(test)
+    flagged = p_truth >= np.quantile(p_truth, 0.6)
+    held = flagged & np.array([control_group_member(str(c), share=0.10, salt="t") for c in test.customer_ids])
+    told = flagged & ~held
+    saved = told & (test.labels == 1) & (np.random.default_rng(0).random(len(test)) < 0.6)
+    alerts = pd.DataFrame({"customer_id": test.customer_ids[flagged], "alerted_at": AS_OF + pd.Timedelta(days=1),
+                           "status": np.where(held[flagged], "held_out", "sent")})
+    interventions = pd.DataFrame({"customer_id": test.customer_ids[told], "created_at": AS_OF + pd.Timedelta(days=2),
+                                  "action": "call", "outcome": np.where(saved[told], "retained", "still_working"),
+                                  "outcome_at": AS_OF + pd.Timedelta(days=20)})
+    loop = labelled_rows(ev, cu, [cutoff], 60, interventions=interventions, alerts=alerts, evaluation_weights=True)
+    p = model.predict_proba(as_if_untreated(loop))
+    truth, everyone = evaluate(test.labels, p_truth), evaluate(loop.labels, p)
+    untreated = evaluate(loop.labels, p, loop.sample_weight)
+    assert held.sum() >= 5 and saved.sum() >= 20
+    for k in ("roc_auc", "pr_auc", "brier"):
+        assert abs(untreated[k] - truth[k]) < 0.05 < abs(everyone[k] - truth[k]), k
