@@ -55,7 +55,18 @@ class SimulationConfig:
     window: int = 30  # outcome window and label horizon, days
     act_share: float = 0.6  # of delivered alerts a manager acts on
     follow_share: float = 0.5  # of actions that follow the suggested next-best action when there is one
+    # Of the other actions, the share where the manager tries any action at random instead of their
+    # habit: without it an action a segment's managers rarely reach for is never measured there,
+    # so it can never be suggested (the loop's exploration; 0 = habit only).
+    explore_share: float = 0.3
     escalation_act_share: float = 0.5  # escalated alerts the manager then acts on
+
+    def __post_init__(self) -> None:
+        for name in ("act_share", "follow_share", "explore_share", "escalation_act_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise CrmError(f"{name.replace('_', '-')} must be a share between 0 and 1, got {value}.",
+                               code="invalid_share")
     # With a 30-day label a content regular is at 0.34 already; at 0.6 the alerts reach more at-risk customers.
     band_high: float = 0.6
     band_medium: float = 0.3
@@ -236,7 +247,8 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
                     f"{summary.held_out} held out, {esc.escalated} escalated; {int((world.state == W.AT_RISK).sum())} at risk, "
                     f"{int((world.state == W.GONE).sum())} gone ({time.perf_counter() - started:.0f}s)")
         end = _day_start(sim_start, config.days)
-        data = _results(config, episodes, end, weekly, started)
+        data = _results(config, episodes, end, weekly, started, segments)
+        data["manager_choices"] = {k: suggestions_seen[k] for k in ("followed", "explored", "habit")}
     if plot_path is not None:
         plot_path.write_text(_svg(data), encoding="utf-8")
         data["plot"] = str(plot_path)
@@ -288,6 +300,9 @@ def _plan_action(ep: Episode, alert: Alert, day: int, rng, config, seen: Counter
     if suggestion and suggestion in W.ACTIONS and rng.random() < config.follow_share:
         action = suggestion
         seen["followed"] += 1
+    elif config.explore_share and rng.random() < config.explore_share:
+        action = str(rng.choice(W.ACTIONS))
+        seen["explored"] += 1
     else:
         habit = W.HABIT.get(segment, W.HABIT["regular"])
         action = str(rng.choice(list(habit), p=list(habit.values())))
@@ -335,7 +350,8 @@ def _write_orders(customers, today, visits, as_of, seed, seq, segments, aov, rng
 
 # --- results ----------------------------------------------------------------------------------
 
-def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, weekly: list[dict], started: float) -> dict:
+def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, weekly: list[dict], started: float,
+             segments: np.ndarray) -> dict:
     frame = closed_loop.alert_episodes(as_of=end, outcome_days=config.window)
     known = set(frame["alert_id"].tolist())
     by_alert = {ep.alert_id: ep for ep in episodes}
@@ -357,18 +373,17 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
         true_all.append(p0 - p1)
         if acted and row.action == ep.action:
             true_by_action[ep.action].append(p0 - p1)
-    seg_of = {}
-    for row in frame.itertuples(index=False):
-        seg_of[row.alert_id] = row.segment or "regular"
-    delivered = [ep for ep in episodes if not ep.control and ep.alert_id in seg_of]
-    alerted_segments = [seg_of[ep.alert_id] for ep in delivered]
+    # Whether a suggestion was the truly best action needs no outcome, so every delivered alert
+    # episode counts, including those whose outcome window is still open at the end.
+    delivered = [ep for ep in episodes if not ep.control]
+    alerted_segments = [str(segments[ep.customer]) for ep in delivered]
     # The best single action for everyone: the one with the largest average true effect over the alerted
     # (an oracle: it knows the truth, the next-best action does not).
     single = max(W.ACTIONS, key=lambda a: np.mean([W.TRUE_EFFECTS[s][a] for s in alerted_segments]) if alerted_segments else 0)
 
     def nba_counts(eps: list[Episode]) -> dict:
         """How often the suggestion was the truly best action, and the single action on the same alerts."""
-        best = [W.true_best_action(seg_of[ep.alert_id]) for ep in eps]
+        best = [W.true_best_action(str(segments[ep.customer])) for ep in eps]
         with_s = [(ep.suggested, b) for ep, b in zip(eps, best) if ep.suggested is not None]
         share = (lambda hits, total: hits / total if total else None)
         return {
@@ -381,8 +396,12 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
             "best_single_action_truly_best": share(sum(single == b for b in best), len(eps)),
         }
 
-    late_from = 2 * config.window  # after two outcome windows the estimator has had outcomes to learn from
-    nba_all, nba_late = nba_counts(delivered), nba_counts([ep for ep in delivered if ep.start >= late_from])
+    # The learning curve: outcomes arrive `window` days after an alert, so the first block has
+    # nothing to learn from and later blocks learn from everything before them.
+    blocks = [{"from_day": d, "to_day": min(d + config.window, config.days),
+               **nba_counts([ep for ep in delivered if d <= ep.start < d + config.window])}
+              for d in range(0, config.days, config.window)]
+    nba_all = nba_counts(delivered)
 
     def lift_json(est, truth):
         return {"true": float(np.mean(truth)) if truth else None, "n_true": len(truth),
@@ -406,7 +425,7 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
         "lift_by_segment": {s: {"measured": e.absolute_lift, "low": e.lift_low, "high": e.lift_high,
                                 "enough_data": e.enough_data} for s, e in measured.by_segment.items()},
         "next_best_action": {**nba_all, "best_single_action": single, "learner": closed_loop.NBA_LEARNER,
-                             "from_day": {"day": late_from, **nba_late}},
+                             "by_period": blocks},
         "model_quality_by_week": weekly,
         "funnel": [r.as_dict() for r in closed_loop.alert_funnel_by_owner(as_of=end, outcome_days=config.window)],
         "unmatched_episodes": mismatched,
@@ -437,11 +456,17 @@ def simulation_report_text(data: dict) -> str:
 
     lines += ["", f"next-best action (truly best = the action with the largest true effect for the customer's segment; "
                   f"best single action for everyone: {nba['best_single_action']}):"]
-    for label, part in (("whole run", nba), (f"from day {nba['from_day']['day']}", nba["from_day"])):
+    for label, part in (("whole run", nba), *((f"days {b['from_day']}-{b['to_day'] - 1}", b) for b in nba["by_period"])):
         lines.append(f"  {label:<12} suggestion truly best {pct(part['suggestion_truly_best'])} vs single action "
                      f"{pct(part['best_single_action_truly_best_same_alerts'])} on the {part['alerts_with_a_suggestion']} "
                      f"alerts with a suggestion; of all {part['alerts']} alerts {pct(part['suggestion_truly_best_of_all_alerts'])} "
                      f"vs {pct(part['best_single_action_truly_best'])}")
+    choices = data.get("manager_choices")
+    if choices:
+        cfg = data["config"]
+        lines.append(f"  managers' actions: {choices['followed']} followed the suggestion (share {cfg['follow_share']:.0%} "
+                     f"when there is one), {choices['explored']} tried an action at random (explore share "
+                     f"{cfg['explore_share']:.0%}), {choices['habit']} their habit")
     lines += ["", "model quality (out-of-time validation at each weekly retrain):"]
     for w in data["model_quality_by_week"]:
         roc = "n/a" if w["valid_roc_auc"] is None else f"{w['valid_roc_auc']:.3f}"

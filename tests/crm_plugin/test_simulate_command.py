@@ -36,14 +36,21 @@ def test_a_short_run_goes_through_the_whole_loop_and_reports_true_and_measured_l
     assert len(data["model_quality_by_week"]) == 6  # retrained every 7 days over 40 days
     nba = data["next_best_action"]
     assert nba["learner"] == "pooled" and nba["alerts"] >= nba["alerts_with_a_suggestion"]
+    assert [(b["from_day"], b["to_day"]) for b in nba["by_period"]] == [(0, 30), (30, 40)]
+    assert sum(b["alerts"] for b in nba["by_period"]) == nba["alerts"] > 0
     # Before the first outcome window closes there is nothing to learn from: no suggestions yet.
-    assert nba["from_day"] == {"day": 60, "alerts": 0, "alerts_with_a_suggestion": 0, "suggestion_truly_best": None,
-                               "best_single_action_truly_best_same_alerts": None,
-                               "suggestion_truly_best_of_all_alerts": None, "best_single_action_truly_best": None}
+    assert nba["by_period"][0]["alerts_with_a_suggestion"] == 0
     assert "next-best action (truly best = the action with the largest true effect" in printed
+    assert "tried an action at random (explore share 30%)" in printed
     assert plot.read_text().startswith("<svg")
     # The product's own rows were written: scores, alerts (some held out), simulated actions with outcomes.
     assert ChurnScore.objects.exists() and Alert.objects.filter(kind="high_risk").exists()
     assert Intervention.objects.filter(source="simulation").exclude(outcome="").exists()
     with pytest.raises(CommandError, match="already holds 300 demo customers; pass --replace"):
         call_command("simulate", "--days", "40", "--customers", "300")
+
+
+def test_refuses_a_share_outside_0_to_1():
+    with pytest.raises(CommandError, match="explore-share must be a share between 0 and 1, got 1.5"):
+        call_command("simulate", "--days", "40", "--customers", "60", "--explore-share", "1.5")
+    assert not Customer.objects.exists()

@@ -349,8 +349,9 @@ def test_pooled_model_finds_each_segments_best_action_from_few_customers_per_act
         for learner in hits:
             recs = NextBestActionModel(feature_columns=["log_value"], learner=learner).fit(log).recommend_many(fresh)
             hits[learner].append(np.mean([r.action == best for r, best in zip(recs, truly_best)]))
-    assert np.mean(hits["pooled"]) >= 0.7, hits
-    assert np.mean(hits["pooled"]) >= np.mean(hits["t"]) - 0.02, hits
+    # Measured: pooled 100% in each of the 6 logs, T-learner 90-100% (mean 94%).
+    assert np.mean(hits["pooled"]) >= 0.9, hits
+    assert np.mean(hits["pooled"]) >= np.mean(hits["t"]), hits
 
 
 def test_pooled_recommendation_says_pooled_model_and_keeps_the_evidence_in_words(logged):

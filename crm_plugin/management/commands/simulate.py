@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=120)
         parser.add_argument("--customers", type=int, default=5000)
         parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--follow-share", type=float, default=SimulationConfig.follow_share,
+                            help="Share of the simulated managers' actions that follow the suggested next-best action.")
+        parser.add_argument("--explore-share", type=float, default=SimulationConfig.explore_share,
+                            help="Of the other actions, the share where a manager tries an action at random "
+                                 "instead of their habit (0 = habit only).")
         parser.add_argument("--json", type=Path, default=None, help="Also write the results as JSON here.")
         parser.add_argument("--plot", type=Path, default=None, help="Write an SVG plot of true vs measured lift here.")
         parser.add_argument("--replace", action="store_true",
@@ -32,8 +37,9 @@ class Command(BaseCommand):
         if options["days"] < 1 or options["customers"] < 50:
             raise CommandError("Use --days of at least 1 and --customers of at least 50.")
         logging.getLogger("celery").setLevel(logging.WARNING)
-        config = SimulationConfig(days=options["days"], customers=options["customers"], seed=options["seed"])
         try:
+            config = SimulationConfig(days=options["days"], customers=options["customers"], seed=options["seed"],
+                                      follow_share=options["follow_share"], explore_share=options["explore_share"])
             result = simulation_run(config=config, replace=options["replace"], plot_path=options["plot"],
                                     out=lambda line: self.stdout.write(line))
         except CrmError as exc:
