@@ -40,7 +40,8 @@ def check_families(families: Sequence[str]) -> list[str]:
 
 def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizon_days: int,
                  families: Sequence[str] = ("bert", "logreg", "lightgbm"), interventions: pd.DataFrame | None = None,
-                 alerts: pd.DataFrame | None = None, max_train_minutes: float | None = None, bert_model_path: str | None = None, tiny: bool = False,
+                 alerts: pd.DataFrame | None = None, max_train_minutes: float | None = None, bert_model_path: str | None = None,
+                 bert_max_length: int | None = None, tiny: bool = False,
                  progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Train each family before `as_of`, score every customer with history at `as_of`, measure on the next `horizon_days`.
 
@@ -98,7 +99,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         say(f"training {name}" + (f" (budget {max_train_minutes:g} min)" if name.startswith("bert") and max_train_minutes else ""))
         try:
             trained = train_family(name, train, valid, max_train_minutes=max_train_minutes,
-                                   bert_model_path=bert_model_path, tiny=tiny, progress=progress)
+                                   bert_model_path=bert_model_path, bert_max_length=bert_max_length, tiny=tiny,
+                                   progress=progress)
             p = trained.predict_proba(scored)
         except (MlError, ValueError, OSError) as exc:
             errors.append(exc)
@@ -112,6 +114,9 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         entry["total_seconds"] = round(seconds, 1)
         entry["valid_pr_auc"] = _round(trained.valid_metrics.get("pr_auc"))
         entry["hit_time_budget"] = bool(trained.fit_report.hit_time_budget)
+        if "best_step" in (trained.fit_report.extra or {}):  # bert: 0 = fine-tuning never beat the probe
+            entry["steps"] = trained.fit_report.extra.get("steps")
+            entry["best_step"] = trained.fit_report.extra["best_step"]
         entry["active"] = ({k: _round(v) for k, v in evaluate(y[active], p[active], w[active]).items()}
                            if active.any() else {})
         entry.update(curves(y, p, w))

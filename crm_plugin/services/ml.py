@@ -190,7 +190,8 @@ def model_train_all(
         started = time.perf_counter()
         try:
             trained = train_family(family, train, valid, max_train_minutes=max_train_minutes,
-                                   bert_model_path=settings.BERT_MODEL_PATH, tiny=tiny_bert,
+                                   bert_model_path=settings.BERT_MODEL_PATH,
+                                   bert_max_length=settings.ML_BERT_MAX_LENGTH, tiny=tiny_bert,
                                    progress=(lambda _: None) if progress_bar else None)
         except MlError as exc:
             raise CrmError(str(exc)) from exc

@@ -36,7 +36,8 @@ class Command(BaseCommand):
                 horizon_days=opts["horizon_days"], families=parse_families(opts["families"]) or [],
                 interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame(),
                 max_train_minutes=opts["max_train_minutes"],
-                bert_model_path=settings.BERT_MODEL_PATH, tiny=opts["tiny_bert"],
+                bert_model_path=settings.BERT_MODEL_PATH, bert_max_length=settings.ML_BERT_MAX_LENGTH,
+                tiny=opts["tiny_bert"],
                 progress=None if opts["no_progress"] else (lambda _event: None), log=self.stderr.write,
             )
         except MlError as exc:
