@@ -15,7 +15,7 @@ import pandas as pd
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
@@ -331,23 +331,40 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
                 update_conflicts=True, unique_fields=["model_version", "customer"],
                 update_fields=["text_sha", "embedding", "updated_at"], batch_size=1000,
             )
-        score_ids = dict(ChurnScore.objects.filter(model_version=version, as_of=as_of, customer_id__in=ids)
-                         .values_list("customer_id", "pk"))
-        # A re-run of an older day must not replace a newer latest score.
-        newer = set(Customer.objects.filter(pk__in=ids, latest_score__as_of__gt=as_of).values_list("pk", flat=True))
-        customers_out = []
-        for cid, s in zip(ids, spend):
-            c = Customer(pk=cid, value=Decimal(f"{s:.2f}"))
-            c.latest_score_id = score_ids.get(cid)
-            customers_out.append((cid in newer, c))
-        Customer.objects.bulk_update([c for is_newer, c in customers_out if not is_newer],
-                                     ["latest_score", "value"], batch_size=1000)
-        stale = [c for is_newer, c in customers_out if is_newer]
-        if stale:
-            Customer.objects.bulk_update(stale, ["value"], batch_size=1000)
+        _customers_point_at_scores(ids, spend, version=version, as_of=as_of)
         # Also for "newer" customers: a re-scored older day can be the baseline of their latest score.
         customer_risk_change_refresh(customer_ids=ids)
     return {"n_customers": len(ids), "n_encoded": scored.n_encoded}
+
+
+def _customers_point_at_scores(ids: list[int], spend: np.ndarray, *, version: ModelVersion, as_of: datetime) -> None:
+    """Set Customer.value and point latest_score at this run's score, set-based: one UPDATE ... FROM
+    (VALUES ...) per 1,000 customers (bulk_update's CASE per row cost 1.3 s per 2,000 customers).
+
+    A re-run of an older day must not replace a newer latest score; `value` is updated either way.
+    """
+    customer = Customer._meta.db_table
+    score = ChurnScore._meta.db_table
+    ops = connection.ops
+    field = Customer._meta.get_field("value")
+    as_of_param = ops.adapt_datetimefield_value(as_of)
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 1000):
+            part = list(zip(ids[start:start + 1000], spend[start:start + 1000]))
+            values = ", ".join(["(%s, %s)"] * len(part))
+            params: list = []
+            for cid, s in part:
+                params += [cid, ops.adapt_decimalfield_value(Decimal(f"{s:.2f}"), field.max_digits, field.decimal_places)]
+            # Both PostgreSQL and SQLite (>= 3.33) name unaliased VALUES columns column1, column2.
+            cursor.execute(
+                f"UPDATE {customer} SET value = v.column2, latest_score_id = CASE WHEN EXISTS ("
+                f"  SELECT 1 FROM {score} ls WHERE ls.id = {customer}.latest_score_id AND ls.as_of > %s)"
+                f" THEN {customer}.latest_score_id ELSE ("
+                f"  SELECT s.id FROM {score} s WHERE s.customer_id = {customer}.id AND s.model_version_id = %s"
+                f"  AND s.as_of = %s) END"
+                f" FROM (VALUES {values}) AS v WHERE {customer}.id = v.column1",
+                [as_of_param, version.pk, as_of_param, *params],
+            )
 
 
 RISK_CHANGE_DAYS = 7
