@@ -96,7 +96,7 @@ def synthesise(n: int, seed: int) -> None:
                                  "attributes", "source_id", "imported_at"], events())
 
 
-def register_bert(seed: int) -> ModelVersion:
+def register_bert(seed: int, max_length: int) -> ModelVersion:
     """A bert head fitted briefly on 400 customers (labels: no order in the last 60 days), promoted."""
     ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:400])
     events = selectors_ml.events_frame(customer_ids=ids, before=AS_OF)
@@ -105,7 +105,7 @@ def register_bert(seed: int) -> ModelVersion:
     rows = snapshot_rows(snap, labels)
     half = np.arange(len(rows)) % 2 == 0
     trained = train_family("bert", rows.take(half), rows.take(~half), max_train_minutes=0.5,
-                           bert_model_path=settings.BERT_MODEL_PATH)
+                           bert_model_path=settings.BERT_MODEL_PATH, bert_max_length=max_length)
     version = ml._register(trained, as_of=AS_OF, horizon_days=90)
     return ml.model_version_promote(version=version, by=None)
 
@@ -115,7 +115,10 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--changed-share", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="token budget of the model (default settings.ML_BERT_MAX_LENGTH, as `train` uses)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the daily re-run here (pstats format)")
     args = parser.parse_args()
     name = connection.settings_dict["NAME"]
     if connection.vendor != "postgresql" or "bench" not in name:
@@ -137,7 +140,11 @@ def main() -> None:
     out["synthesise_s"] = round(time.perf_counter() - t, 1)
     out["events"] = Event.objects.count()
     t = time.perf_counter()
-    version = register_bert(args.seed)
+    out["max_length"] = args.max_length or settings.ML_BERT_MAX_LENGTH
+    version = register_bert(args.seed, out["max_length"])
+    from mlcore.families.bert.config import BertConfig
+
+    out["cpu_inference"] = BertConfig(model_path="").resolved_cpu_inference()
     out["fit_and_register_s"] = round(time.perf_counter() - t, 1)
     out["peak_mb_before_scoring"] = round(peak_mb())
 
@@ -157,9 +164,18 @@ def main() -> None:
                                  "attributes", "source_id", "imported_at"],
           ((int(c), "order", AS_OF + timedelta(hours=10), 42.0, 1, None, "", '{"category": "backpack"}',
             f"bench-new-{c}", now) for c in changed))
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     t = time.perf_counter()
     run2 = ml.churn_scores_compute(as_of=AS_OF + timedelta(days=1))
     daily = time.perf_counter() - t
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(args.profile))
     out["daily_rerun"] = {"seconds": round(daily, 1), "customers_per_s": round(run2.n_customers / daily, 1),
                           "n_customers": run2.n_customers, "n_encoded": run2.n_encoded, "n_changed": len(changed)}
     out["peak_mb"] = round(peak_mb())
