@@ -41,7 +41,7 @@ def test_a_short_run_goes_through_the_whole_loop_and_reports_true_and_measured_l
     # Before the first outcome window closes there is nothing to learn from: no suggestions yet.
     assert nba["by_period"][0]["alerts_with_a_suggestion"] == 0
     assert "next-best action (truly best = the action with the largest true effect" in printed
-    assert "tried an action at random (explore share 30%)" in printed
+    assert "tried an action at random (explore share 0%)" in printed
     assert plot.read_text().startswith("<svg")
     # The product's own rows were written: scores, alerts (some held out), simulated actions with outcomes.
     assert ChurnScore.objects.exists() and Alert.objects.filter(kind="high_risk").exists()
