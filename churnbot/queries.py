@@ -76,9 +76,12 @@ def customer_card_data(*, customer: Customer) -> CustomerCard:
     ]
     suggestion = None
     if latest is not None and latest.band == ChurnScore.Band.HIGH:
+        from crm_plugin.selectors_loop import next_best_action_model_cached
         from crm_plugin.services.closed_loop import next_best_action_for, recommendation_payload
 
-        suggestion = recommendation_payload(next_best_action_for(customer=customer))
+        # The fitted model is cached until the loop's data changes (the customer page uses the same one):
+        # fitting it per lookup took seconds on a large book, and Slack gives a slash command 3 s.
+        suggestion = recommendation_payload(next_best_action_for(customer=customer, model=next_best_action_model_cached()))
     return CustomerCard(
         next_best_action=suggestion,
         pk=customer.pk, external_id=customer.external_id, name=customer.name or customer.external_id,
