@@ -22,35 +22,13 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.benchdb import ensure_database, setup_django  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_loop"
 
-
-def _ensure_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.pop("CELERY_BROKER_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _build(n_customers: int, n_alerts: int) -> None:
@@ -118,8 +96,8 @@ def main() -> None:
     if not 1 <= args.alerts <= args.customers:
         parser.error("need 1 <= --alerts <= --customers")
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    _ensure_database(url)
-    _setup_django(url)
+    ensure_database(url)
+    setup_django(url, migrate=True)
 
     from django.contrib.auth import get_user_model
     from django.core.cache import cache

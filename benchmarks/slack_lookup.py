@@ -23,10 +23,11 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.benchdb import ensure_database  # noqa: E402
 
 N_CUSTOMERS = 10_000
 N_EVENTS = 1_000_000
@@ -34,16 +35,6 @@ N_OWNERS = 20
 SCORE_WEEKS = 52
 SECRET = "bench-signing-secret"
 
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def build_data(rng: random.Random) -> None:
