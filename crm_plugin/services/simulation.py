@@ -44,6 +44,17 @@ SIM_PREFIX = "sim-"
 HISTORY_DAYS = 365
 ACTIVE_DAYS = 90  # customers with no order for this long are lapsed (a win-back case), not scored
 RETRAIN_EVERY = 7
+SIM_MODELS = ("fast", "logreg", "lightgbm", "tiny-bert")
+MODEL_TEXT = {
+    "fast": "the simulator's own logistic regression on order and visit history (recency, frequency 30/90/365, gap "
+            "ratio, visits 7/30 days, days since visit, segment, treated flag set to 0 when scoring), retrained every 7 days",
+    "logreg": "the product's logreg family: manage.py train's model_train_all every 7 days on the event log (champion "
+              "rule), churn_scores_compute every day (leak-free snapshots, scored as if untreated, reasons)",
+    "lightgbm": "the product's lightgbm family: manage.py train's model_train_all every 7 days on the event log "
+                "(champion rule), churn_scores_compute every day (leak-free snapshots, scored as if untreated, reasons)",
+    "tiny-bert": "the product's bert family on a tiny random BERT checkpoint (2 layers, for speed): model_train_all "
+                 "every 7 days on the event log (champion rule), churn_scores_compute every day",
+}
 CUTOFF_STEP = 14
 
 
@@ -60,8 +71,14 @@ class SimulationConfig:
     # one 5,000-customer run with 0.3 learnt no faster, see docs/simulation.md).
     explore_share: float = 0.0
     escalation_act_share: float = 0.5  # escalated alerts the manager then acts on
+    # Who scores: "fast" = the simulator's own logistic regression on its day matrices (seconds);
+    # "logreg" / "lightgbm" / "tiny-bert" = the product itself: `model_train_all` weekly on the
+    # event log (champion rule included) and `churn_scores_compute` daily (snapshots, reasons).
+    model: str = "fast"
 
     def __post_init__(self) -> None:
+        if self.model not in SIM_MODELS:
+            raise CrmError(f"model must be one of {', '.join(SIM_MODELS)}, got {self.model!r}.", code="invalid_model")
         for name in ("act_share", "follow_share", "explore_share", "escalation_act_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -121,6 +138,9 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
     # A previous run's digests and escalations (no customer left) and in-memory model versions.
     Alert.objects.filter(customer__isnull=True).delete()
     ModelVersion.objects.filter(name__startswith=SIM_PREFIX).delete()
+    if config.model != "fast":
+        # This database holds only the demo shop (checked above): a previous run's champion must not score day 0.
+        ModelVersion.objects.all().delete()
     out(f"demo shop: {config.customers} customers, {HISTORY_DAYS} days of history to {history_end} "
         f"({time.perf_counter() - started:.0f}s)")
     manager = AccountOwner.objects.filter(is_manager=True).first()
@@ -174,8 +194,10 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
         for t in range(config.days):
             day_index = HISTORY_DAYS + t
             as_of = _day_start(sim_start, t)
-            # 1. weekly retraining on the fed-back labels
-            if scorer is None or t % RETRAIN_EVERY == 0:
+            # 1. weekly retraining on the fed-back labels, 2. daily scoring
+            if config.model != "fast":
+                n_scored = _product_day(t, as_of, config, weekly)
+            elif scorer is None or t % RETRAIN_EVERY == 0:
                 scorer = _retrain(orders, visits, day_index, segments, treated_day, config, as_of)
                 version = ModelVersion.objects.create(
                     name=f"{SIM_PREFIX}{config.seed}-logreg-day{t:03d}", family="logreg",
@@ -183,11 +205,12 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
                     metrics={"roc_auc": scorer.valid_roc_auc, "pr_auc": scorer.valid_pr_auc, "rows": scorer.n_rows})
                 weekly.append({"day": t, "valid_roc_auc": scorer.valid_roc_auc, "valid_pr_auc": scorer.valid_pr_auc,
                                "rows": scorer.n_rows})
-            # 2. daily scoring of active customers
-            X = W.features(orders, day_index, segments, day_index - treated_day < config.window, visits)
-            active = X[:, 0] <= ACTIVE_DAYS
-            p = scorer.predict(X)
-            _write_scores(customers, np.flatnonzero(active), p, version, as_of, config, X)
+            if config.model == "fast":  # daily scoring of active customers
+                X = W.features(orders, day_index, segments, day_index - treated_day < config.window, visits)
+                active = X[:, 0] <= ACTIVE_DAYS
+                p = scorer.predict(X)
+                _write_scores(customers, np.flatnonzero(active), p, version, as_of, config, X)
+                n_scored = int(active.sum())
             # 3. the alert policy (control group inside), delivery through the outbox
             if t == 0:
                 # Go-live: the first day's scores are the baseline, so customers who were
@@ -243,7 +266,7 @@ def simulation_run(*, config: SimulationConfig, replace: bool = False, out: Call
                                                  outcome=outcome, note="simulated follow-up")
                 Intervention.objects.filter(pk=iv.pk).update(outcome_at=_day_start(sim_start, t + 1))
             if t % 10 == 0 or t == config.days - 1:
-                out(f"day {t:3d} {as_of:%Y-%m-%d}: {int(active.sum())} scored, {summary.immediate + summary.digested} alerted, "
+                out(f"day {t:3d} {as_of:%Y-%m-%d}: {n_scored} scored, {summary.immediate + summary.digested} alerted, "
                     f"{summary.held_out} held out, {esc.escalated} escalated; {int((world.state == W.AT_RISK).sum())} at risk, "
                     f"{int((world.state == W.GONE).sum())} gone ({time.perf_counter() - started:.0f}s)")
         end = _day_start(sim_start, config.days)
@@ -261,6 +284,21 @@ def _advance(world, orders, visits, day_index, customers, as_of, config, segment
     orders[:, day_index] = today
     visits[:, day_index] = world.visits
     return _write_orders(customers, today, world.visits, as_of, config.seed, event_seq, segments, aov, rng)
+
+
+def _product_day(t: int, as_of: datetime, config: SimulationConfig, weekly: list[dict]) -> int:
+    """The product's own weekly training (champion rule included) and daily scoring; customers scored."""
+    from crm_plugin.services import ml
+
+    if t % RETRAIN_EVERY == 0 or ml.champion_get() is None:
+        family = "bert" if config.model == "tiny-bert" else config.model
+        (version,) = ml.model_train_all(as_of=as_of, families=[family], horizon_days=config.window,
+                                        tiny_bert=config.model == "tiny-bert", max_train_minutes=2.0)
+        champion = ml.champion_get()
+        weekly.append({"day": t, "valid_roc_auc": version.metrics.get("roc_auc"),
+                       "valid_pr_auc": version.metrics.get("pr_auc"), "rows": (version.params.get("fit_report") or {}).get("n_train"),
+                       "promoted": champion is not None and champion.pk == version.pk})
+    return ml.churn_scores_compute(as_of=as_of).n_customers
 
 
 def _retrain(orders, visits, day_index, segments, treated_day, config, as_of) -> W.Scorer:
@@ -414,8 +452,7 @@ def _results(config: SimulationConfig, episodes: list[Episode], end: datetime, w
 
     data = {
         "config": config.__dict__,
-        "model": "logistic regression on order and visit history (recency, frequency 30/90/365, gap ratio, "
-                 "visits 7/30 days, days since visit, segment, treated flag set to 0 when scoring), retrained every 7 days",
+        "model": MODEL_TEXT[config.model],
         "episodes_known": len(frame), "episodes_total": len(episodes),
         # Who the alerts reached, by hidden state at the alert: only at-risk customers can be saved.
         "alerted_state_share": {name: float(np.mean([ep.state == k for ep in episodes])) if episodes else None
@@ -471,7 +508,8 @@ def simulation_report_text(data: dict) -> str:
     for w in data["model_quality_by_week"]:
         roc = "n/a" if w["valid_roc_auc"] is None else f"{w['valid_roc_auc']:.3f}"
         pr = "n/a" if w["valid_pr_auc"] is None else f"{w['valid_pr_auc']:.3f}"
-        lines.append(f"  day {w['day']:3d}: ROC-AUC {roc}, PR-AUC {pr} ({w['rows']} rows)")
+        promoted = {True: ", promoted to champion", False: ", champion kept"}.get(w.get("promoted"), "")
+        lines.append(f"  day {w['day']:3d}: ROC-AUC {roc}, PR-AUC {pr} ({w['rows']} rows{promoted})")
     lines += ["", "funnel per owner: alerts -> acted (in time) -> escalated -> outcomes (retained/churned)"]
     for f in data["funnel"]:
         lines.append(f"  {f['owner']:<14} {f['alerts']:5d} -> {f['acted']:4d} ({f['acted_in_time']}) -> {f['escalated']:3d} "

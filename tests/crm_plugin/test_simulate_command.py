@@ -6,7 +6,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from crm_plugin.models import Alert, ChurnScore, Customer, Intervention
+from crm_plugin.models import Alert, ChurnScore, Customer, Intervention, ModelVersion
 from tests.crm_plugin.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def test_a_short_run_goes_through_the_whole_loop_and_reports_true_and_measured_l
                  "--plot", str(plot))
     printed = capsys.readouterr().out
     assert "retention lift (points of churn prevented): true vs measured" in printed
-    assert "model: logistic regression" in printed
+    assert "model: the simulator's own logistic regression" in printed
     data = json.loads(out_json.read_text())
     assert data["episodes_total"] > 0 and data["lift_overall"]["true"] is not None
     assert len(data["model_quality_by_week"]) == 6  # retrained every 7 days over 40 days
@@ -54,3 +54,29 @@ def test_refuses_a_share_outside_0_to_1():
     with pytest.raises(CommandError, match="explore-share must be a share between 0 and 1, got 1.5"):
         call_command("simulate", "--days", "40", "--customers", "60", "--explore-share", "1.5")
     assert not Customer.objects.exists()
+
+
+def test_the_product_itself_can_score_and_retrain_inside_the_loop(tmp_path, capsys):
+    """--model tiny-bert: the weekly model comes from model_train_all (registry, champion rule) and the daily
+    scores from churn_scores_compute, with the product's reasons - not from the simulator's own scorer."""
+    out_json = tmp_path / "sim.json"
+    call_command("simulate", "--days", "38", "--customers", "150", "--seed", "2", "--model", "tiny-bert",
+                 "--json", str(out_json))
+    printed = capsys.readouterr().out
+    assert "model: the product's bert family on a tiny random BERT checkpoint" in printed
+    data = json.loads(out_json.read_text())
+    weeks = data["model_quality_by_week"]
+    assert [w["day"] for w in weeks] == [0, 7, 14, 21, 28, 35] and weeks[0]["promoted"] is True
+    assert all(w["valid_roc_auc"] is not None and w["rows"] > 0 for w in weeks)
+    versions = ModelVersion.objects.all()
+    assert versions.count() == 6 and {v.family for v in versions} == {"bert"}
+    assert versions.filter(is_champion=True).count() == 1
+    scores = ChurnScore.objects.select_related("model_version")
+    assert scores.exists() and {s.model_version.family for s in scores} == {"bert"}
+    assert all(s.reasons for s in scores.order_by("-probability")[:20])  # the product's reasons, not a stand-in
+    assert data["episodes_total"] > 0
+
+
+def test_refuses_an_unknown_model():
+    with pytest.raises(CommandError, match="invalid choice: 'gpt'"):
+        call_command("simulate", "--days", "40", "--customers", "60", "--model", "gpt")

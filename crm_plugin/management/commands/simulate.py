@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
 from crm_plugin.services.simulation import (
+    SIM_MODELS,
     SimulationConfig,
     simulation_report_text,
     simulation_run,
@@ -28,6 +29,10 @@ class Command(BaseCommand):
         parser.add_argument("--explore-share", type=float, default=SimulationConfig.explore_share,
                             help="Of the other actions, the share where a manager tries an action at random "
                                  "instead of their habit (0 = habit only).")
+        parser.add_argument("--model", choices=SIM_MODELS, default=SimulationConfig.model,
+                            help="Who scores: 'fast' = the simulator's own logistic regression (default, seconds); "
+                                 "'logreg' / 'lightgbm' = the product's weekly training and daily scoring on the event "
+                                 "log; 'tiny-bert' = the product's bert family on a tiny random checkpoint, for speed.")
         parser.add_argument("--json", type=Path, default=None, help="Also write the results as JSON here.")
         parser.add_argument("--plot", type=Path, default=None, help="Write an SVG plot of true vs measured lift here.")
         parser.add_argument("--replace", action="store_true",
@@ -39,7 +44,8 @@ class Command(BaseCommand):
         logging.getLogger("celery").setLevel(logging.WARNING)
         try:
             config = SimulationConfig(days=options["days"], customers=options["customers"], seed=options["seed"],
-                                      follow_share=options["follow_share"], explore_share=options["explore_share"])
+                                      follow_share=options["follow_share"], explore_share=options["explore_share"],
+                                      model=options["model"])
             result = simulation_run(config=config, replace=options["replace"], plot_path=options["plot"],
                                     out=lambda line: self.stdout.write(line))
         except CrmError as exc:
