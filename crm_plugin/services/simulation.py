@@ -71,10 +71,11 @@ class SimulationConfig:
     # one 5,000-customer run with 0.3 learnt no faster, see docs/simulation.md).
     explore_share: float = 0.0
     escalation_act_share: float = 0.5  # escalated alerts the manager then acts on
-    # Who scores: "fast" = the simulator's own logistic regression on its day matrices (seconds);
-    # "logreg" / "lightgbm" / "tiny-bert" = the product itself: `model_train_all` weekly on the
-    # event log (champion rule included) and `churn_scores_compute` daily (snapshots, reasons).
-    model: str = "fast"
+    # Who scores: "logreg" (default) / "lightgbm" / "tiny-bert" = the product itself:
+    # `model_train_all` weekly on the event log (champion rule included) and `churn_scores_compute`
+    # daily (snapshots, reasons); "fast" = the simulator's own logistic regression on its day
+    # matrices (seconds a day, for many seeds).
+    model: str = "logreg"
 
     def __post_init__(self) -> None:
         if self.model not in SIM_MODELS:

@@ -26,8 +26,8 @@ def test_refuses_a_database_with_imported_customers_even_with_replace():
 
 def test_a_short_run_goes_through_the_whole_loop_and_reports_true_and_measured_lift(tmp_path, capsys):
     out_json, plot = tmp_path / "sim.json", tmp_path / "sim.svg"
-    call_command("simulate", "--days", "40", "--customers", "300", "--seed", "3", "--json", str(out_json),
-                 "--plot", str(plot))
+    call_command("simulate", "--days", "40", "--customers", "300", "--seed", "3", "--model", "fast",
+                 "--json", str(out_json), "--plot", str(plot))
     printed = capsys.readouterr().out
     assert "retention lift (points of churn prevented): true vs measured" in printed
     assert "model: the simulator's own logistic regression" in printed
@@ -47,7 +47,7 @@ def test_a_short_run_goes_through_the_whole_loop_and_reports_true_and_measured_l
     assert ChurnScore.objects.exists() and Alert.objects.filter(kind="high_risk").exists()
     assert Intervention.objects.filter(source="simulation").exclude(outcome="").exists()
     with pytest.raises(CommandError, match="already holds 300 demo customers; pass --replace"):
-        call_command("simulate", "--days", "40", "--customers", "300")
+        call_command("simulate", "--days", "40", "--customers", "300", "--model", "fast")
 
 
 def test_refuses_a_share_outside_0_to_1():

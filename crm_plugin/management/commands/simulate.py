@@ -30,9 +30,9 @@ class Command(BaseCommand):
                             help="Of the other actions, the share where a manager tries an action at random "
                                  "instead of their habit (0 = habit only).")
         parser.add_argument("--model", choices=SIM_MODELS, default=SimulationConfig.model,
-                            help="Who scores: 'fast' = the simulator's own logistic regression (default, seconds); "
-                                 "'logreg' / 'lightgbm' = the product's weekly training and daily scoring on the event "
-                                 "log; 'tiny-bert' = the product's bert family on a tiny random checkpoint, for speed.")
+                            help="Who scores: 'logreg' (default) / 'lightgbm' = the product's weekly training and daily "
+                                 "scoring on the event log; 'tiny-bert' = the product's bert family on a tiny random "
+                                 "checkpoint, for speed; 'fast' = the simulator's own logistic regression (seconds a day).")
         parser.add_argument("--json", type=Path, default=None, help="Also write the results as JSON here.")
         parser.add_argument("--plot", type=Path, default=None, help="Write an SVG plot of true vs measured lift here.")
         parser.add_argument("--replace", action="store_true",
