@@ -285,9 +285,9 @@ class ScoringRunAdmin(ReadOnlyAdmin):
 
 @admin.register(EncoderCacheEntry)
 class EncoderCacheEntryAdmin(ReadOnlyAdmin):
-    list_display = ("customer", "model_version", "text_sha", "embedding_bytes", "updated_at")
+    list_display = ("customer", "model_version", "text_key", "embedding_bytes", "updated_at")
     list_filter = ("model_version",)
-    search_fields = ("customer__external_id", "text_sha")
+    search_fields = ("customer__external_id", "text_key")
     list_select_related = ("customer", "model_version")
     exclude = ("embedding",)
     show_full_result_count = False

@@ -206,7 +206,9 @@ class EncoderCacheEntry(models.Model):
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
-    text_sha = models.CharField(max_length=64)
+    text_key = models.CharField(
+        max_length=64,
+        help_text="Fingerprint of what the text was built from (mlcore.snapshot.text_keys): same key, same text.")
     embedding = models.BinaryField()
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -1,8 +1,9 @@
 """Score snapshot rows with a trained model: cached encoder outputs, calibrated probabilities, reasons.
 
-Django-free. The caller passes the cached embeddings it has (customer id -> (text sha, vector));
-only customers whose text hash changed (or who have no entry) go through the encoder, and the
-fresh vectors come back so the caller can store them. High-risk customers also get text-segment
+Django-free. The caller passes the cached embeddings it has (customer id -> (text key, vector));
+only customers whose text key changed (or who have no entry) go through the encoder, and the
+fresh vectors come back so the caller can store them. A text key is the snapshot's fingerprint of
+what the text is built from (`mlcore.snapshot.text_keys`) or, without one, the text's sha256. High-risk customers also get text-segment
 occlusion so a review or ticket sentence can become a reason.
 """
 from __future__ import annotations
@@ -38,8 +39,8 @@ def is_text_model(model) -> bool:
 class Scored:
     probabilities: np.ndarray  # calibrated, float64 [n]
     reasons: list[list[dict]]
-    text_shas: list[str] = field(default_factory=list)
-    new_embeddings: dict[int, tuple[str, np.ndarray]] = field(default_factory=dict)  # customer id -> (sha, vector)
+    text_keys: list[str] = field(default_factory=list)
+    new_embeddings: dict[int, tuple[str, np.ndarray]] = field(default_factory=dict)  # customer id -> (key, vector)
     n_encoded: int = 0
 
 
@@ -50,33 +51,43 @@ def score_rows(
     evidence: pd.DataFrame,
     as_of,
     cached: dict[int, tuple[str, np.ndarray]] | None = None,
+    text_keys: list[str] | None = None,
     occlusion_threshold: float | None = None,
     occlusion_max_rows: int = OCCLUSION_MAX_ROWS,
 ) -> Scored:
-    """Calibrated P(churn) and reasons for every row (one row per customer)."""
+    """Calibrated P(churn) and reasons for every row (one row per customer).
+
+    `text_keys` (one per row; default: each text's sha256) decide which cached vectors still
+    apply; rows whose key matches may have text None (not built), the others need their text.
+    """
     model = trained.model
     n = len(rows)
     if n == 0:
         return Scored(probabilities=np.zeros(0), reasons=[])
-    shas: list[str] = []
+    keys: list[str] = []
     new: dict[int, tuple[str, np.ndarray]] = {}
     n_encoded = 0
     if is_text_model(model):
         cached = cached or {}
-        shas = [text_sha(t) for t in rows.texts]
+        keys = list(text_keys) if text_keys is not None else [text_sha(t) for t in rows.texts]
+        if len(keys) != n:
+            raise ValueError(f"text_keys has {len(keys)} entries for {n} rows")
         embeddings: np.ndarray | None = None
         missing = []
-        for i, (cid, sha) in enumerate(zip(rows.customer_ids.tolist(), shas)):
+        for i, (cid, key) in enumerate(zip(rows.customer_ids.tolist(), keys)):
             hit = cached.get(cid)
-            if hit is None or hit[0] != sha:
+            if hit is None or hit[0] != key:
                 missing.append(i)
+        unbuilt = [int(rows.customer_ids[i]) for i in missing if rows.texts[i] is None]
+        if unbuilt:
+            raise ValueError(f"no text for customers whose cached vector does not apply: {unbuilt[:5]}")
         if missing:
             fresh = model.encode([rows.texts[i] for i in missing])
             n_encoded = len(missing)
             embeddings = np.empty((n, fresh.shape[1]), dtype=np.float32)
             embeddings[missing] = fresh
             for k, i in enumerate(missing):
-                new[int(rows.customer_ids[i])] = (shas[i], fresh[k])
+                new[int(rows.customer_ids[i])] = (keys[i], fresh[k])
         missing_set = set(missing)
         for i, cid in enumerate(rows.customer_ids.tolist()):
             if i in missing_set:
@@ -114,7 +125,7 @@ def score_rows(
         feature_names=rows.feature_names, features=rows.features, contributions=contributions,
         evidence=evidence, as_of=as_of, texts=rows.texts, segment_effects=segment_effects,
     )
-    return Scored(probabilities=probabilities, reasons=reasons, text_shas=shas, new_embeddings=new,
+    return Scored(probabilities=probabilities, reasons=reasons, text_keys=keys, new_embeddings=new,
                   n_encoded=n_encoded)
 
 

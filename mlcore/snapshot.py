@@ -12,6 +12,7 @@ risk with them, and scoring sets them to "no action" (`as_if_untreated`), so a s
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,6 +26,9 @@ NO_HISTORY_DAYS = 999.0  # recency value for "never happened": far beyond any ho
 TEXT_MAX_EVENTS = 12
 TEXT_MAX_CHARS = 640  # ~128 word pieces of this vocabulary; a cut happens at a segment boundary
 TEXT_SNIPPET_CHARS = 80
+# Part of every text key: bump it when `_texts` changes what it writes, so encoder outputs cached
+# for texts in the old format are recomputed instead of reused.
+TEXT_FORMAT = 1
 
 FEATURE_NAMES: tuple[str, ...] = (
     "days_since_last_order", "days_since_last_event", "usual_gap_days", "gap_ratio", "has_orders",
@@ -171,7 +175,8 @@ class Snapshot:
     customer_ids: np.ndarray
     features: pd.DataFrame  # columns FEATURE_NAMES, float32
     evidence: pd.DataFrame  # raw facts the reasons quote (dates, texts)
-    texts: list[str]
+    texts: list[str | None]  # None only where the caller's known text key still matched (text not built)
+    text_keys: list[str] = ()  # per customer, when asked for (`known_text_keys`): see `text_keys`
 
 
 def _count(codes: np.ndarray, n: int, weights=None) -> np.ndarray:
@@ -206,11 +211,15 @@ def customer_snapshot(
     prepared: bool = False,
     max_events_in_text: int = TEXT_MAX_EVENTS,
     max_chars: int = TEXT_MAX_CHARS,
+    known_text_keys: Mapping[int, str] | None = None,
 ) -> Snapshot:
     """Build features and texts at `as_of` from events strictly before it.
 
     `interventions` (customer_id, created_at, action) and `alerts` (customer_id, alerted_at,
     status) feed the treatment columns; only rows from strictly before as_of are read.
+    With `known_text_keys` (customer id -> the key of a text the caller already has, e.g. in an
+    encoder cache) the snapshot also returns every customer's text key, and builds texts only
+    where the key differs: the others get None, since their text would be the one the caller has.
     """
     as_of = as_timestamp(as_of)
     ev = events if prepared else prepare_events(events)
@@ -324,8 +333,15 @@ def customer_snapshot(
     evidence = _evidence(ev, ids, as_of, is_order, is_rev, is_tix, open_now)
     last_action = _last_action(ids, as_of, interventions)
     evidence["action"], evidence["action_at"] = last_action["action"], last_action["created_at"]
-    texts = _texts(ev, ids, cu, max_events_in_text=max_events_in_text, max_chars=max_chars, as_of=as_of)
-    return Snapshot(as_of=as_of, customer_ids=ids.to_numpy(), features=features, evidence=evidence, texts=texts)
+    keys: list[str] = []
+    build = None
+    if known_text_keys is not None:
+        keys = text_keys(ev, ids, cu, codes=codes, as_of=as_of, max_events_in_text=max_events_in_text,
+                         max_chars=max_chars)
+        build = np.array([known_text_keys.get(cid) != key for cid, key in zip(ids.tolist(), keys)], dtype=bool)
+    texts = _texts(ev, ids, cu, max_events_in_text=max_events_in_text, max_chars=max_chars, as_of=as_of, only=build)
+    return Snapshot(as_of=as_of, customer_ids=ids.to_numpy(), features=features, evidence=evidence, texts=texts,
+                    text_keys=keys)
 
 
 def _before(frame: pd.DataFrame | None, column: str, as_of: pd.Timestamp) -> pd.DataFrame | None:
@@ -461,8 +477,46 @@ def _snippet(text: pd.Series) -> pd.Series:
     return cut.where(cut == "", ": " + cut)
 
 
-def _texts(ev, ids, cu, *, max_events_in_text: int, max_chars: int, as_of) -> list[str]:
-    """profile \\n aggregates \\n newest event \\n ... (absolute dates only, so a quiet day changes nothing)."""
+def text_keys(ev: pd.DataFrame, ids: pd.Index, cu: pd.DataFrame, *, codes: np.ndarray, as_of: pd.Timestamp,
+              max_events_in_text: int, max_chars: int) -> list[str]:
+    """Per customer, a 64-bit fingerprint of everything `_texts` builds the text from: equal key, equal text.
+
+    That is every event before as_of (any change to one, an added or removed one, changes the
+    key), whether each ticket counts as closed at as_of (the text says "open" until then), the
+    segment, the text settings and TEXT_FORMAT. `ev` holds only events before as_of and `codes`
+    maps its rows to positions in `ids`. Far cheaper than building the text to hash it: a daily
+    re-run compares keys and builds only the texts of customers with something new.
+    """
+    n = len(ids)
+    closed = ev["closed_at"].where(ev["closed_at"] < as_of)
+    rows = pd.DataFrame({"t": ev["occurred_at"], "k": ev["kind"], "i": ev["item"], "a": ev["amount"],
+                         "r": ev["rating"], "x": ev["text"], "c": closed, "d": ev["redeemed"]})
+    row_hash = pd.util.hash_pandas_object(rows, index=False).to_numpy(dtype=np.uint64)
+    per_customer = np.zeros(n, dtype=np.uint64)
+    np.add.at(per_customer, codes, row_hash)  # a sum: the same events give the same key in any row order
+    segment = cu["segment"].reindex(ids).fillna("").astype(str) if len(cu) else pd.Series("", index=ids)
+    segment_hash = pd.util.hash_array(segment.to_numpy(dtype=object))
+    settings = int(pd.util.hash_array(np.array([f"{TEXT_FORMAT}|{max_events_in_text}|{max_chars}"], dtype=object))[0])
+    with np.errstate(over="ignore"):
+        key = per_customer ^ (segment_hash * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(settings)
+    return [f"t{TEXT_FORMAT}:{v:016x}" for v in key.tolist()]
+
+
+def _texts(ev, ids, cu, *, max_events_in_text: int, max_chars: int, as_of, only: np.ndarray | None = None
+           ) -> list[str | None]:
+    """profile \\n aggregates \\n newest event \\n ... (absolute dates only, so a quiet day changes nothing).
+
+    `only` (a mask over ids): build just those customers' texts, None for the rest.
+    """
+    if only is not None:
+        out: list[str | None] = [None] * len(ids)
+        wanted = ids[only]
+        if len(wanted):
+            built = _texts(ev[ev["customer_id"].isin(wanted)], wanted, cu, max_events_in_text=max_events_in_text,
+                           max_chars=max_chars, as_of=as_of)
+            for position, text in zip(np.flatnonzero(only).tolist(), built):
+                out[position] = text
+        return out
     if not len(ids):
         return []
     recent = ev.groupby("customer_id", sort=False).tail(max_events_in_text)

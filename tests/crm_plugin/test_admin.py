@@ -58,7 +58,7 @@ def shop():
     customer.save(update_fields=["latest_score"])
     ScoringRun.objects.create(model_version=version, as_of=timezone.now(), status=ScoringRun.Status.DONE,
                               n_customers=25, n_encoded=3, finished_at=timezone.now())
-    EncoderCacheEntry.objects.create(model_version=version, customer=customer, text_sha="ab" * 32,
+    EncoderCacheEntry.objects.create(model_version=version, customer=customer, text_key="t1:" + "ab" * 8,
                                      embedding=b"\x00" * 16)
     BacktestRun.objects.create(as_of=timezone.now(), horizon_days=90, n_customers=25, churn_rate=0.27,
                                results={"families": {"logreg": {}, "lightgbm": {}}})

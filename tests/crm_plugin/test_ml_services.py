@@ -85,6 +85,11 @@ def test_scoring_refuses_a_tampered_champion_by_file_name_and_promotion_keeps_th
     _tamper(champion, "metrics.json")
     with pytest.raises(CrmError, match=r"'metrics.json' fails its checksum"):
         ml.churn_scores_compute(as_of=shop + timedelta(days=1))
+    # The same process scored with this champion a moment ago: a new run still verifies, and the
+    # refused run is on record with the reason.
+    refused = ScoringRun.objects.latest("started_at")
+    assert refused.status == ScoringRun.Status.FAILED and "'metrics.json' fails its checksum" in refused.error
+    assert not ChurnScore.objects.filter(as_of=shop + timedelta(days=1)).exists()
 
 
 def test_manual_promotion_records_who(shop):

@@ -3,6 +3,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlcore.calibration import PlattCalibration
 from mlcore.dataset import snapshot_rows
@@ -72,7 +73,36 @@ def test_second_run_encodes_only_customers_whose_text_changed():
     # Reused vectors score exactly as freshly encoded ones would.
     fresh = score_rows(_trained(CountingEncoder()), rows2, evidence=snap2.evidence, as_of=snap2.as_of)
     np.testing.assert_allclose(second.probabilities, fresh.probabilities)
-    assert second.text_shas[0] == text_sha(rows2.texts[0])
+    assert second.text_keys[0] == text_sha(rows2.texts[0])
+
+
+def test_with_snapshot_text_keys_unchanged_texts_are_never_built_nor_encoded():
+    events, customers = synth_frames(60, 300, seed=1)
+    as_of = pd.Timestamp("2025-10-01", tz="UTC")
+    events = events[events["occurred_at"] < as_of]
+    model = CountingEncoder()
+    snap = customer_snapshot(events, customers, as_of, known_text_keys={})
+    rows = snapshot_rows(snap)
+    first = score_rows(_trained(model), rows, evidence=snap.evidence, as_of=snap.as_of, cached={},
+                       text_keys=snap.text_keys)
+    changed = int(rows.customer_ids[3])
+    later = pd.concat([events, pd.DataFrame([{"customer_id": changed, "kind": "review", "occurred_at": as_of,
+                                              "rating": 1.0, "text": "broken", "attributes": {}}])], ignore_index=True)
+    known = {cid: key for cid, (key, _) in first.new_embeddings.items()}
+    snap2 = customer_snapshot(later, customers, as_of + pd.Timedelta(days=1), known_text_keys=known)
+    rows2 = snapshot_rows(snap2)
+    assert sum(t is not None for t in rows2.texts) == 1
+    model.encoded.clear()
+    second = score_rows(_trained(model), rows2, evidence=snap2.evidence, as_of=snap2.as_of,
+                        cached=first.new_embeddings, text_keys=snap2.text_keys)
+    assert second.n_encoded == 1 and list(second.new_embeddings) == [changed] and "broken" in model.encoded[0]
+    full = customer_snapshot(later, customers, as_of + pd.Timedelta(days=1))
+    fresh = score_rows(_trained(CountingEncoder()), snapshot_rows(full), evidence=full.evidence, as_of=full.as_of)
+    np.testing.assert_allclose(second.probabilities, fresh.probabilities)
+    # A cached vector that does not apply needs its text: a caller that skipped it gets told.
+    with pytest.raises(ValueError, match="no text for customers"):
+        score_rows(_trained(model), rows2, evidence=snap2.evidence, as_of=snap2.as_of, cached={},
+                   text_keys=snap2.text_keys)
 
 
 def test_occlusion_runs_only_for_rows_at_or_above_the_threshold():

@@ -56,6 +56,51 @@ def test_text_uses_absolute_dates_so_a_quiet_day_changes_nothing(shop):
     assert all(len(t) <= 640 for t in today.texts)
 
 
+def _keys(snap) -> dict[int, str]:
+    return dict(zip(snap.customer_ids.tolist(), snap.text_keys))
+
+
+def test_text_keys_stay_on_a_quiet_day_and_change_with_anything_the_text_shows(shop):
+    events, customers = shop
+    events = events[events["occurred_at"] < AS_OF - pd.Timedelta(days=3)].reset_index(drop=True)
+    today = customer_snapshot(events, customers, AS_OF, known_text_keys={})
+    assert len(set(today.text_keys)) == len(today.customer_ids)  # one key per distinct text
+    tomorrow = customer_snapshot(events, customers, AS_OF + pd.Timedelta(days=1), known_text_keys={})
+    assert tomorrow.text_keys == today.text_keys
+
+    a, b, c, d = (int(x) for x in today.customer_ids[:4])
+    new_order = pd.DataFrame([{"customer_id": a, "kind": "order", "occurred_at": AS_OF - pd.Timedelta(hours=5),
+                               "amount": 12.0, "attributes": {}}])
+    edited = events.copy()
+    edited.loc[edited.index[edited["customer_id"] == b][0], "text"] = "changed afterwards"
+    ticket = pd.DataFrame([{"customer_id": c, "kind": "ticket", "occurred_at": AS_OF - pd.Timedelta(days=10), "text": "late",
+                            "attributes": {"status": "closed", "closed_at": (AS_OF + pd.Timedelta(hours=12)).isoformat()}}])
+    segments = customers.copy()
+    segments.loc[segments["customer_id"] == d, "segment"] = "lapsed vip"
+    base = customer_snapshot(pd.concat([edited, ticket], ignore_index=True), segments, AS_OF, known_text_keys={})
+    changed = customer_snapshot(pd.concat([edited, ticket, new_order], ignore_index=True), segments,
+                                AS_OF + pd.Timedelta(days=1), known_text_keys={})  # the ticket is closed by then
+    before, after, original = _keys(base), _keys(changed), _keys(today)
+    assert {cid for cid in after if after[cid] != before[cid]} == {a, c}  # new order, ticket now closed
+    assert {cid for cid in before if before[cid] != original[cid]} == {b, c, d}  # edited text, new ticket, segment
+
+
+def test_known_keys_skip_building_unchanged_texts(shop):
+    events, customers = shop
+    full = customer_snapshot(events, customers, AS_OF, known_text_keys={})
+    known = _keys(full)
+    stale = [int(x) for x in full.customer_ids[[0, 5, 7]]]
+    for cid in stale:
+        known[cid] = "t1:0000000000000000"  # an older text
+    del known[int(full.customer_ids[9])]  # never encoded
+    partial = customer_snapshot(events, customers, AS_OF, known_text_keys=known)
+    built = [i for i, t in enumerate(partial.texts) if t is not None]
+    assert built == [0, 5, 7, 9]
+    assert [partial.texts[i] for i in built] == [full.texts[i] for i in built]
+    assert partial.text_keys == full.text_keys
+    pd.testing.assert_frame_equal(partial.features, full.features)
+
+
 def test_transactions_only_shop_gets_features_and_texts():
     events, customers = synth_frames(60, days=300, seed=1, transactions_only=True)
     events = events[["customer_id", "kind", "occurred_at", "amount"]]
