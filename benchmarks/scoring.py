@@ -15,11 +15,14 @@ process's max RSS; run two sizes to see whether it grows with the customer count
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -52,6 +55,50 @@ TICKETS = ["refund not processed after three weeks", "where is my parcel?", "wro
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _gc_timer():
+    """A gc callback that adds up the time spent in garbage collection (its .total, seconds)."""
+    started = [0.0]
+
+    def callback(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            callback.total += time.perf_counter() - started[0]
+
+    callback.total = 0.0
+    gc.callbacks.append(callback)
+    return callback
+
+
+def start_worker(concurrency: int) -> subprocess.Popen:
+    """A real `celery worker -Q score -c N` (prefork) on this benchmark's database and broker, answering pings."""
+    from config.celery import app
+
+    log = open(Path(tempfile.gettempdir()) / "bench-scoring-worker.log", "w")  # noqa: SIM115 - lives with the worker
+    celery_bin = Path(sys.executable).parent / "celery"
+    proc = subprocess.Popen([str(celery_bin), "-A", "config", "worker", "-Q", "score", "-c", str(concurrency),
+                             "--pool", "prefork", "-l", "warning", "--without-gossip", "--without-mingle",
+                             "-n", f"bench-{os.getpid()}@%h"], cwd=ROOT, env=dict(os.environ), stdout=log, stderr=log)
+    deadline = time.monotonic() + 90
+    while not app.control.ping(timeout=1.0):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            sys.exit(f"the celery worker did not start; see {log.name}")
+    return proc
+
+
+def worker_peak_mb(proc: subprocess.Popen) -> dict:
+    """Peak RSS (VmHWM) of the worker's pool processes: the largest, and their sum (an upper bound at any moment)."""
+    import psutil
+
+    peaks = []
+    for child in psutil.Process(proc.pid).children():
+        for line in Path(f"/proc/{child.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return {"worker_processes": len(peaks), "max_mb": round(max(peaks, default=0)), "sum_mb": round(sum(peaks))}
 
 
 def _copy(table: str, columns: list[str], rows) -> None:
@@ -119,7 +166,11 @@ def main() -> None:
                         help="token budget of the model (default settings.ML_BERT_MAX_LENGTH, as `train` uses)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the daily re-run here (pstats format)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="score through a real `celery worker -c N` (needs CELERY_BROKER_URL) instead of in-process")
     args = parser.parse_args()
+    if args.workers and settings.CELERY_TASK_ALWAYS_EAGER:
+        sys.exit("--workers needs a broker: set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/14)")
     name = connection.settings_dict["NAME"]
     if connection.vendor != "postgresql" or "bench" not in name:
         sys.exit(f"refusing to wipe {connection.vendor} database {name!r}: point DATABASE_URL at a *bench* PostgreSQL DB")
@@ -147,11 +198,15 @@ def main() -> None:
     out["cpu_inference"] = BertConfig(model_path="").resolved_cpu_inference()
     out["fit_and_register_s"] = round(time.perf_counter() - t, 1)
     out["peak_mb_before_scoring"] = round(peak_mb())
+    worker = None
+    if args.workers:
+        out["workers"] = args.workers
+        worker = start_worker(args.workers)
 
     t = time.perf_counter()
     run = ml.churn_scores_compute(as_of=AS_OF)
     full = time.perf_counter() - t
-    out["full"] = {"seconds": round(full, 1), "customers_per_s": round(run.n_customers / full, 1),
+    out["full"] = {"seconds": round(full, 2), "customers_per_s": round(run.n_customers / full, 1),
                    "n_customers": run.n_customers, "n_encoded": run.n_encoded}
     out["peak_mb_after_full"] = round(peak_mb())
     print(json.dumps(out), flush=True)
@@ -170,15 +225,22 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    gc_seconds = _gc_timer()
     t = time.perf_counter()
     run2 = ml.churn_scores_compute(as_of=AS_OF + timedelta(days=1))
     daily = time.perf_counter() - t
+    gc.callbacks.remove(gc_seconds)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(str(args.profile))
-    out["daily_rerun"] = {"seconds": round(daily, 1), "customers_per_s": round(run2.n_customers / daily, 1),
-                          "n_customers": run2.n_customers, "n_encoded": run2.n_encoded, "n_changed": len(changed)}
+    out["daily_rerun"] = {"seconds": round(daily, 2), "customers_per_s": round(run2.n_customers / daily, 1),
+                          "n_customers": run2.n_customers, "n_encoded": run2.n_encoded, "n_changed": len(changed),
+                          "gc_seconds": round(gc_seconds.total, 3)}
     out["peak_mb"] = round(peak_mb())
+    if worker is not None:
+        out["worker_peak"] = worker_peak_mb(worker)
+        worker.terminate()
+        worker.wait(timeout=30)
     out["load_after"] = os.getloadavg()
     out["model"] = version.name
     print(json.dumps(out, indent=1))

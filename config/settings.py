@@ -335,6 +335,11 @@ if not 8 <= ML_BERT_MAX_LENGTH <= 512:
 # Wall-clock budget for BERT fine-tuning in scheduled retraining; run_daily (and so `make
 # demo`) uses the much smaller ML_DAILY_BERT_MAX_TRAIN_MINUTES when it has to train first.
 ML_BERT_MAX_TRAIN_MINUTES = env_float("ML_BERT_MAX_TRAIN_MINUTES", 30.0)
+# Threads torch uses per process. 0: every core in a single process (run_daily, `score`); in a
+# Celery worker, the cores divided by its pool processes (`-c N`), set when the worker starts.
+ML_TORCH_THREADS = env_int("ML_TORCH_THREADS", 0)
+if ML_TORCH_THREADS < 0:
+    raise ImproperlyConfigured(f"ML_TORCH_THREADS must be 0 (automatic) or more, got {ML_TORCH_THREADS}")
 ML_DAILY_BERT_MAX_TRAIN_MINUTES = env_float("ML_DAILY_BERT_MAX_TRAIN_MINUTES", 2.0)
 # Families run_daily trains when the shop has no champion yet (the first, demo-sized training).
 # BERT is left out by default: on the shared 2-core CPU its fixed costs (tokenising, validation
