@@ -26,7 +26,7 @@ def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.dateti
     """
     qs = Event.objects.order_by("customer_id", "occurred_at", "id")
     if customer_ids is not None:
-        qs = qs.filter(customer_id__in=list(customer_ids))
+        qs = qs.filter(customer_id__any_of=list(customer_ids))
     if before is not None:
         qs = qs.filter(occurred_at__lt=before)
     # Times as ISO text, parsed by pandas in one go (a datetime object per row cost more than the query).
@@ -58,7 +58,7 @@ def _json_objects(values: list) -> list[dict]:
 def customers_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFrame:
     qs = Customer.objects.all()
     if customer_ids is not None:
-        qs = qs.filter(pk__in=list(customer_ids))
+        qs = qs.filter(pk__any_of=list(customer_ids))
     return pd.DataFrame(list(qs.values_list("pk", "segment", "first_seen_at")),
                         columns=["customer_id", "segment", "first_seen_at"])
 
@@ -71,7 +71,7 @@ def interventions_frame(*, customer_ids: Sequence[int] | None = None) -> pd.Data
     """Every logged action: when, which, and the recorded outcome (labels and treatment columns)."""
     qs = Intervention.objects.all()
     if customer_ids is not None:
-        qs = qs.filter(customer_id__in=list(customer_ids))
+        qs = qs.filter(customer_id__any_of=list(customer_ids))
     return pd.DataFrame(list(qs.values_list(*INTERVENTION_FIELDS)), columns=list(INTERVENTION_FIELDS))
 
 
@@ -83,7 +83,7 @@ def alerts_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """
     qs = Alert.objects.filter(kind__in=(Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE), customer__isnull=False)
     if customer_ids is not None:
-        qs = qs.filter(customer_id__in=list(customer_ids))
+        qs = qs.filter(customer_id__any_of=list(customer_ids))
     rows = qs.order_by().annotate(alerted_at=Coalesce(F("score__as_of"), F("created_at"))).values_list(*ALERT_FIELDS)
     return pd.DataFrame(list(rows), columns=list(ALERT_FIELDS))
 

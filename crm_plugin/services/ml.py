@@ -281,22 +281,25 @@ def churn_scores_compute(*, as_of: datetime | None = None, wait: bool = True, ch
 
 
 def _cached_embeddings(version: ModelVersion, customer_ids: list[int]) -> dict[int, tuple[str, np.ndarray]]:
-    rows = EncoderCacheEntry.objects.filter(model_version=version, customer_id__in=customer_ids).values_list(
+    rows = EncoderCacheEntry.objects.filter(model_version=version, customer_id__any_of=customer_ids).values_list(
         "customer_id", "text_key", "embedding")
     return {cid: (key, np.frombuffer(bytes(blob), dtype=np.float32)) for cid, key, blob in rows}
 
 
 def _carry_text_reasons(version: ModelVersion, as_of: datetime, ids: list[int], scored) -> None:
-    """Customers whose text was not re-encoded keep the text reasons of their previous score (same version)."""
+    """Customers whose text was not re-encoded keep the text reasons of their latest score (same version).
+
+    Call before this run's scores become the customers' latest. Reads one score per customer (the
+    latest, up to as_of), not their whole history: that grew by a row per customer every day.
+    """
     if not scored.text_keys:
         return
     reused = [cid for cid in ids if cid not in scored.new_embeddings]
     if not reused:
         return
-    previous: dict[int, list] = {}
-    for cid, reasons in (ChurnScore.objects.filter(model_version=version, customer_id__in=reused, as_of__lt=as_of)
-                         .order_by("customer_id", "-as_of").values_list("customer_id", "reasons")):
-        previous.setdefault(cid, reasons)
+    previous = dict(Customer.objects.filter(pk__any_of=reused, latest_score__model_version=version,
+                                            latest_score__as_of__lte=as_of)
+                    .values_list("pk", "latest_score__reasons"))
     position = {cid: i for i, cid in enumerate(ids)}
     for cid, reasons in previous.items():
         text_reasons = [r for r in reasons or [] if "segment" in (r.get("evidence") or {})]
@@ -338,7 +341,8 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     now = timezone.now()
     spend = snap.features["spend_365"].to_numpy(dtype=np.float64)
     with transaction.atomic():
-        _churn_scores_upsert(ids, scored.probabilities, scored.reasons, version=version, as_of=as_of, now=now)
+        score_ids = _churn_scores_upsert(ids, scored.probabilities, scored.reasons, version=version, as_of=as_of,
+                                         now=now)
         if scored.new_embeddings:
             EncoderCacheEntry.objects.bulk_create(
                 [EncoderCacheEntry(model_version=version, customer_id=cid, text_key=key,
@@ -347,13 +351,15 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
                 update_conflicts=True, unique_fields=["model_version", "customer"],
                 update_fields=["text_key", "embedding", "updated_at"], batch_size=1000,
             )
-        _customers_point_at_scores(ids, spend, scored.probabilities, version=version, as_of=as_of)
+        _customers_point_at_scores(ids, spend, scored.probabilities, score_ids, as_of=as_of)
     return {"n_customers": len(ids), "n_encoded": scored.n_encoded}
 
 
 def _churn_scores_upsert(ids: list[int], probabilities: np.ndarray, reasons: list[list[dict]], *,
-                         version: ModelVersion, as_of: datetime, now: datetime) -> None:
-    """Insert or overwrite the ChurnScore of each customer for (version, as_of): a retry rewrites, never duplicates.
+                         version: ModelVersion, as_of: datetime, now: datetime) -> list[int]:
+    """Insert or overwrite the ChurnScore of each customer for (version, as_of); returns their ids in `ids` order.
+
+    A retry rewrites, never duplicates.
 
     PostgreSQL: one INSERT ... ON CONFLICT over arrays, the reasons as one JSON document (bulk_create
     sent them as a jsonb[] whose per-element quoting took 0.12 s of the 0.14 s per 2,000 rows).
@@ -367,7 +373,9 @@ def _churn_scores_upsert(ids: list[int], probabilities: np.ndarray, reasons: lis
             update_conflicts=True, unique_fields=["customer", "model_version", "as_of"],
             update_fields=["probability", "band", "reasons"], batch_size=1000,
         )
-        return
+        written = dict(ChurnScore.objects.filter(model_version=version, as_of=as_of, customer_id__any_of=ids)
+                       .values_list("customer_id", "pk"))
+        return [written[cid] for cid in ids]
     meta = ChurnScore._meta
     column = {name: meta.get_field(name).column for name in
               ("customer", "model_version", "as_of", "probability", "band", "reasons", "created_at")}
@@ -381,21 +389,28 @@ def _churn_scores_upsert(ids: list[int], probabilities: np.ndarray, reasons: lis
             " JOIN jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(reasons, i) ON r.i = u.i"
             f" ON CONFLICT ({column['customer']}, {column['model_version']}, {column['as_of']}) DO UPDATE SET"
             f" {column['probability']} = EXCLUDED.{column['probability']}, {column['band']} = EXCLUDED.{column['band']},"
-            f" {column['reasons']} = EXCLUDED.{column['reasons']}",
+            f" {column['reasons']} = EXCLUDED.{column['reasons']}"
+            f" RETURNING {column['customer']}, id",
             [version.pk, ops.adapt_datetimefield_value(as_of), ops.adapt_datetimefield_value(now),
              [int(c) for c in ids], [float(p) for p in probabilities], bands, json.dumps(reasons)],
         )
+        written = dict(cursor.fetchall())
+    return [written[cid] for cid in ids]
 
 
-def _customers_point_at_scores(ids: list[int], spend: np.ndarray, probabilities: np.ndarray, *,
-                               version: ModelVersion, as_of: datetime) -> None:
+def _customers_point_at_scores(ids: list[int], spend: np.ndarray, probabilities: np.ndarray, score_ids: list[int], *,
+                               as_of: datetime) -> None:
     """Set Customer.value, point latest_score at this run's score and store risk_change_7d, in one pass.
 
-    One UPDATE ... FROM (VALUES ...) per 1,000 customers (bulk_update's CASE per row cost 1.3 s per
-    2,000 customers; a second UPDATE for the 7-day change wrote every row twice). A re-run of an older
-    day must not replace a newer latest score: those customers keep latest_score, and their change
-    is recomputed by `customer_risk_change_refresh`, since this run's score may now be its baseline.
-    Otherwise the change is this score's probability minus the baseline that refresh would pick.
+    One UPDATE ... FROM the rows (arrays on PostgreSQL, VALUES per 1,000 elsewhere; bulk_update's CASE
+    per row cost 1.3 s per 2,000 customers, and a second UPDATE for the 7-day change wrote every row twice).
+    A re-run of an older day must not replace a newer latest score: those customers keep latest_score,
+    and their change is recomputed by `customer_risk_change_refresh`, since this run's score may now be
+    its baseline. Otherwise the change is this score's probability minus the baseline refresh would pick.
+
+    Scores are looked up by primary key or by customer only: a lookup by this run's as_of made the
+    planner use the (as_of, band) index on statistics from before the run's rows existed, scanning
+    every new row once per customer (6 s per 2,000 customers after an ANALYZE).
     """
     customer = Customer._meta.db_table
     score = ChurnScore._meta.db_table
@@ -403,28 +418,30 @@ def _customers_point_at_scores(ids: list[int], spend: np.ndarray, probabilities:
     field = Customer._meta.get_field("value")
     as_of_param = ops.adapt_datetimefield_value(as_of)
     window_param = ops.adapt_datetimefield_value(as_of - timedelta(days=RISK_CHANGE_DAYS))
-    newer = f"EXISTS (SELECT 1 FROM {score} ls WHERE ls.id = {customer}.latest_score_id AND ls.as_of > %s)"
+    newer = f"(SELECT ls.as_of FROM {score} ls WHERE ls.id = {customer}.latest_score_id) > %s"
+    values = [ops.adapt_decimalfield_value(Decimal(f"{s:.2f}"), field.max_digits, field.decimal_places) for s in spend]
+    if connection.vendor == "postgresql":  # the rows as four arrays: one statement, four parameters
+        batches = [("unnest(%s::bigint[], %s::numeric[], %s::float8[], %s::bigint[]) AS v(column1, column2, column3,"
+                    " column4)", [[int(c) for c in ids], values, [float(p) for p in probabilities], list(score_ids)])]
+    else:  # SQLite (>= 3.33) names unaliased VALUES columns column1, column2, ... as PostgreSQL does
+        batches = []
+        for start in range(0, len(ids), 1000):  # within SQLite's limit on parameters
+            rows = zip(ids[start:start + 1000], values[start:start + 1000], probabilities[start:start + 1000],
+                       score_ids[start:start + 1000])
+            params = [x for cid, v, p, sid in rows for x in (int(cid), v, float(p), int(sid))]
+            batches.append((f"(VALUES {', '.join(['(%s, %s, %s, %s)'] * (len(params) // 4))}) AS v", params))
     with connection.cursor() as cursor:
-        for start in range(0, len(ids), 1000):
-            part = list(zip(ids[start:start + 1000], spend[start:start + 1000], probabilities[start:start + 1000]))
-            values = ", ".join(["(%s, %s, %s)"] * len(part))
-            params: list = []
-            for cid, s, p in part:
-                params += [cid, ops.adapt_decimalfield_value(Decimal(f"{s:.2f}"), field.max_digits, field.decimal_places),
-                           float(p)]
-            # Both PostgreSQL and SQLite (>= 3.33) name unaliased VALUES columns column1, column2, ...
+        for source, params in batches:
             cursor.execute(
                 f"UPDATE {customer} SET value = v.column2,"
-                f" latest_score_id = CASE WHEN {newer} THEN {customer}.latest_score_id ELSE ("
-                f"  SELECT s.id FROM {score} s WHERE s.customer_id = {customer}.id AND s.model_version_id = %s"
-                f"  AND s.as_of = %s) END,"
+                f" latest_score_id = CASE WHEN {newer} THEN {customer}.latest_score_id ELSE v.column4 END,"
                 f" risk_change_7d = CASE WHEN {newer} THEN {customer}.risk_change_7d ELSE v.column3 - ("
                 f"  SELECT b.probability FROM {score} b WHERE b.customer_id = {customer}.id AND b.as_of < %s"
                 f"  AND b.as_of >= %s ORDER BY b.as_of, b.id DESC LIMIT 1) END"
-                f" FROM (VALUES {values}) AS v WHERE {customer}.id = v.column1",
-                [as_of_param, version.pk, as_of_param, as_of_param, as_of_param, window_param, *params],
+                f" FROM {source} WHERE {customer}.id = v.column1",
+                [as_of_param, as_of_param, as_of_param, window_param, *params],
             )
-    later = list(Customer.objects.filter(pk__in=ids, latest_score__as_of__gt=as_of).values_list("pk", flat=True))
+    later = list(Customer.objects.filter(pk__any_of=ids, latest_score__as_of__gt=as_of).values_list("pk", flat=True))
     if later:
         customer_risk_change_refresh(customer_ids=later)
 
@@ -447,7 +464,7 @@ def customer_risk_change_refresh(*, customer_ids: list[int] | None = None) -> in
         .order_by("as_of", "-pk").values("probability")[:1]
     )
     latest_probability = ChurnScore.objects.filter(pk=OuterRef("latest_score_id")).values("probability")[:1]
-    qs = Customer.objects.all() if customer_ids is None else Customer.objects.filter(pk__in=customer_ids)
+    qs = Customer.objects.all() if customer_ids is None else Customer.objects.filter(pk__any_of=customer_ids)
     return qs.update(risk_change_7d=Subquery(latest_probability, output_field=FloatField())
                      - Subquery(baseline, output_field=FloatField()))
 

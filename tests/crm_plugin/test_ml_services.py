@@ -2,10 +2,12 @@
 from datetime import timedelta
 from io import StringIO
 
+import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, Event, ModelVersion, ScoringRun
@@ -120,3 +122,35 @@ def test_too_few_churners_says_how_many(db):
     synth_into_db(n_customers=20, days=420, seed=9)
     with pytest.raises(CrmError, match=r"too few labelled customers .* need at least 50 .* have \d+ customers"):
         ml.model_train_all(families=["logreg"], as_of=ml.last_event_day())
+
+
+def test_unchanged_texts_keep_the_text_reasons_of_their_latest_score():
+    from mlcore.scoring import Scored
+    from tests.crm_plugin.factories import ChurnScoreFactory, CustomerFactory, ModelVersionFactory
+
+    version, day = ModelVersionFactory(), timezone.now().replace(microsecond=0)
+    text_reason = {"code": "recent_review", "text": "review 3 days ago: arrived broken", "weight": 0.4,
+                   "evidence": {"date": "2026-01-01", "segment": "2026-01-01 review 1/5: arrived broken"}}
+    number_reason = {"code": "no_recent_order", "text": "no order for 64 days", "weight": 0.3, "evidence": {}}
+
+    def customer_with_latest(model_version, reasons):
+        customer = CustomerFactory()
+        ChurnScoreFactory(customer=customer, model_version=model_version, as_of=day - timedelta(days=9),
+                          reasons=[text_reason])  # older history is not read
+        latest = ChurnScoreFactory(customer=customer, model_version=model_version, as_of=day - timedelta(days=1),
+                                   reasons=reasons)
+        Customer.objects.filter(pk=customer.pk).update(latest_score=latest)
+        return customer
+
+    had_text = customer_with_latest(version, [text_reason, number_reason])
+    had_none = customer_with_latest(version, [number_reason])
+    other_model = customer_with_latest(ModelVersionFactory(), [text_reason])
+    today = {"code": "fewer_visits", "text": "no site visit for 40 days", "weight": 0.2, "evidence": {}}
+    scored = Scored(probabilities=np.array([0.8, 0.8, 0.8]), reasons=[[today], [today], [today]],
+                    text_keys=["k1", "k2", "k3"], new_embeddings={})
+
+    ml._carry_text_reasons(version, day, [had_text.pk, had_none.pk, other_model.pk], scored)
+
+    assert scored.reasons[0] == [text_reason, today]  # carried, strongest first; the number reason is today's to give
+    assert scored.reasons[1] == [today]
+    assert scored.reasons[2] == [today]  # another model's reasons are not this model's to carry
