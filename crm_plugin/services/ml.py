@@ -16,7 +16,7 @@ import pandas as pd
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import connection, transaction
+from django.db import connection, reset_queries, transaction
 from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
@@ -313,6 +313,9 @@ def _carry_text_reasons(version: ModelVersion, as_of: datetime, ids: list[int], 
 
 def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     """Score one chunk of customers for a ScoringRun; idempotent (a retry overwrites the same rows)."""
+    # With DEBUG on (the local default) Django keeps every query with its parameters; a chunk's
+    # writes carry 2,000 customers' reasons, so a long run in one process would pile them up.
+    reset_queries()
     run = ScoringRun.objects.select_related("model_version").get(pk=run_id)
     version = run.model_version
     trained = model_version_load(version=version, run_id=run.pk)

@@ -154,3 +154,17 @@ def test_unchanged_texts_keep_the_text_reasons_of_their_latest_score():
     assert scored.reasons[0] == [text_reason, today]  # carried, strongest first; the number reason is today's to give
     assert scored.reasons[1] == [today]
     assert scored.reasons[2] == [today]  # another model's reasons are not this model's to carry
+
+
+def test_a_long_scoring_run_does_not_keep_every_chunks_sql_with_debug_on(shop, settings):
+    from django.db import connection, reset_queries
+
+    ml.model_train_all(as_of=shop, families=["logreg"])
+    settings.DEBUG = True  # the local default: Django logs each query with its parameters
+    reset_queries()
+    run = ml.churn_scores_compute(as_of=shop, chunk_size=20)
+    chunks = -(-run.n_customers // 20)
+    assert chunks >= 5
+    score_writes = [q for q in connection.queries if q["sql"].startswith('INSERT INTO "crm_plugin_churnscore"')
+                    or q["sql"].startswith("INSERT INTO crm_plugin_churnscore")]
+    assert len(score_writes) == 1  # the last chunk's; the others were let go as their chunk ended
