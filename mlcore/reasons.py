@@ -150,11 +150,15 @@ def build_reasons(
     topic_cols = {code: [index[c] for c in cols if c in index] for code, cols in TOPICS.items()}
     topic_weight = {code: contributions[:, cols].sum(axis=1) for code, cols in topic_cols.items() if cols}
     ev_records = evidence.to_dict("records")
+    # Plain Python lists, converted once: indexing numpy element by element was most of the loop.
+    names, feature_rows = list(index), np.asarray(features, dtype=np.float64).tolist()
+    codes = list(topic_weight)
+    weight_rows = np.column_stack([topic_weight[c] for c in codes]).tolist() if codes else [[]] * len(features)
     out: list[list[dict]] = []
     for i in range(len(features)):
-        f = {name: float(features[i, j]) for name, j in index.items()}
+        f = dict(zip(names, feature_rows[i]))
         ev = ev_records[i]
-        weights = {code: float(w[i]) for code, w in topic_weight.items()}
+        weights = dict(zip(codes, weight_rows[i]))
         extra: list[dict] = []
         for seg_index, delta in (segment_effects or {}).get(i, []):
             # delta = log-odds without the segment - with it; negative = the segment pushes towards churn
