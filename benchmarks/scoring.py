@@ -7,10 +7,13 @@ Needs a PostgreSQL database of its own (it is wiped): the name must contain "ben
 
 Steps, each timed: synthesise customers (8-14 events each: orders, visits, reviews, tickets) with
 COPY; fit a `bert` head on 400 customers for a few seconds (the speed of scoring does not depend
-on how well the head learned) and promote it; score everyone (in-process chunks of
-SCORE_CHUNK_SIZE, every text encoded); give 5% of customers one new order and score the next day
-(only their texts are encoded, the rest come from EncoderCacheEntry). Peak memory is this
-process's max RSS; run two sizes to see whether it grows with the customer count.
+on how well the head learned) and promote it; score everyone (chunks of SCORE_CHUNK_SIZE, every
+text encoded); VACUUM ANALYZE, as autovacuum would overnight; give 5% of customers one new order
+and score the next day (only their texts are built and encoded, the rest come from
+EncoderCacheEntry). Chunks run in-process, or with --workers N (and CELERY_BROKER_URL) on a real
+`celery worker -c N`. Peak memory is this process's max RSS (and the pool processes' with
+--workers); run several sizes to see whether it grows with the customer count. DEBUG is off
+unless the environment sets it, as in production.
 """
 from __future__ import annotations
 

@@ -262,8 +262,7 @@ def churn_scores_compute(*, as_of: datetime | None = None, wait: bool = True, ch
         # Refuse a broken champion before any work is queued (the run is recorded as failed, with why).
         # Verified for this run: in-process chunks reuse the check; each worker process does its own.
         model_version_load(version=champion, run_id=run.pk)
-        # set(): the selector may repeat ids (DISTINCT over a default ordering); a customer is scored once.
-        ids = sorted(set(selectors_ml.customer_ids_with_history(before=as_of)))
+        ids = selectors_ml.customer_ids_with_history(before=as_of)  # distinct, in id order
         size = chunk_size or settings.SCORE_CHUNK_SIZE
         chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
         job = chord([score_chunk.s(run.pk, chunk) for chunk in chunks], scoring_run_finish.s(run.pk))
