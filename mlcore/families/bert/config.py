@@ -71,8 +71,8 @@ class BertConfig:
     dropout: float = 0.1  # in the head; the encoder keeps its checkpoint's own dropout
     head_hidden: int = 64
     # Linear probing before fine-tuning (LP-FT): start the head's wide term from a logistic
-    # regression on the features and the deep term at zero, and count step 0 as a candidate
-    # for early stopping. Off: the head starts random (the original recipe).
+    # regression on the features (the deep term keeps its random init), and count step 0, scored
+    # with the deep output zeroed, as a candidate for early stopping. Off: the head starts random.
     linear_probe_init: bool = True
     grad_clip: float = 1.0
     class_weighting: bool = True  # pos_weight = negatives / positives of the train labels

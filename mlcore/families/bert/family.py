@@ -391,8 +391,9 @@ class BertFamily:
     def encode(self, texts: list[str], *, quantized: bool | None = None, sort_by_length: bool = True) -> np.ndarray:
         """Encoder output per text, float32 [n, hidden], in the order given.
 
-        Texts are run in batches sorted by token length; on CPU the encoder is int8
-        dynamically quantised unless `quantized=False` (or config.quantize_inference is off).
+        Texts are run in batches sorted by token length; on CPU the precision is
+        `config.resolved_cpu_inference()` (bf16 where the CPU has it natively, else int8 dynamic
+        quantisation); `quantized=True`/`False` forces int8/fp32.
         """
         model = self._require_model()
         self.config.apply_threads()
