@@ -84,10 +84,22 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, redis_url, tmp_path_factory):
-    """A real `celery worker` process on Redis, using the test database.
+def worker_slack():
+    """The loopback Slack Web API stand-in that the real worker posts to (its calls, its messages)."""
+    from tests.churnbot.slack_standin import SlackStandin
 
-    Tests that use it need `transactional_db` so the worker sees committed rows.
+    standin = SlackStandin().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, redis_url, tmp_path_factory, worker_slack):
+    """A real `celery worker` process on Redis, using the test database, posting to Slack at `worker_slack`.
+
+    Tests that use it need `transactional_db` so the worker sees committed rows. Its settings
+    come from its environment, as in production: a Slack app (the stand-in), logistic regression
+    for every training it is asked for, and no control group.
     """
     from django.db import connection
 
@@ -99,7 +111,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, redis_url, tmp_pat
 
     env = {**os.environ, "DATABASE_URL": worker_db_url, "CELERY_BROKER_URL": redis_url,
            "CELERY_RESULT_BACKEND": redis_url, "DJANGO_SETTINGS_MODULE": "config.settings",
-           "MODEL_DIR": str(tmp_path_factory.mktemp("worker-models"))}
+           "MODEL_DIR": str(tmp_path_factory.mktemp("worker-models")),
+           "SLACK_BOT_TOKEN": "xoxb-worker-test", "SLACK_SIGNING_SECRET": "worker-test-secret",
+           "SLACK_API_BASE_URL": worker_slack.api_url, "SITE_URL": "https://crm.shop.example",
+           "ML_TRAIN_FAMILIES": "logreg", "ML_DAILY_FAMILIES": "logreg", "CONTROL_GROUP_SHARE": "0"}
     log_path = ROOT / "var" / "test-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - closed below
@@ -131,10 +146,11 @@ def celery_worker_process(django_db_setup, django_db_blocker, redis_url, tmp_pat
 
 
 @pytest.fixture
-def celery_worker(celery_worker_process, transactional_db):
-    """Send tasks to the real worker for the length of one test."""
+def celery_worker(celery_worker_process, transactional_db, worker_slack):
+    """Send tasks to the real worker for the length of one test (the Slack stand-in starts empty)."""
     from config.celery import app
 
+    worker_slack.reset()
     app.conf.task_always_eager = False
     yield celery_worker_process
     app.conf.task_always_eager = True

@@ -48,7 +48,7 @@ from django.db import connection  # noqa: E402
 
 from crm_plugin import selectors_ml  # noqa: E402
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, Event, ModelVersion, ScoringRun  # noqa: E402
-from crm_plugin.services import ml  # noqa: E402
+from crm_plugin.services import ml, scoring_runs  # noqa: E402
 from mlcore.dataset import snapshot_rows  # noqa: E402
 from mlcore.snapshot import customer_snapshot  # noqa: E402
 from mlcore.training import train_family  # noqa: E402
@@ -216,7 +216,7 @@ def main() -> None:
         worker = start_worker(args.workers)
 
     t = time.perf_counter()
-    run = ml.churn_scores_compute(as_of=AS_OF)
+    run = scoring_runs.churn_scores_compute(as_of=AS_OF)
     full = time.perf_counter() - t
     out["full"] = {"seconds": round(full, 2), "customers_per_s": round(run.n_customers / full, 1),
                    "n_customers": run.n_customers, "n_encoded": run.n_encoded}
@@ -240,7 +240,7 @@ def main() -> None:
         profiler.enable()
     gc_seconds = _gc_timer()
     t = time.perf_counter()
-    run2 = ml.churn_scores_compute(as_of=AS_OF + timedelta(days=1))
+    run2 = scoring_runs.churn_scores_compute(as_of=AS_OF + timedelta(days=1))
     daily = time.perf_counter() - t
     gc.callbacks.remove(gc_seconds)
     if profiler is not None:

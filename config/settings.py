@@ -81,8 +81,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "crm_plugin",
-    "mlcore",
     "churnbot",
+    "pipeline",
 ]
 
 MIDDLEWARE = [
@@ -195,7 +195,10 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Routes and the beat schedule are filled in by the apps that own the tasks.
+# How long `run_daily` (with a broker) waits for a worker on each queue it needs before it fails
+# with a message naming the queue; with no worker it would otherwise wait forever.
+CELERY_WORKER_WAIT_SECONDS = env_int("CELERY_WORKER_WAIT_SECONDS", 30)
+# Routes and the beat schedule are filled in by the sections below that own the tasks (slack, loop, ml).
 CELERY_TASK_ROUTES: dict = {}
 CELERY_BEAT_SCHEDULE: dict = {}
 
@@ -227,6 +230,11 @@ CHURN_BAND_MEDIUM = env_float("CHURN_BAND_MEDIUM", 0.3)
 if not 0 < CHURN_BAND_MEDIUM < CHURN_BAND_HIGH < 1:
     raise ImproperlyConfigured("need 0 < CHURN_BAND_MEDIUM < CHURN_BAND_HIGH < 1")
 SCORE_CHUNK_SIZE = env_int("SCORE_CHUNK_SIZE", 2000)
+# A scoring run with no chunk finished for this long has stopped (its worker died): it is marked
+# failed when the next run starts, and `run_daily` stops waiting for it.
+SCORING_LEASE_SECONDS = env_int("SCORING_LEASE_SECONDS", 900)
+if SCORING_LEASE_SECONDS < 60:
+    raise ImproperlyConfigured("SCORING_LEASE_SECONDS must be at least 60 (a chunk must fit inside it)")
 
 # Never fetch weights or data from a hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -352,7 +360,10 @@ CELERY_TASK_ROUTES["mlcore.train_*"] = {"queue": "train"}
 CELERY_TASK_ROUTES["mlcore.score_*"] = {"queue": "score"}
 from celery.schedules import crontab  # noqa: E402 - only the beat schedule needs it
 
-CELERY_BEAT_SCHEDULE["mlcore.score_daily"] = {"task": "mlcore.score_daily", "schedule": crontab(hour=5, minute=0)}
+# The daily job: scoring, then (chained after the run closes) alert policy, escalations,
+# follow-ups and delivery (pipeline/daily.py).
+CELERY_TASK_ROUTES["pipeline.*"] = {"queue": "default"}
+CELERY_BEAT_SCHEDULE["pipeline.daily_run"] = {"task": "pipeline.daily_run", "schedule": crontab(hour=5, minute=0)}
 CELERY_BEAT_SCHEDULE["mlcore.train_weekly"] = {
     "task": "mlcore.train_weekly", "schedule": crontab(day_of_week="sun", hour=2, minute=0),
 }

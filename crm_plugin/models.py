@@ -181,7 +181,11 @@ class ChurnScore(models.Model):
 
 
 class ScoringRun(models.Model):
-    """One run of daily scoring, for operators."""
+    """One run of daily scoring, for operators.
+
+    A running run holds a lease that every finished chunk renews; a run whose lease ran out made no
+    progress for that long (its worker or process died) and is marked failed when the next run starts.
+    """
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -195,6 +199,7 @@ class ScoringRun(models.Model):
     n_encoded = models.PositiveIntegerField(default=0, help_text="Customers whose text went through the encoder.")
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A running run with no progress by then has stopped.")
     error = models.TextField(blank=True, default="")
 
     class Meta:

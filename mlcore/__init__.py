@@ -1,5 +1,5 @@
 """Churn models: snapshots, datasets, model families, training, backtests, registry, scoring.
 
-Core modules take and return plain data (DataFrames, arrays, dataclasses). Only
-`mlcore.tasks` (and the crm_plugin glue it calls) touches Django.
+Every module takes and returns plain data (DataFrames, arrays, dataclasses) and none touches
+Django: crm_plugin loads the data, calls in, and stores what comes back.
 """

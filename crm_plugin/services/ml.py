@@ -34,7 +34,7 @@ _LOADED: dict[tuple[int, str], TrainedModel] = {}  # per process: a worker loads
 _VERIFIED_FOR_RUN: dict[tuple[int, str], int] = {}  # per process: the scoring run whose chunks skip re-verification
 
 
-def _aware(value: datetime | None) -> datetime:
+def as_of_aware(value: datetime | None) -> datetime:
     value = value or timezone.now()
     return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
 
@@ -132,7 +132,7 @@ def _json_safe(data: dict) -> dict:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in data.items()}
 
 
-def _check_as_of(as_of: datetime) -> None:
+def as_of_check(as_of: datetime) -> None:
     first, last = selectors_ml.event_time_range()
     if first is None:
         raise CrmError("no events yet: import events (manage.py import_events) or generate the demo shop first")
@@ -186,10 +186,10 @@ def model_train_all(
     The champion is re-evaluated on the same validation rows as the new versions, so the
     comparison is like for like; a champion whose files fail their checksum loses.
     """
-    as_of = _aware(as_of)
+    as_of = as_of_aware(as_of)
     horizon_days = horizon_days or settings.CHURN_HORIZON_DAYS
     families = tuple(families or DEFAULT_FAMILIES)
-    _check_as_of(as_of)
+    as_of_check(as_of)
     try:
         events = selectors_ml.events_frame(before=as_of)
         # Treatment is data: alerts and actions before each cutoff become columns; the validation
@@ -240,44 +240,7 @@ def model_train_all(
     return created
 
 
-# --- scoring -------------------------------------------------------------------------------
-
-def churn_scores_compute(*, as_of: datetime | None = None, wait: bool = True, chunk_size: int | None = None) -> ScoringRun:
-    """Score every customer with events before `as_of` with the champion, in chunks on the `score` queue.
-
-    Chunks run as a Celery chord (in-process when Celery is eager); the run is finished by
-    `mlcore.scoring_run_finish`. With wait=False (inside a task) it returns once enqueued.
-    """
-    from celery import chord
-
-    from mlcore.tasks import score_chunk, scoring_run_finish
-
-    as_of = _aware(as_of)
-    champion = champion_get()
-    if champion is None:
-        raise CrmError("no champion model yet: run `python manage.py train` first")
-    _check_as_of(as_of)
-    run = ScoringRun.objects.create(model_version=champion, as_of=as_of, n_customers=0)
-    try:
-        # Refuse a broken champion before any work is queued (the run is recorded as failed, with why).
-        # Verified for this run: in-process chunks reuse the check; each worker process does its own.
-        model_version_load(version=champion, run_id=run.pk)
-        ids = selectors_ml.customer_ids_with_history(before=as_of)  # distinct, in id order
-        size = chunk_size or settings.SCORE_CHUNK_SIZE
-        chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
-        job = chord([score_chunk.s(run.pk, chunk) for chunk in chunks], scoring_run_finish.s(run.pk))
-        result = job.apply_async()
-        if wait:
-            result.get(disable_sync_subtasks=False, propagate=True)
-    except Exception as exc:
-        ScoringRun.objects.filter(pk=run.pk).update(status=ScoringRun.Status.FAILED, error=str(exc)[:2000],
-                                                    finished_at=timezone.now())
-        if isinstance(exc, CrmError):
-            raise
-        raise CrmError(f"scoring failed: {exc}") from exc
-    run.refresh_from_db()
-    return run
-
+# --- scoring (runs are opened and enqueued by services/scoring_runs.py) ----------------------
 
 def _cached_embeddings(version: ModelVersion, customer_ids: list[int]) -> dict[int, tuple[str, np.ndarray]]:
     rows = EncoderCacheEntry.objects.filter(model_version=version, customer_id__any_of=customer_ids).values_list(
@@ -316,6 +279,8 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     # writes carry 2,000 customers' reasons, so a long run in one process would pile them up.
     reset_queries()
     run = ScoringRun.objects.select_related("model_version").get(pk=run_id)
+    if run.status != ScoringRun.Status.RUNNING:  # marked failed (stale) meanwhile: its day starts afresh
+        return {"n_customers": 0, "n_encoded": 0}
     version = run.model_version
     trained = model_version_load(version=version, run_id=run.pk)
     as_of = run.as_of
@@ -354,7 +319,14 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
                 update_fields=["text_key", "embedding", "updated_at"], batch_size=1000,
             )
         _customers_point_at_scores(ids, spend, scored.probabilities, score_ids, as_of=as_of)
+        scoring_run_lease_renew(run_id=run.pk)
     return {"n_customers": len(ids), "n_encoded": scored.n_encoded}
+
+
+def scoring_run_lease_renew(*, run_id: int) -> None:
+    """Push a running run's lease SCORING_LEASE_SECONDS ahead: it is making progress."""
+    ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=settings.SCORING_LEASE_SECONDS))
 
 
 def _churn_scores_upsert(ids: list[int], probabilities: np.ndarray, reasons: list[list[dict]], *,
@@ -471,14 +443,18 @@ def customer_risk_change_refresh(*, customer_ids: list[int] | None = None) -> in
                      - Subquery(baseline, output_field=FloatField()))
 
 
+def scoring_run_fail(*, run_id: int, error: str) -> None:
+    """Mark a running run failed with why (no-op for a run already closed)."""
+    ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
+        status=ScoringRun.Status.FAILED, error=error[:2000], finished_at=timezone.now(), lease_expires_at=None)
+
+
 def scoring_run_finish(*, run_id: int, results: list[dict]) -> ScoringRun:
-    run = ScoringRun.objects.get(pk=run_id)
-    run.n_customers = sum(r["n_customers"] for r in results)
-    run.n_encoded = sum(r["n_encoded"] for r in results)
-    run.status = ScoringRun.Status.DONE
-    run.finished_at = timezone.now()
-    run.save(update_fields=["n_customers", "n_encoded", "status", "finished_at"])
-    return run
+    """Close a running run with its counts; a run already marked failed (stale) stays failed."""
+    ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
+        n_customers=sum(r["n_customers"] for r in results), n_encoded=sum(r["n_encoded"] for r in results),
+        status=ScoringRun.Status.DONE, finished_at=timezone.now(), lease_expires_at=None)
+    return ScoringRun.objects.get(pk=run_id)
 
 
 def churn_scores_riskiest(*, run: ScoringRun, limit: int = 10) -> list[ChurnScore]:
@@ -494,5 +470,5 @@ def last_event_day() -> datetime | None:
     return (span[1] + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-__all__ = ["model_train_all", "model_version_promote", "model_version_load", "churn_scores_compute",
-           "churn_scores_compute_chunk", "scoring_run_finish", "champion_get", "churn_scores_riskiest", "customer_risk_change_refresh"]
+__all__ = ["model_train_all", "model_version_promote", "model_version_load",
+           "churn_scores_compute_chunk", "scoring_run_fail", "scoring_run_finish", "champion_get", "churn_scores_riskiest", "customer_risk_change_refresh"]

@@ -289,7 +289,7 @@ def _advance(world, orders, visits, day_index, customers, as_of, config, segment
 
 def _product_day(t: int, as_of: datetime, config: SimulationConfig, weekly: list[dict]) -> int:
     """The product's own weekly training (champion rule included) and daily scoring; customers scored."""
-    from crm_plugin.services import ml
+    from crm_plugin.services import ml, scoring_runs
 
     if t % RETRAIN_EVERY == 0 or ml.champion_get() is None:
         family = "bert" if config.model == "tiny-bert" else config.model
@@ -299,7 +299,7 @@ def _product_day(t: int, as_of: datetime, config: SimulationConfig, weekly: list
         weekly.append({"day": t, "valid_roc_auc": version.metrics.get("roc_auc"),
                        "valid_pr_auc": version.metrics.get("pr_auc"), "rows": (version.params.get("fit_report") or {}).get("n_train"),
                        "promoted": champion is not None and champion.pk == version.pk})
-    return ml.churn_scores_compute(as_of=as_of).n_customers
+    return scoring_runs.churn_scores_compute(as_of=as_of).n_customers
 
 
 def _retrain(orders, visits, day_index, segments, treated_day, config, as_of) -> W.Scorer:

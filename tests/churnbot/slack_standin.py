@@ -73,6 +73,13 @@ class SlackStandin:
         """Carry out the next `n` calls of `method` but close the connection without answering."""
         self._failures.append(_Failure("drop", n, method))
 
+    def reset(self) -> None:
+        """Forget every call, message and pending failure (a long-lived stand-in between tests)."""
+        with self._lock:
+            self.calls.clear()
+            self.messages.clear()
+            self._failures.clear()
+
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from crm_plugin.models import ChurnScore, EncoderCacheEntry, Event, ModelVersion
-from crm_plugin.services import ml
+from crm_plugin.services import ml, scoring_runs
 from tests.mlcore.synth import synth_into_db
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -20,7 +20,7 @@ def test_bert_with_real_weights_scores_with_reasons_and_reuses_its_cache(setting
     assert ModelVersion.objects.get(is_champion=True) == version
     assert any(name.endswith(".safetensors") for name in version.manifest["files"])
 
-    run = ml.churn_scores_compute(as_of=as_of)
+    run = scoring_runs.churn_scores_compute(as_of=as_of)
     assert run.n_encoded == run.n_customers == ChurnScore.objects.filter(as_of=as_of).count() > 100
     assert EncoderCacheEntry.objects.filter(model_version=version).count() == run.n_customers
     assert all(s.reasons for s in ChurnScore.objects.filter(as_of=as_of))  # every score is explained
@@ -29,5 +29,5 @@ def test_bert_with_real_weights_scores_with_reasons_and_reuses_its_cache(setting
     event = Event.objects.filter(occurred_at__lt=as_of).first()
     Event.objects.create(customer_id=event.customer_id, kind="order", occurred_at=as_of + timedelta(hours=3),
                          amount=30, quantity=1, attributes={"category": "bags"}, source_id="real-weights-new")
-    run2 = ml.churn_scores_compute(as_of=as_of + timedelta(days=1))
+    run2 = scoring_runs.churn_scores_compute(as_of=as_of + timedelta(days=1))
     assert (run2.n_customers, run2.n_encoded) == (run.n_customers, 1)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, Event, ModelVersion, ScoringRun
-from crm_plugin.services import ml
+from crm_plugin.services import ml, scoring_runs
 from tests.crm_plugin.factories import UserFactory
 from tests.mlcore.synth import synth_into_db
 
@@ -59,11 +59,11 @@ def test_a_new_version_must_beat_the_champion_on_the_same_validation_rows(shop):
 
 def test_scoring_is_idempotent_and_updates_latest_score_and_value(shop):
     ml.model_train_all(as_of=shop, families=["logreg"])
-    run = ml.churn_scores_compute(as_of=shop, chunk_size=50)
+    run = scoring_runs.churn_scores_compute(as_of=shop, chunk_size=50)
     n = Customer.objects.filter(events__occurred_at__lt=shop).distinct().count()
     assert run.status == ScoringRun.Status.DONE and run.n_customers == n
     assert ChurnScore.objects.count() == n
-    ml.churn_scores_compute(as_of=shop, chunk_size=50)  # a re-run of the same day rewrites, never duplicates
+    scoring_runs.churn_scores_compute(as_of=shop, chunk_size=50)  # a re-run of the same day rewrites, never duplicates
     assert ChurnScore.objects.count() == n
     score = ChurnScore.objects.order_by("-probability").first()
     assert score.band == "high" and score.reasons and score.reasons[0]["weight"] >= score.reasons[-1]["weight"]
@@ -83,10 +83,10 @@ def test_scoring_refuses_a_tampered_champion_by_file_name_and_promotion_keeps_th
     with pytest.raises(CrmError, match=r"'schema.json' fails its checksum"):
         ml.model_version_promote(version=loser, by=UserFactory())
     assert ModelVersion.objects.get(is_champion=True) == champion  # the champion keeps scoring
-    ml.churn_scores_compute(as_of=shop)
+    scoring_runs.churn_scores_compute(as_of=shop)
     _tamper(champion, "metrics.json")
     with pytest.raises(CrmError, match=r"'metrics.json' fails its checksum"):
-        ml.churn_scores_compute(as_of=shop + timedelta(days=1))
+        scoring_runs.churn_scores_compute(as_of=shop + timedelta(days=1))
     # The same process scored with this champion a moment ago: a new run still verifies, and the
     # refused run is on record with the reason.
     refused = ScoringRun.objects.latest("started_at")
@@ -105,7 +105,7 @@ def test_manual_promotion_records_who(shop):
 
 def test_clear_errors(shop, settings):
     with pytest.raises(CrmError, match=r"no champion model yet: run `python manage.py train`"):
-        ml.churn_scores_compute(as_of=shop)
+        scoring_runs.churn_scores_compute(as_of=shop)
     with pytest.raises(CommandError, match="no champion model yet"):
         call_command("score", "--as-of", f"{shop:%Y-%m-%d}", stdout=StringIO())
     with pytest.raises(CrmError, match=r"as_of 2020-01-01 is outside the data: events run from 2025-"):
@@ -162,7 +162,7 @@ def test_a_long_scoring_run_does_not_keep_every_chunks_sql_with_debug_on(shop, s
     ml.model_train_all(as_of=shop, families=["logreg"])
     settings.DEBUG = True  # the local default: Django logs each query with its parameters
     reset_queries()
-    run = ml.churn_scores_compute(as_of=shop, chunk_size=20)
+    run = scoring_runs.churn_scores_compute(as_of=shop, chunk_size=20)
     chunks = -(-run.n_customers // 20)
     assert chunks >= 5
     score_writes = [q for q in connection.queries if q["sql"].startswith('INSERT INTO "crm_plugin_churnscore"')

@@ -9,7 +9,7 @@ import pytest
 
 from crm_plugin import selectors_ml
 from crm_plugin.models import Alert, ChurnScore, Customer, Intervention, ModelVersion
-from crm_plugin.services import ml
+from crm_plugin.services import ml, scoring_runs
 from mlcore import dataset
 from mlcore.snapshot import ACTION_TYPES, ALERT_HELD_OUT_STATUS, ALERT_TOLD_STATUSES, FEATURE_NAMES, rows_for_features
 from mlcore.training import train_family
@@ -54,11 +54,11 @@ def test_a_logged_action_does_not_lower_the_score_and_is_quoted(shop):
     version = ml.model_train_all(as_of=shop, families=["logreg"])[0]
     coef = dict(zip(FEATURE_NAMES, ml.model_version_load(version=version).model.coef))
     assert abs(coef["treated"]) > 1e-3 and abs(coef["days_since_treatment"]) > 1e-3
-    ml.churn_scores_compute(as_of=shop)
+    scoring_runs.churn_scores_compute(as_of=shop)
     before = dict(ChurnScore.objects.values_list("customer_id", "probability"))
     customer = Customer.objects.get(pk=max(before, key=before.get))
     Intervention.objects.create(customer=customer, action="call", created_at=shop - timedelta(days=5))
-    ml.churn_scores_compute(as_of=shop)  # the same day again: rewritten with the action now known
+    scoring_runs.churn_scores_compute(as_of=shop)  # the same day again: rewritten with the action now known
     score = ChurnScore.objects.get(customer=customer, as_of=shop)
     assert score.probability == pytest.approx(before[customer.pk], abs=1e-12)
     assert score.reasons[-1]["code"] == "past_action"
@@ -74,7 +74,7 @@ def test_a_champion_saved_with_the_older_feature_list_keeps_scoring(shop):
     trained = train_family("logreg", rows_for_features(train, old), rows_for_features(valid, old))
     version = ml._register(trained, as_of=shop, horizon_days=90)
     ml.model_version_promote(version=version)
-    run = ml.churn_scores_compute(as_of=shop)
+    run = scoring_runs.churn_scores_compute(as_of=shop)
     assert run.n_customers == Customer.objects.filter(events__occurred_at__lt=shop).distinct().count()
     # Training again compares the new versions with it on its own columns, then replaces or keeps it.
     ml.model_train_all(as_of=shop, families=["logreg"])

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from crm_plugin.models import ChurnScore, Customer
 from crm_plugin.selectors_views import RISE_MIN, WorklistFilters, worklist_queryset
-from crm_plugin.services import ml
+from crm_plugin.services import ml, scoring_runs
 from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, ModelVersionFactory
 from tests.mlcore.synth import synth_into_db
 
@@ -29,7 +29,7 @@ def test_two_scoring_runs_seven_days_apart_store_the_change(order):
     ml.model_train_all(as_of=today, families=["logreg"])
     days = [week_ago, today] if order == "week_ago_first" else [today, week_ago]  # a late re-run of an older day
     for day in days:
-        ml.churn_scores_compute(as_of=day, chunk_size=50)
+        scoring_runs.churn_scores_compute(as_of=day, chunk_size=50)
     before, now = _probabilities(week_ago), _probabilities(today)
     assert len(before) > 50 and set(before) <= set(now)
     stored = dict(Customer.objects.filter(pk__in=now).values_list("pk", "risk_change_7d"))

@@ -1,10 +1,13 @@
-"""The daily job in-process: train a first champion if needed (time-budgeted), score everyone, print the riskiest."""
+"""The daily job: train a first champion if needed (time-budgeted), score everyone, alert, print the riskiest.
+
+The same steps beat runs (`pipeline.daily_run`); in-process without a broker, through the workers with one.
+"""
 from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
-from crm_plugin.management.commands._ml import parse_as_of, quiet_celery_trace, parse_families, print_riskiest
-from crm_plugin.services.daily import daily_job_run
+from crm_plugin.management.commands._ml import parse_as_of, parse_families, print_riskiest, quiet_celery_trace
 from crm_plugin.services.ml import last_event_day
+from pipeline.tasks import daily_job
 
 
 class Command(BaseCommand):
@@ -22,8 +25,8 @@ class Command(BaseCommand):
         quiet_celery_trace()
         try:
             as_of = parse_as_of(opts["as_of"]) or last_event_day()
-            result = daily_job_run(as_of=as_of, stdout=self.stdout, families=parse_families(opts["families"]),
-                                   bert_max_train_minutes=opts["bert_max_train_minutes"], top=opts["top"])
+            result = daily_job(as_of=as_of, stdout=self.stdout, families=parse_families(opts["families"]),
+                               bert_max_train_minutes=opts["bert_max_train_minutes"], top=opts["top"])
         except CrmError as exc:
             raise CommandError(str(exc)) from exc
         print_riskiest(self.stdout, result.riskiest)

@@ -1,0 +1,1 @@
+"""The daily job, above both apps: score, then the alert policy, escalations, follow-ups and delivery."""

@@ -1,0 +1,97 @@
+"""The daily job as one sequence of steps, run the same way by `run_daily` and by beat.
+
+1. a champion to score with (a first, time-budgeted training when there is none);
+2. scores for every customer: chunks as a Celery chord on the `score` queue;
+3. when the chord's callback has closed the run (committed), `daily_after_scoring`: the alert
+   policy over the run's scores, escalations of unanswered alerts, follow-up questions that are
+   due, and delivery of everything pending (Slack, or the console without a token).
+
+With a broker, step 3 is chained after the chord, so a worker runs it when scoring finishes;
+`run_daily` waits for it (bounded), beat does not. In-process (eager) everything runs in order.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from celery.canvas import Signature
+from django.conf import settings
+from django.utils import timezone
+
+from churnbot.delivery import alerts_deliver_pending
+from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
+from crm_plugin.services.alerts import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
+from crm_plugin.services.ml import champion_get, churn_scores_riskiest, model_train_all
+from crm_plugin.services.scoring_runs import scoring_run_start, scoring_run_wait
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DailyResult:
+    trained: list[ModelVersion]
+    run: ScoringRun
+    after: dict = field(default_factory=dict)  # daily_after_scoring's summary; empty when not waited for
+    riskiest: list[ChurnScore] = field(default_factory=list)
+
+
+def daily_after_scoring(*, run_id: int) -> dict:
+    """Steps after a finished scoring run: alert policy, escalations, follow-ups, delivery.
+
+    Idempotent: the policy creates an alert once per customer and day, escalations and
+    follow-ups carry idempotency keys, delivery claims each row. A run that did not finish is skipped.
+    """
+    run = ScoringRun.objects.get(pk=run_id)
+    if run.status != ScoringRun.Status.DONE:
+        logger.warning("scoring run %s is %s: no alerts from it", run.pk, run.status)
+        return {"skipped": f"scoring run #{run.pk} is {run.status}"}
+    policy = alert_policy_apply(as_of=run.as_of)
+    escalations = alert_escalations_create(as_of=run.as_of)
+    follow_ups = alert_follow_ups_create(today=timezone.localdate())
+    queued = alerts_deliver_pending()
+    # The worker logs this return value with the task's success line.
+    return {"run": run.pk, "policy": str(policy), "escalated": escalations.escalated,
+            "follow_ups": len(follow_ups), "queued": queued}
+
+
+def daily_job_run(*, then: Signature, as_of: dt.datetime | None = None, stdout=None,
+                  families: list[str] | None = None, bert_max_train_minutes: float | None = None, top: int = 10,
+                  wait: bool = True) -> DailyResult:
+    """Run the daily job; `then` (the task running `daily_after_scoring`) follows the scoring run.
+
+    Call it through `pipeline.tasks.daily_job`, which supplies `then`. With wait=False (the beat
+    task) it returns once scoring is enqueued.
+    """
+    def say(message: str) -> None:
+        if stdout is not None:
+            stdout.write(message + "\n")
+        else:
+            logger.info(message)
+
+    # Step 1: a champion to score with; the first training is time-budgeted so `make demo` stays short.
+    trained: list[ModelVersion] = []
+    if champion_get() is None:
+        families = list(families or settings.ML_DAILY_FAMILIES)
+        minutes = bert_max_train_minutes or settings.ML_DAILY_BERT_MAX_TRAIN_MINUTES
+        budget = (f" (BERT fine-tuning budget {minutes:g} min)" if any(f.startswith("bert") for f in families)
+                  else " (BERT not in ML_DAILY_FAMILIES: `manage.py train` adds it later)")
+        say(f"no champion yet: training {', '.join(families)}{budget}")
+        trained = model_train_all(as_of=as_of, families=families, max_train_minutes=minutes, stdout=stdout)
+
+    # Steps 2 and 3: score everyone (a chord on the `score` queue), then the steps after scoring.
+    run, result = scoring_run_start(as_of=as_of, then=then, check_workers=wait)
+    if not wait:
+        say(f"scoring run #{run.pk} as of {run.as_of:%Y-%m-%d} enqueued; alerts follow when it finishes")
+        return DailyResult(trained=trained, run=run)
+    after = scoring_run_wait(run=run, result=result) or {}
+    run.refresh_from_db()
+    seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
+    say(f"scored {run.n_customers} customers with {run.model_version.name} as of {run.as_of:%Y-%m-%d} "
+        f"in {seconds:.1f}s ({run.n_encoded} texts encoded)")
+    if "policy" in after:
+        say(f"alert policy: {after['policy']}")
+        if after["escalated"] or after["follow_ups"]:
+            say(f"escalations: {after['escalated']}, follow-up questions: {after['follow_ups']}")
+        say(f"alerts to deliver: {after['queued']}")
+    return DailyResult(trained=trained, run=run, after=after, riskiest=churn_scores_riskiest(run=run, limit=top))
