@@ -10,7 +10,7 @@ DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 365
 DEMO_SEED ?= 7
 
-.PHONY: setup migrate demo serve test test-pg worker beat clean bench-import bench-bert bench-scoring bench-slack bench-views simulate
+.PHONY: setup migrate demo serve test test-fast test-pg worker beat clean bench-import bench-bert bench-scoring bench-slack bench-views simulate
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,17 @@ demo: migrate
 serve: migrate
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-# The whole suite. Uses DATABASE_URL when set (CI sets PostgreSQL), else SQLite; the
+# The whole suite, in parallel (one test process per core; the tests that use the real Celery
+# worker share one process). Uses DATABASE_URL when set (CI sets PostgreSQL), else SQLite; the
 # worker tests need Redis at $(TEST_BROKER) and PostgreSQL, and say so when absent.
+PYTEST := CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(TEST_BROKER)}" $(BIN)/python -m pytest -n auto --dist loadgroup
 test: setup
-	CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(TEST_BROKER)}" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+
+# The edit loop: everything but the tests marked slow (real weights, worker processes, model
+# fits) and the browser tests. `make test` still runs them all.
+test-fast: setup
+	$(PYTEST) -m "not slow and not browser" $(PYTEST_ARGS)
 
 # The suite on the local PostgreSQL, as CI runs it.
 test-pg:

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+from churnbot.bolt import bolt_app
 
 
 class Command(BaseCommand):
     help = "Connect the Slack app over Socket Mode (needs SLACK_BOT_TOKEN and an app-level SLACK_APP_TOKEN)."
 
     def handle(self, *args, **options) -> None:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        from churnbot.bolt import bolt_app
-
         if not settings.SLACK_BOT_TOKEN:
             raise CommandError("SLACK_BOT_TOKEN is not set; see docs/slack.md.")
         if not settings.SLACK_APP_TOKEN or not settings.SLACK_APP_TOKEN.startswith("xapp-"):
