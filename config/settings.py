@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "crm_plugin",
+    "demo",
     "churnbot",
     "pipeline",
 ]
@@ -289,7 +290,7 @@ CELERY_BEAT_SCHEDULE["churnbot.alerts_deliver_pending"] = {
 CELERY_BEAT_SCHEDULE["churnbot.follow_ups_send"] = {"task": "churnbot.follow_ups_send", "schedule": 3600}
 
 # --- uplift --------------------------------------------------------------------------------
-# Closed loop (issue 6): a random, stable share of the customers the policy would alert is
+# Closed loop: a random, stable share of the customers the policy would alert is
 # held out (no alert, outcome still recorded) so the alerts' effect can be measured. The salt
 # names the experiment: changing it re-randomises everyone, so change it only between
 # measurements. Read by mlcore.control_group.control_group_member(share=, salt=).

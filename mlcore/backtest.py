@@ -143,7 +143,7 @@ def _fmt(value) -> str:
 
 
 def backtest_json(results: dict) -> dict:
-    """The published JSON (issue 3): top-level facts and per-family metrics, without the curves."""
+    """The published JSON: top-level facts and per-family metrics, without the curves."""
     out = {k: results[k] for k in ("as_of", "horizon_days", "n_customers", "churn_rate")}
     out["families"] = {}
     for name, data in results["families"].items():

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from crm_plugin.services.scoring_runs import churn_scores_compute
-from crm_plugin.tasks import as_of_from_text
+from crm_plugin.scoring.runs import churn_scores_compute
+from crm_plugin.scoring.tasks import as_of_from_text
 from pipeline.daily import DailyResult, daily_after_scoring, daily_job_run
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from crm_plugin.models import ChurnScore, EncoderCacheEntry, Event, ModelVersion
-from crm_plugin.services import ml, scoring_runs
+from crm_plugin.scoring import services as ml
+from crm_plugin.scoring import runs as scoring_runs
 from tests.mlcore.synth import synth_into_db
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crm_plugin import selectors_ml
+from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.models import Alert, ChurnScore, Customer, Intervention, ModelVersion
-from crm_plugin.services import ml, scoring_runs
+from crm_plugin.scoring import services as ml
+from crm_plugin.scoring import runs as scoring_runs
 from mlcore import dataset
 from mlcore.snapshot import ACTION_TYPES, ALERT_HELD_OUT_STATUS, ALERT_TOLD_STATUSES, FEATURE_NAMES, rows_for_features
 from mlcore.training import train_family

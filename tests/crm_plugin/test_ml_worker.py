@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
-from crm_plugin.tasks import train_models
+from crm_plugin.scoring.tasks import train_models
 from pipeline.tasks import score_all
 from tests.mlcore.synth import synth_into_db
 

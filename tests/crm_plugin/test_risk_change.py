@@ -8,8 +8,9 @@ from django.db.models import F, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin.models import ChurnScore, Customer
-from crm_plugin.selectors_views import RISE_MIN, WorklistFilters, worklist_queryset
-from crm_plugin.services import ml, scoring_runs
+from crm_plugin.web.selectors import RISE_MIN, WorklistFilters, worklist_queryset
+from crm_plugin.scoring import services as ml
+from crm_plugin.scoring import runs as scoring_runs
 from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, ModelVersionFactory
 from tests.mlcore.synth import synth_into_db
 

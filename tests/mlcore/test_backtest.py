@@ -1,4 +1,4 @@
-"""Backtest: trains only on the past, publishes the issue-3 JSON, stores a BacktestRun with curves."""
+"""Backtest: trains only on the past, publishes its JSON, stores a BacktestRun with curves."""
 import json
 
 import numpy as np

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from config.celery import app
 from crm_plugin.models import Alert, ModelVersion, ScoringRun
-from crm_plugin.services.demo_shop import demo_shop_generate
+from demo.shop import demo_shop_generate
 
 pytestmark = [pytest.mark.slow]
 

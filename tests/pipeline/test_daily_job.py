@@ -16,8 +16,9 @@ from django.utils import timezone
 from conftest import ROOT
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Alert, ChurnScore, ScoringRun
-from crm_plugin.services import ml, scoring_runs
-from crm_plugin.services.demo_shop import demo_shop_generate
+from crm_plugin.scoring import services as ml
+from crm_plugin.scoring import runs as scoring_runs
+from demo.shop import demo_shop_generate
 from tests.crm_plugin.factories import ModelVersionFactory
 
 
@@ -78,7 +79,7 @@ def test_a_failing_chunk_fails_its_run_with_the_reason(shop, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("crm_plugin.tasks.churn_scores_compute_chunk", broken)
+    monkeypatch.setattr("crm_plugin.scoring.tasks.churn_scores_compute_chunk", broken)
     with pytest.raises(CrmError, match="disk full"):
         scoring_runs.churn_scores_compute(as_of=shop + timedelta(days=1), chunk_size=50)
     run = ScoringRun.objects.order_by("-pk").first()

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from crm_plugin import selectors_ml
+from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.management.commands._ml import parse_as_of, parse_families
 from crm_plugin.models import BacktestRun
 from mlcore.backtest import backtest_json, backtest_table, run_backtest
@@ -22,7 +22,7 @@ class Command(BaseCommand):
                             help="comma-separated: bert, bert_pretrained, logreg, lightgbm")
         parser.add_argument("--max-train-minutes", type=float,
                             help="wall-clock budget per BERT family (bert_pretrained: half pretraining, half fine-tuning)")
-        parser.add_argument("--json", help="write the results JSON (issue 3 format) here")
+        parser.add_argument("--json", help="write the results JSON (the published format, docs/model.md) here")
         parser.add_argument("--tiny-bert", action="store_true", help="a random tiny BERT instead of BERT_MODEL_PATH (tests)")
         parser.add_argument("--no-progress", action="store_true")
 

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
 from crm_plugin.management.commands._ml import parse_as_of, parse_families, print_riskiest, quiet_celery_trace
-from crm_plugin.services.ml import last_event_day
+from crm_plugin.scoring.services import last_event_day
 from pipeline.tasks import daily_job
 
 

@@ -21,11 +21,11 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from kombu.utils.url import maybe_sanitize_url
 
-from crm_plugin import selectors_ml
+from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ScoringRun
-from crm_plugin.services.ml import as_of_aware, as_of_check, champion_get, model_version_load, scoring_run_fail
-from crm_plugin.tasks import score_chunk, score_finish
+from crm_plugin.scoring.services import as_of_aware, as_of_check, champion_get, model_version_load, scoring_run_fail
+from crm_plugin.scoring.tasks import score_chunk, score_finish
 
 logger = logging.getLogger(__name__)
 

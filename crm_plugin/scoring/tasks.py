@@ -11,7 +11,7 @@ import datetime as dt
 from celery import shared_task
 from django.conf import settings
 
-from crm_plugin.services.ml import churn_scores_compute_chunk, model_train_all, scoring_run_fail, scoring_run_finish
+from crm_plugin.scoring.services import churn_scores_compute_chunk, model_train_all, scoring_run_fail, scoring_run_finish
 
 
 def as_of_from_text(value: str | None) -> dt.datetime | None:

@@ -1,0 +1,1 @@
+"""Retention actions and their outcomes, logged from the CRM, Slack or the API."""

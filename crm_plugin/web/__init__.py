@@ -1,0 +1,1 @@
+"""The CRM pages: views, forms, charts and the worklist query."""
