@@ -25,7 +25,6 @@ from mlcore.snapshot import as_if_untreated, as_timestamp, prepare_customers, pr
 from mlcore.training import BACKTEST_FAMILIES, train_family
 
 METRIC_KEYS = ("roc_auc", "pr_auc", "lift_at_10pct", "capture_at_10pct", "brier", "ece", "train_seconds")
-CURVE_KEYS = ("roc", "pr", "calibration", "lift", "score_hist")
 # The test window must be (almost) fully observed: a day of slack for a log that stops mid-day.
 WINDOW_SLACK_DAYS = 1
 
@@ -143,7 +142,7 @@ def _fmt(value) -> str:
 
 
 def backtest_json(results: dict) -> dict:
-    """The published JSON (issue 3): top-level facts and per-family metrics, without the curves."""
+    """The published JSON: top-level facts and per-family metrics, without the curves."""
     out = {k: results[k] for k in ("as_of", "horizon_days", "n_customers", "churn_rate")}
     out["families"] = {}
     for name, data in results["families"].items():
