@@ -123,7 +123,7 @@ def main() -> None:
     variants = {"default (fp32, token table frozen)": {}}
     if not args.skip_variants:
         variants["full fine-tune (fp32, token table trained)"] = {"freeze_word_embeddings": False}
-        variants["cpu bf16 autocast (token table frozen)"] = {"cpu_bf16": True}
+        variants["cpu bf16 autocast (token table frozen)"] = {"cpu_train_precision": "bf16"}
     results["finetune"] = {}
     family = None
     for _ in range(args.rounds):

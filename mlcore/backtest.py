@@ -25,7 +25,6 @@ from mlcore.snapshot import as_if_untreated, as_timestamp, prepare_customers, pr
 from mlcore.training import BACKTEST_FAMILIES, train_family
 
 METRIC_KEYS = ("roc_auc", "pr_auc", "lift_at_10pct", "capture_at_10pct", "brier", "ece", "train_seconds")
-CURVE_KEYS = ("roc", "pr", "calibration", "lift", "score_hist")
 # The test window must be (almost) fully observed: a day of slack for a log that stops mid-day.
 WINDOW_SLACK_DAYS = 1
 

@@ -27,7 +27,6 @@ class TrainOptions:
     bert_epochs: float = 3.0
     progress_bar: bool = True
     work_dir: Path | None = None  # where bert_pretrained writes its MLM checkpoint
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -117,10 +116,6 @@ def calibrate_on_validation(model: ChurnModel, valid: Rows) -> tuple[PlattCalibr
         weight = None  # exactly the unweighted fit
     calibration = PlattCalibration.fit(raw, valid.labels, sample_weight=weight)
     return calibration, metrics.summary(valid.labels, calibration(raw), weight)
-
-
-def calibrated_proba(model: ChurnModel, calibration: PlattCalibration, rows: Rows) -> np.ndarray:
-    return calibration(model.predict_proba(rows))
 
 
 # --- the mlcore contract: TrainedModel + train_family ------------------------------------

@@ -4,15 +4,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import os
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
 import torch
-
-log = logging.getLogger(__name__)
 
 # Files a Hugging Face checkpoint folder may hold its weights / tokenizer in.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -23,7 +20,9 @@ class BertCheckpointError(ValueError):
     """The configured model path is missing, unreadable or not a BERT checkpoint."""
 
 
-CPU_INFERENCE_MODES = ("auto", "int8", "bf16", "fp32")
+CPU_PRECISIONS = ("int8", "bf16", "fp32")  # how the encoder can run on CPU when scoring
+CPU_INFERENCE_MODES = ("auto", *CPU_PRECISIONS)
+CPU_TRAIN_PRECISIONS = ("fp32", "bf16")  # int8 dynamic quantisation has no backward pass
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,11 +85,10 @@ class BertConfig:
     use_lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
-    # CPU scoring precision: "auto" = bf16 autocast where the CPU computes bf16 natively
-    # (AVX512-BF16 or AMX: measured 1.6x the int8 speed on the reference EPYC), int8 dynamic
-    # quantisation elsewhere; or "int8" / "bf16" / "fp32". Training is fp32 on CPU regardless.
+    # CPU scoring precision, the only switch for it: "auto" = bf16 autocast where the CPU computes
+    # bf16 natively (AVX512-BF16 or AMX: measured 1.6x the int8 speed on the reference EPYC), int8
+    # dynamic quantisation elsewhere; or "int8" / "bf16" / "fp32". CUDA always scores under bf16 autocast.
     cpu_inference: str = "auto"
-    quantize_inference: bool = True  # False: never int8 (fp32, or bf16 with cpu_bf16) - the older switch
     # The FFN output projections see GELU activations with large outliers; quantising them
     # per-tensor costs most of the accuracy for little speed (docs/bert.md has the figures).
     quantize_ffn_output: bool = False
@@ -100,9 +98,10 @@ class BertConfig:
     freeze_word_embeddings: bool = True
     # Batches of similar token length (HF's group_by_length): less padding, faster epochs.
     group_by_length: bool = False
-    # bf16 autocast on CPU too (training, and inference when not int8); fp32 is the CPU
-    # default. Pays off on CPUs with AVX512-BF16/AMX (docs/bert.md has the figures).
-    cpu_bf16: bool = False
+    # CPU training precision (validation during training included): "fp32", or "bf16" autocast,
+    # faster on CPUs with AVX512-BF16/AMX (docs/bert.md has the figures) but kept a benchmark
+    # variant. Scoring follows cpu_inference, not this. CUDA always trains under bf16 autocast.
+    cpu_train_precision: str = "fp32"
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
@@ -128,6 +127,10 @@ class BertConfig:
             raise ValueError("head_hidden, patience and evals_per_epoch must be at least 1")
         if self.cpu_inference not in CPU_INFERENCE_MODES:
             raise ValueError(f"cpu_inference must be one of {', '.join(CPU_INFERENCE_MODES)}, got {self.cpu_inference!r}")
+        if self.cpu_train_precision not in CPU_TRAIN_PRECISIONS:
+            raise ValueError(
+                f"cpu_train_precision must be one of {', '.join(CPU_TRAIN_PRECISIONS)}, got {self.cpu_train_precision!r}"
+            )
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -142,11 +145,9 @@ class BertConfig:
         return torch.device(self.device)
 
     def resolved_cpu_inference(self) -> str:
-        """"int8" | "bf16" | "fp32": how the encoder runs when scoring on CPU."""
+        """"int8" | "bf16" | "fp32": how the encoder runs when scoring on CPU (the one place "auto" is resolved)."""
         if self.cpu_inference != "auto":
             return self.cpu_inference
-        if not self.quantize_inference:
-            return "bf16" if self.cpu_bf16 else "fp32"
         return "bf16" if cpu_has_native_bf16() else "int8"
 
     def train_batch_size(self) -> int:

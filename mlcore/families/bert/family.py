@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from mlcore.families.base import FitReport, ProgressCallback, Rows
 from mlcore.families.bert.config import (
+    CPU_PRECISIONS,
     BertConfig,
     check_checkpoint,
     load_encoder,
@@ -37,7 +38,10 @@ from mlcore.families.bert.model import (
     quantized_copy,
 )
 
-ARTIFACT_FORMAT = 1
+# 2: CPU precision is `cpu_inference` (scoring) and `cpu_train_precision` (training) alone.
+# Older formats still load: `_config_kwargs` translates what they saved.
+ARTIFACT_FORMAT = 2
+LOADABLE_FORMATS = (1, 2)
 META_FILE = "bert_family.json"
 HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"  # a complete HF checkpoint (weights + tokenizer): usable as model_path
@@ -76,6 +80,29 @@ def _init_wide_from_logreg(model: FusionModel, x: np.ndarray, y: np.ndarray, *, 
     with torch.no_grad():
         head.wide.weight.copy_(torch.as_tensor(probe.coef_, dtype=head.wide.weight.dtype))
         head.wide.bias.copy_(torch.as_tensor(probe.intercept_, dtype=head.wide.bias.dtype))
+
+
+def _config_kwargs(saved: dict, artifact_format: int) -> dict:
+    """BertConfig keyword arguments from the config an artifact of `artifact_format` saved.
+
+    The one place that knows what older formats wrote, so that BertConfig carries no switch
+    only to keep old artifacts loading; each translation keeps the scores the artifact gave.
+    """
+    saved = dict(saved)
+    if artifact_format == 1:
+        # Format 1 had two more precision switches. quantize_inference=False meant "never int8"
+        # when cpu_inference was "auto" (or absent, in artifacts older than cpu_inference): bf16
+        # autocast with cpu_bf16, else fp32. cpu_bf16 also meant bf16 autocast for CPU training.
+        quantize_inference = saved.pop("quantize_inference", True)
+        cpu_bf16 = saved.pop("cpu_bf16", False)
+        if saved.get("cpu_inference", "auto") == "auto" and not quantize_inference:
+            saved["cpu_inference"] = "bf16" if cpu_bf16 else "fp32"
+        saved["cpu_train_precision"] = "bf16" if cpu_bf16 else "fp32"
+    # A key no BertConfig field has any more is dropped rather than refused: the weights, head
+    # and feature statistics are what scoring needs, and a removed setting that changed scores
+    # must be translated above, under a new format number, before its field goes.
+    fields = {f.name for f in dataclasses.fields(BertConfig)}
+    return {key: value for key, value in saved.items() if key in fields}
 
 
 def _seed_everything(seed: int) -> None:
@@ -131,19 +158,19 @@ class BertFamily:
         x = np.where(np.isfinite(x), x, 0.0)
         return np.clip(x, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
 
-    def _embed_tokens(self, encoder: torch.nn.Module, token_lists: list[list[int]], *, sort: bool = True,
-                      bf16: bool | None = None) -> np.ndarray:
-        """Mean-pooled embeddings in the original order, computed in length-sorted batches."""
+    def _embed_tokens(self, encoder: torch.nn.Module, token_lists: list[list[int]], *, cpu_precision: str,
+                      sort: bool = True) -> np.ndarray:
+        """Mean-pooled embeddings in the original order, computed in length-sorted batches.
+
+        `cpu_precision` must match `encoder`: "int8" for the quantised copy (run as is), "bf16" or
+        "fp32" for the model's own encoder (`_inference_encoder` returns the pair)."""
         hidden = self._require_model().encoder.config.hidden_size
         out = np.zeros((len(token_lists), hidden), dtype=np.float32)
         if not token_lists:
             return out
         device = self.device  # the int8 copy only exists on CPU, where the model is too
-        if bf16 is None:  # training-time validation: the training precision
-            bf16 = self.config.cpu_bf16
-        bf16 = bf16 and encoder is self._require_model().encoder  # never autocast the int8 copy
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-        with torch.inference_mode(), autocast_for(device, cpu_bf16=bf16):
+        with torch.inference_mode(), autocast_for(device, cpu_precision):
             for index in length_sorted_batches(lengths, self.config.inference_batch_size(), sort=sort):
                 batch = pad_batch(
                     [token_lists[i] for i in index], self.tokenizer.pad_token_id, device,
@@ -169,20 +196,22 @@ class BertFamily:
         with torch.inference_mode():
             return wide(torch.from_numpy(x_std).to(wide.weight.device)).squeeze(-1).float().cpu().numpy()
 
-    def _inference_encoder(self, quantized: bool | None) -> tuple[torch.nn.Module, bool]:
-        """(encoder, bf16 autocast?) for scoring: `quantized` True/False forces int8/fp32 on CPU;
-        None follows config.resolved_cpu_inference() (CUDA always runs bf16 autocast)."""
+    def _inference_encoder(self, precision: str | None) -> tuple[torch.nn.Module, str]:
+        """(encoder, CPU precision) for scoring: config.resolved_cpu_inference(), or `precision`
+        ("int8" / "bf16" / "fp32") for this call only. CUDA always runs bf16 autocast, never int8."""
         model = self._require_model()
         if self.device.type != "cpu":
-            return model.encoder, True
-        mode = self.config.resolved_cpu_inference() if quantized is None else ("int8" if quantized else "fp32")
+            return model.encoder, "bf16"
+        if precision is not None and precision not in CPU_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(CPU_PRECISIONS)} (or None), got {precision!r}")
+        mode = precision or self.config.resolved_cpu_inference()
         if mode != "int8":
-            return model.encoder, mode == "bf16"
+            return model.encoder, mode
         if self._quantized_encoder is None:
             self._quantized_encoder = quantized_copy(
                 model.encoder, include_ffn_output=self.config.quantize_ffn_output
             )
-        return self._quantized_encoder, False
+        return self._quantized_encoder, mode
 
     # --- training ------------------------------------------------------------------------
     def fit(self, train: Rows, valid: Rows, *, progress: ProgressCallback | None = None) -> FitReport:
@@ -269,9 +298,9 @@ class BertFamily:
         eval_every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
 
         def validate() -> float:
-            """PR-AUC on the validation rows with the current (never quantised) weights."""
+            """PR-AUC on the validation rows with the current weights, at the training precision (never int8)."""
             model.eval()
-            emb = self._embed_tokens(model.encoder, valid_tokens)
+            emb = self._embed_tokens(model.encoder, valid_tokens, cpu_precision=cfg.cpu_train_precision)
             scores = self._head_logits(emb, x_valid)
             model.train()
             return float(average_precision_score(valid.labels, scores))
@@ -310,7 +339,7 @@ class BertFamily:
                     with_token_types=self._with_token_types,
                 )
                 targets = torch.from_numpy(y_train[index]).to(device)
-                with autocast_for(device, cpu_bf16=cfg.cpu_bf16):
+                with autocast_for(device, cfg.cpu_train_precision):
                     logits = model(batch, x_train[index].to(device))
                 per_row = loss_fn(logits.float(), targets)
                 if weights is None:
@@ -388,23 +417,26 @@ class BertFamily:
         return self.fit_report
 
     # --- inference -----------------------------------------------------------------------
-    def encode(self, texts: list[str], *, quantized: bool | None = None, sort_by_length: bool = True) -> np.ndarray:
+    def encode(self, texts: list[str], *, precision: str | None = None, sort_by_length: bool = True) -> np.ndarray:
         """Encoder output per text, float32 [n, hidden], in the order given.
 
         Texts are run in batches sorted by token length; on CPU the precision is
         `config.resolved_cpu_inference()` (bf16 where the CPU has it natively, else int8 dynamic
-        quantisation); `quantized=True`/`False` forces int8/fp32.
+        quantisation), or `precision` ("int8" / "bf16" / "fp32") for this call, e.g. an fp32
+        reference to measure drift against.
         """
         model = self._require_model()
         self.config.apply_threads()
         texts = list(texts)
-        encoder, bf16 = self._inference_encoder(quantized)
+        encoder, cpu_precision = self._inference_encoder(precision)
         out = np.empty((len(texts), model.encoder.config.hidden_size), dtype=np.float32)
         # Chunks bound the memory of token lists (Python ints) whatever the customer count;
         # sorting within a chunk of thousands removes nearly all padding anyway.
         for start in range(0, len(texts), ENCODE_CHUNK):
             tokens = self._tokenize(texts[start : start + ENCODE_CHUNK])
-            out[start : start + len(tokens)] = self._embed_tokens(encoder, tokens, sort=sort_by_length, bf16=bf16)
+            out[start : start + len(tokens)] = self._embed_tokens(
+                encoder, tokens, cpu_precision=cpu_precision, sort=sort_by_length
+            )
         return out
 
     def predict_proba_from_embeddings(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -460,11 +492,13 @@ class BertFamily:
                 owners.append((row, i))
         variant_tokens = self._tokenize(variants)
         needed = [k for k, (row, _) in enumerate(owners) if variant_tokens[k] != full_tokens[row]]
-        encoder, bf16 = self._inference_encoder(None)
-        p_full = self.predict_proba_from_embeddings(self._embed_tokens(encoder, full_tokens, bf16=bf16), rows.features)
+        encoder, cpu_precision = self._inference_encoder(None)
+        p_full = self.predict_proba_from_embeddings(
+            self._embed_tokens(encoder, full_tokens, cpu_precision=cpu_precision), rows.features
+        )
         p_variant = np.array(p_full[[row for row, _ in owners]], dtype=np.float64)
         if needed:
-            emb = self._embed_tokens(encoder, [variant_tokens[k] for k in needed], bf16=bf16)
+            emb = self._embed_tokens(encoder, [variant_tokens[k] for k in needed], cpu_precision=cpu_precision)
             p_variant[needed] = self.predict_proba_from_embeddings(emb, rows.features[[owners[k][0] for k in needed]])
         effects: list[list[tuple[int, float]]] = [[] for _ in range(len(rows))]
         for k, (row, segment) in enumerate(owners):
@@ -500,9 +534,9 @@ class BertFamily:
             meta = json.loads((folder / META_FILE).read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"{folder} is not a saved bert family ({META_FILE}: {exc})") from exc
-        if meta.get("format") != ARTIFACT_FORMAT:
+        if meta.get("format") not in LOADABLE_FORMATS:
             raise ValueError(f"{folder}: unsupported bert artifact format {meta.get('format')!r}")
-        saved = dict(meta["config"])
+        saved = _config_kwargs(meta["config"], meta["format"])
         saved.update(model_path=str(folder / ENCODER_DIR), device=device, use_lora=False)  # LoRA is merged on save
         self = cls(BertConfig(**saved))
         self.tokenizer = load_tokenizer(self.config.model_path)

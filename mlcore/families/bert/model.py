@@ -84,9 +84,10 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int, *, sort: bool = 
         yield order[start : start + batch_size]
 
 
-def autocast_for(device: torch.device, *, cpu_bf16: bool = False):
-    """bf16 autocast on CUDA (and on CPU when asked); plain fp32 otherwise."""
-    if device.type == "cuda" or cpu_bf16:
+def autocast_for(device: torch.device, cpu_precision: str = "fp32"):
+    """bf16 autocast on CUDA whatever `cpu_precision` says; on CPU only for "bf16". "fp32" and
+    "int8" run plain: the int8 copy's quantised Linear layers must not be autocast."""
+    if device.type == "cuda" or cpu_precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import shutil
 
 import numpy as np
@@ -86,8 +87,8 @@ def test_encode_returns_embeddings_in_the_order_given(trained):
     rng = np.random.default_rng(0)
     texts = ["short", "a much longer text " * 20, "medium length text here", "x", "another " * 7]
     texts = [texts[i] for i in rng.permutation(len(texts))]
-    batch = family.encode(texts, quantized=False)
-    one_by_one = np.vstack([family.encode([t], quantized=False) for t in texts])
+    batch = family.encode(texts, precision="fp32")
+    one_by_one = np.vstack([family.encode([t], precision="fp32") for t in texts])
     assert batch.shape == (5, 32) and batch.dtype == np.float32
     np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
     assert family.encode([]).shape == (0, 32)
@@ -98,24 +99,28 @@ def test_encode_and_occlusion_work_in_chunks(trained, monkeypatch):
 
     family, _ = trained
     rows = make_rows(23, seed=10)
-    whole_emb, whole_effects = family.encode(rows.texts, quantized=False), family.text_segment_effects(rows)
+    whole_emb, whole_effects = family.encode(rows.texts, precision="fp32"), family.text_segment_effects(rows)
     monkeypatch.setattr(family_module, "ENCODE_CHUNK", 5)
     monkeypatch.setattr(family_module, "OCCLUSION_CHUNK", 4)
-    np.testing.assert_allclose(family.encode(rows.texts, quantized=False), whole_emb, atol=1e-5)
+    np.testing.assert_allclose(family.encode(rows.texts, precision="fp32"), whole_emb, atol=1e-5)
     chunked = family.text_segment_effects(rows)
     assert [[i for i, _ in r] for r in chunked] == [[i for i, _ in r] for r in whole_effects]
     np.testing.assert_allclose([e for r in chunked for _, e in r], [e for r in whole_effects for _, e in r], atol=0.02)
 
 
-def test_cpu_bf16_trains_and_scores_close_to_fp32(tiny_path):
-    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "cpu_bf16": True, "quantize_inference": False}))
+def test_cpu_bf16_training_learns_and_scores_close_to_fp32(tiny_path, trained):
+    family = BertFamily(BertConfig(model_path=tiny_path, **{**TINY, "cpu_train_precision": "bf16", "cpu_inference": "bf16"}))
     family.fit(make_rows(320, seed=1), make_rows(96, seed=2))
     rows = make_rows(40, seed=3)
     bf16 = family.predict_proba(rows)
     assert roc_auc_score(rows.labels, bf16) > 0.9
-    family.config = dataclasses.replace(family.config, cpu_bf16=False)
-    fp32 = family.predict_proba(rows)
+    fp32 = family.predict_proba_from_embeddings(family.encode(rows.texts, precision="fp32"), rows.features)
     assert not np.array_equal(bf16, fp32) and np.abs(bf16 - fp32).max() < 0.02
+    # The same data and seed trained in fp32 (the `trained` fixture) ends with other weights:
+    # cpu_train_precision really changed how it trained.
+    fp32_trained, _ = trained
+    assert not np.array_equal(fp32, fp32_trained.predict_proba_from_embeddings(
+        fp32_trained.encode(rows.texts, precision="fp32"), rows.features))
 
 
 def test_cached_embeddings_give_the_same_probabilities_as_the_full_path(trained):
@@ -131,7 +136,7 @@ def test_cpu_inference_modes_stay_close_to_fp32(trained, mode, tolerance):
     family = copy.copy(family)
     family.config = dataclasses.replace(family.config, cpu_inference=mode)
     rows = make_rows(100, seed=6)
-    fp32 = family.predict_proba_from_embeddings(family.encode(rows.texts, quantized=False), rows.features)
+    fp32 = family.predict_proba_from_embeddings(family.encode(rows.texts, precision="fp32"), rows.features)
     fast = family.predict_proba(rows)
     assert not np.array_equal(fp32, fast)  # the int8 copy / bf16 autocast really ran
     assert np.abs(fp32 - fast).max() < tolerance
@@ -144,10 +149,18 @@ def test_auto_cpu_inference_is_bf16_only_where_the_cpu_has_it(monkeypatch):
     for native, expected in ((True, "bf16"), (False, "int8")):
         monkeypatch.setattr(bert_config, "cpu_has_native_bf16", lambda native=native: native)
         assert cfg.resolved_cpu_inference() == expected
-    assert dataclasses.replace(cfg, quantize_inference=False).resolved_cpu_inference() == "fp32"
-    assert dataclasses.replace(cfg, cpu_inference="fp32").resolved_cpu_inference() == "fp32"
+        for mode in ("int8", "bf16", "fp32"):  # an explicit mode is taken whatever the hardware
+            assert dataclasses.replace(cfg, cpu_inference=mode).resolved_cpu_inference() == mode
     with pytest.raises(ValueError, match="cpu_inference must be one of"):
         BertConfig(model_path="", cpu_inference="fp8")
+    with pytest.raises(ValueError, match="cpu_train_precision must be one of fp32, bf16"):
+        BertConfig(model_path="", cpu_train_precision="int8")
+
+
+def test_a_per_call_precision_must_be_a_cpu_precision(trained):
+    family, _ = trained
+    with pytest.raises(ValueError, match="precision must be one of int8, bf16, fp32"):
+        family.encode(["x"], precision="auto")
 
 
 def test_feature_contributions_are_logit_pushes_per_feature(trained):
@@ -202,7 +215,7 @@ def test_early_stopping_restores_the_best_validation_weights(tiny_path):
     history = report.extra["history"]
     assert report.stopped_early and report.extra["best_step"] < report.extra["steps"]
     assert report.best_valid_pr_auc == max(h["valid_pr_auc"] for h in history) > history[-1]["valid_pr_auc"]
-    fp32 = family.predict_proba_from_embeddings(family.encode(valid.texts, quantized=False), valid.features)
+    fp32 = family.predict_proba_from_embeddings(family.encode(valid.texts, precision="fp32"), valid.features)
     assert average_precision_score(valid.labels, fp32) == pytest.approx(report.best_valid_pr_auc, abs=1e-9)
 
 
@@ -389,3 +402,47 @@ def test_a_head_saved_without_the_wide_term_still_loads(tiny_path, tmp_path):
     save_file({k: v for k, v in head.items() if not k.startswith("wide.")}, tmp_path / "v" / "head.safetensors")
     rows = make_rows(10, seed=3)
     assert np.allclose(BertFamily.load(tmp_path / "v").predict_proba(rows), family.predict_proba(rows), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "old_keys, expected_inference, expected_training",
+    [
+        # Saved before cpu_inference existed: int8 under "auto" was the only CPU choice then.
+        ({"quantize_inference": True, "cpu_bf16": False}, "auto", "fp32"),
+        ({"cpu_inference": "auto", "quantize_inference": True, "cpu_bf16": True}, "auto", "bf16"),
+        ({"cpu_inference": "auto", "quantize_inference": False, "cpu_bf16": False}, "fp32", "fp32"),
+        ({"cpu_inference": "auto", "quantize_inference": False, "cpu_bf16": True}, "bf16", "bf16"),
+        ({"cpu_inference": "int8", "quantize_inference": False, "cpu_bf16": True}, "int8", "bf16"),
+    ],
+)
+def test_an_artifact_saved_with_the_old_precision_switches_loads_and_scores_the_same(
+    trained, tmp_path, old_keys, expected_inference, expected_training
+):
+    """Format 1 artifacts decided CPU precision with quantize_inference and cpu_bf16 next to
+    cpu_inference; loading maps them onto cpu_inference / cpu_train_precision."""
+    family, _ = trained
+    family.save(tmp_path / "v")
+    meta_file = tmp_path / "v" / "bert_family.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["format"] == 2 and "cpu_train_precision" in meta["config"] and "cpu_bf16" not in meta["config"]
+    # Rewrite it as the old code wrote it, with a setting no field has any more.
+    config = {k: v for k, v in meta["config"].items() if k not in ("cpu_inference", "cpu_train_precision")}
+    meta.update(format=1, config={**config, **old_keys, "a_removed_setting": 3})
+    meta_file.write_text(json.dumps(meta))
+
+    loaded = BertFamily.load(tmp_path / "v")
+    assert (loaded.config.cpu_inference, loaded.config.cpu_train_precision) == (expected_inference, expected_training)
+    reference = copy.copy(family)
+    reference.config = dataclasses.replace(family.config, cpu_inference=expected_inference)
+    rows = make_rows(30, seed=8)
+    assert np.array_equal(loaded.predict_proba(rows), reference.predict_proba(rows))
+    assert loaded.text_segment_effects(rows) == reference.text_segment_effects(rows)
+
+
+def test_an_artifact_of_an_unknown_format_is_refused(trained, tmp_path):
+    family, _ = trained
+    family.save(tmp_path / "v")
+    meta_file = tmp_path / "v" / "bert_family.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "format": 99}))
+    with pytest.raises(ValueError, match="unsupported bert artifact format 99"):
+        BertFamily.load(tmp_path / "v")

@@ -59,7 +59,7 @@ def test_minilm_family_scores_and_int8_stays_close_to_fp32(minilm_path, tmp_path
     report = family.fit(make_rows(32, seed=1), make_rows(16, seed=2))
     assert report.extra["steps"] == 4
     rows = make_rows(48, seed=3)
-    fp32 = family.predict_proba_from_embeddings(family.encode(rows.texts, quantized=False), rows.features)
+    fp32 = family.predict_proba_from_embeddings(family.encode(rows.texts, precision="fp32"), rows.features)
     int8 = family.predict_proba(rows)
     assert np.abs(fp32 - int8).max() < 0.05
     family.save(tmp_path / "minilm")
