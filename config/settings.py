@@ -167,6 +167,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, bounded in size (API_MAX_BODY_BYTES) and nesting; every 400 in one JSON shape.
+    "DEFAULT_PARSER_CLASSES": ["crm_plugin.parsers.BoundedJSONParser"],
+    "EXCEPTION_HANDLER": "crm_plugin.api_errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -177,6 +180,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+# Largest API request body. A full batch (10,000 events) of reviews with 1-2 KB of text each is
+# 12-22 MB of JSON (about 170 bytes of other fields per event), so 32 MB leaves room; a larger
+# body gets a JSON 400. Forms keep Django's own 2.5 MB (DATA_UPLOAD_MAX_MEMORY_SIZE).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 32 * 1024 * 1024)
+if API_MAX_BODY_BYTES < 1024:
+    raise ImproperlyConfigured(f"API_MAX_BODY_BYTES must be at least 1024, got {API_MAX_BODY_BYTES}")
 
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
