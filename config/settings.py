@@ -192,8 +192,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only, bounded in size (API_MAX_BODY_BYTES) and nesting; every 400 in one JSON shape.
-    "DEFAULT_PARSER_CLASSES": ["crm_plugin.parsers.BoundedJSONParser"],
-    "EXCEPTION_HANDLER": "crm_plugin.api_errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["crm_plugin.api.parsers.BoundedJSONParser"],
+    "EXCEPTION_HANDLER": "crm_plugin.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

@@ -10,7 +10,7 @@ from django.utils import timezone
 from churnbot.delivery import alert_deliver
 from churnbot.tasks import follow_ups_send
 from crm_plugin.models import Alert, Intervention, RiskFeedback
-from crm_plugin.services.alerts import alert_policy_apply
+from crm_plugin.alerts.services import alert_policy_apply
 from tests.churnbot.test_delivery import make_alerts
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory
 

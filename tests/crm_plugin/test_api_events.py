@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from crm_plugin.models import Customer, Event, Intervention
-from crm_plugin.services.integrations import integration_create
+from crm_plugin.api.integrations import integration_create
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

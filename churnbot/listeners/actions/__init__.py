@@ -10,8 +10,8 @@ from churnbot.blocks import OUTCOME_LABELS, log_action_modal, parse_button_value
 from churnbot.listeners._common import owner_and_customer, tell
 from churnbot.queries import alert_get, intervention_get
 from crm_plugin.errors import CrmError
-from crm_plugin.services.alerts import alert_mark_not_a_risk, alert_snooze
-from crm_plugin.services.interventions import intervention_record_outcome
+from crm_plugin.alerts.services import alert_mark_not_a_risk, alert_snooze
+from crm_plugin.interventions.services import intervention_record_outcome
 
 
 def _container(body: dict) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
-from crm_plugin.services.integrations import integration_create
+from crm_plugin.api.integrations import integration_create
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Intervention
-from crm_plugin.services.interventions import intervention_create, intervention_record_outcome
+from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
 from tests.crm_plugin.factories import CustomerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("crm_plugin", "0004_encoder_cache_text_key"),
+        ("crm_plugin", "0005_scoringrun_lease"),
     ]
 
     operations = [
