@@ -66,6 +66,24 @@ def _fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def _test_client_login_passes_a_request(monkeypatch):
+    """`client.login(username=, password=)` the way the sign-in page does it, request included.
+
+    Sign-in throttling (django-axes) needs the request in authenticate(), and Django's test client
+    passes none; force_login() does not authenticate and needs nothing.
+    """
+    from django.test.client import ClientMixin, RequestFactory
+
+    login = ClientMixin.login
+
+    def login_with_request(self, **credentials):
+        credentials.setdefault("request", RequestFactory().post("/login/"))
+        return login(self, **credentials)
+
+    monkeypatch.setattr(ClientMixin, "login", login_with_request)
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery():
     """Tasks run in-process unless a test asks for the real worker."""
     from config.celery import app

@@ -6,6 +6,7 @@ secrets, which have none in production (DJANGO_ENV=production).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "crm_plugin",
     "demo",
     "churnbot",
@@ -95,6 +97,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -134,6 +138,26 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
+# Sign-in throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username
+# from one address, that pair is locked out for LOGIN_COOLOFF_MINUTES. Keyed on the pair so an
+# attacker elsewhere cannot lock a colleague out. The CRM login and the admin both count; API
+# tokens do not go through authenticate(), so integrations are unaffected.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out pairs before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a right password clears the count, so a few typos a day never add up
+AXES_LOCKOUT_TEMPLATE = "axes_lockout.html"
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
+# Reverse proxies in front of the app that append the client's address to X-Forwarded-For (0: none,
+# use the connection's address). Behind the TLS proxy of docs/production.md this is 1.
+LOGIN_TRUSTED_PROXIES = env_int("LOGIN_TRUSTED_PROXIES", 0)
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= timedelta(0) or LOGIN_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("need LOGIN_FAILURE_LIMIT >= 1, LOGIN_COOLOFF_MINUTES >= 1, LOGIN_TRUSTED_PROXIES >= 0")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", "UTC")
 USE_I18N = True
@@ -168,6 +192,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, bounded in size (API_MAX_BODY_BYTES) and nesting; every 400 in one JSON shape.
+    "DEFAULT_PARSER_CLASSES": ["crm_plugin.api.parsers.BoundedJSONParser"],
+    "EXCEPTION_HANDLER": "crm_plugin.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -177,7 +204,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Import shop behaviour, read churn scores, log retention actions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every endpoint and field, so /api/schema/ and /api/docs/ need a sign-in or token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
+# Largest API request body. A full batch (10,000 events) of reviews with 1-2 KB of text each is
+# 12-22 MB of JSON (about 170 bytes of other fields per event), so 32 MB leaves room; a larger
+# body gets a JSON 400. Forms keep Django's own 2.5 MB (DATA_UPLOAD_MAX_MEMORY_SIZE).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 32 * 1024 * 1024)
+if API_MAX_BODY_BYTES < 1024:
+    raise ImproperlyConfigured(f"API_MAX_BODY_BYTES must be at least 1024, got {API_MAX_BODY_BYTES}")
 
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
@@ -259,7 +294,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes.apps announces itself at every start (every manage.py command); its lockout warnings still show.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }
 
 # --- slack ---------------------------------------------------------------------------------

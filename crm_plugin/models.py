@@ -119,6 +119,9 @@ class Event(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5), name="event_rating_1_5"),
         ]
+        # Its own permission rather than add_event: importing also creates customers and sets
+        # their profile and owner, which giving someone "add event" in the admin should not imply.
+        permissions = [("import_events", "Can import events and set customer profiles and owners through the API")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.occurred_at:%Y-%m-%d} {self.customer_id}"

@@ -1,15 +1,18 @@
 """The REST API (DRF). Thin: parse, call one service, render. Every endpoint needs authentication."""
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from crm_plugin.api.errors import problem_response
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Event
 from crm_plugin.events.importing import MAX_API_BATCH, events_import_records
+from crm_plugin.api.integrations import IMPORT_PERMISSION
 
 _event_in = inline_serializer("EventIn", fields={
     "customer_id": serializers.CharField(help_text="The shop's customer id"),
@@ -20,7 +23,8 @@ _event_in = inline_serializer("EventIn", fields={
     "rating": serializers.IntegerField(required=False, min_value=1, max_value=5),
     "text": serializers.CharField(required=False),
     "attributes": serializers.DictField(required=False),
-    "source_id": serializers.CharField(required=False, help_text="Stable id; re-sending it adds nothing"),
+    "source_id": serializers.CharField(required=False, help_text="Stable id; re-sending the same event adds nothing, "
+                                       "another event with a stored id is refused"),
     "name": serializers.CharField(required=False),
     "email": serializers.EmailField(required=False),
     "segment": serializers.CharField(required=False),
@@ -33,8 +37,21 @@ _problem = inline_serializer("ImportProblem", fields={
 })
 
 
+class CanImportEvents(permissions.BasePermission):
+    """Importing is for integrations: it creates customers and sets their profile and owner."""
+
+    message = ("Importing events needs an integration token (an admin creates one with "
+               "`manage.py integration_create NAME`); people's accounts cannot import.")
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(IMPORT_PERMISSION))
+
+
 class EventBatchApi(APIView):
     """POST a batch of events; all or nothing, idempotent by `source_id` (or content)."""
+
+    permission_classes = [permissions.IsAuthenticated, CanImportEvents]
 
     @extend_schema(
         operation_id="events_import",
@@ -47,24 +64,27 @@ class EventBatchApi(APIView):
             400: inline_serializer("EventBatchErrors", fields={
                 "detail": serializers.CharField(), "errors": _problem.__class__(many=True),
             }),
+            403: inline_serializer("EventBatchForbidden", fields={"detail": serializers.CharField()}),
         },
-        description=f"At most {MAX_API_BATCH:,} events per request. One bad event means none is stored.",
+        description=(f"At most {MAX_API_BATCH:,} events per request. One bad event means none is stored. "
+                     "Needs an integration user's token (permission `crm_plugin.import_events`)."),
         examples=[OpenApiExample("one order", value={"events": [
             {"customer_id": "C1001", "kind": "order", "occurred_at": "2026-11-02T10:15:00Z", "amount": "45.00"}]})],
     )
     def post(self, request):
         try:
             data = request.data
-        except ParseError as exc:  # answer in the same shape as every other 400 here
-            return Response({"detail": str(exc.detail), "errors": [
-                {"row": None, "field": "events", "message": str(exc.detail)}]}, status=status.HTTP_400_BAD_REQUEST)
+        except ParseError as exc:  # the body as a whole: same shape, field "events"
+            return problem_response(str(exc.detail), field="events")
+        except RequestDataTooBig:
+            return problem_response("The request body is larger than this server accepts; send fewer events "
+                                    "per request.", field="events")
         events = data.get("events") if isinstance(data, dict) else None
         try:
             summary = events_import_records(records=events)
         except CrmError as exc:
             errors = [{"row": p["row"], "field": p["field"], "message": p["message"]} for p in exc.problems]
-            if not errors:  # a problem with the whole batch (missing, empty, too large)
-                errors = [{"row": None, "field": "events", "message": exc.message}]
-            return Response({"detail": exc.message, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+            # No itemised problems: the batch as a whole is wrong (missing, empty, too large).
+            return problem_response(exc.message, errors, field="events")
         return Response({"rows": summary.rows, "added": summary.added, "skipped": summary.skipped,
                          "customers_created": summary.customers_created}, status=status.HTTP_201_CREATED)

@@ -30,7 +30,8 @@ class RetentionLiftApi(APIView):
     @extend_schema(
         operation_id="retention_lift",
         summary="Measured retention lift (alerted vs held out), funnel per owner, next-best-action evidence",
-        parameters=[OpenApiParameter("outcome_days", int, description="days after an alert over which churn is measured")],
+        parameters=[OpenApiParameter("outcome_days", int, description="days after an alert over which churn is "
+                                                                       "measured, 1 to 3650")],
         responses={200: dict},
     )
     def get(self, request):
@@ -39,8 +40,9 @@ class RetentionLiftApi(APIView):
         if raw is not None:
             try:
                 outcome_days = int(raw)
-            except ValueError:
-                raise ValidationError({"outcome_days": f"A whole number of days, not {raw!r}."}) from None
+            except ValueError:  # also a number too long for int(), so cut what is echoed
+                shown = raw if len(raw) <= 20 else raw[:20] + "..."
+                raise ValidationError({"outcome_days": f"A whole number of days, not {shown!r}."}) from None
         try:
             return Response(closed_loop_report(outcome_days=outcome_days))
         except CrmError as exc:

@@ -3,8 +3,15 @@
 Rows are validated one by one while they stream into a temporary staging table inside one
 transaction; if any row is bad, the transaction rolls back and the error lists the problems
 with their row numbers. Otherwise set-based SQL creates missing customers and appends the
-events, skipping `source_id`s already stored, so re-importing a file adds nothing. Memory
-stays flat: neither the file nor its customer ids are held in Python.
+events, skipping events already stored, so re-importing a file adds nothing and changes
+nothing. A `source_id` already stored counts as that event only when the row repeats it exactly
+(same customer, same content); otherwise the row is refused, so nobody can claim another
+customer's ids in advance. Memory stays flat: neither the file nor its customer ids are held
+in Python.
+
+Every value that reaches the database is checked here first (text, not objects; no NUL
+characters or unpaired surrogates, which PostgreSQL cannot store; bounded lengths and nesting),
+so a bad value is a row problem, never a database error.
 """
 from __future__ import annotations
 
@@ -12,7 +19,10 @@ import csv
 import hashlib
 import io
 import json
+import math
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
@@ -36,6 +46,12 @@ MAX_ID = 128
 MAX_SOURCE_ID = 200
 MAX_NAME = 200
 MAX_LINE_BYTES = 1_000_000
+# The documented attributes are flat; a little nesting is allowed, deep trees are refused before
+# anything recurses over them.
+MAX_ATTRIBUTE_DEPTH = 10
+# Ids of events sent without a source_id start with this (see _write_from_staging); a sender may
+# not use it, or it could claim the id of another customer's future event.
+CONTENT_ID_PREFIX = "h:"
 MAX_AMOUNT = Decimal("9999999999.99")
 FUTURE_SLACK = timedelta(days=1)
 
@@ -111,8 +127,50 @@ class _Bad(Exception):
         self.message = message
 
 
+# NUL cannot be stored in PostgreSQL text or jsonb; an unpaired surrogate (a lone \ud800-\udfff,
+# which JSON's \u escapes can produce) is not Unicode and cannot be encoded as UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_storable(value: str, field: str, where: str = "") -> None:
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        raise _Bad(field, f"{where}contains a NUL character (\\u0000), which cannot be stored; remove it")
+    raise _Bad(field, f"{where}contains an unpaired surrogate ({ascii(found.group())[1:-1]}), which is not "
+                      "valid Unicode; send the text as UTF-8")
+
+
+def _json_type(value: Any) -> str:
+    """How a value that is not what a field wants looks in JSON, for the error message."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    return type(value).__name__
+
+
+def _show(value: Any, limit: int = 60, *, quote: bool = True) -> str:
+    """A value for an error message (quoted, or as plain text), cut short: messages echo input."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _text(raw: Any, field: str, limit: int, *, required: bool = False) -> str:
-    value = "" if raw is None else str(raw).strip()
+    if raw is None:
+        value = ""
+    elif isinstance(raw, str):
+        value = raw.strip()
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        value = str(raw)  # a numeric id sent as a JSON number
+    else:
+        raise _Bad(field, f"must be text, not {_json_type(raw)}")
+    _check_storable(value, field)
     if required and not value:
         raise _Bad(field, "is empty")
     if len(value) > limit:
@@ -139,32 +197,32 @@ def _timestamp(raw: Any, field: str, now: datetime) -> datetime:
 def _decimal(raw: Any, field: str) -> Decimal | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    if isinstance(raw, bool):
-        raise _Bad(field, f"{raw!r} is not a number")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
+        raise _Bad(field, f"must be a number, not {_json_type(raw)}")
     try:
         value = Decimal(str(raw).strip())
     except InvalidOperation:
-        raise _Bad(field, f"{raw!r} is not a number (use a dot for decimals, no currency sign)") from None
+        raise _Bad(field, f"{_show(raw)} is not a number (use a dot for decimals, no currency sign)") from None
     if not value.is_finite():
-        raise _Bad(field, f"{raw!r} is not a finite number")
+        raise _Bad(field, f"{_show(raw)} is not a finite number")
     if abs(value) > MAX_AMOUNT:
-        raise _Bad(field, f"{raw!r} is too large (at most {MAX_AMOUNT})")
+        raise _Bad(field, f"{_show(raw)} is too large (at most {MAX_AMOUNT})")
     return value.quantize(Decimal("0.01"))
 
 
 def _int(raw: Any, field: str, low: int, high: int) -> int | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    if isinstance(raw, bool):
-        raise _Bad(field, f"{raw!r} is not a whole number")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
+        raise _Bad(field, f"must be a whole number, not {_json_type(raw)}")
     try:
         value = Decimal(str(raw).strip())
     except InvalidOperation:
-        raise _Bad(field, f"{raw!r} is not a whole number") from None
+        raise _Bad(field, f"{_show(raw)} is not a whole number") from None
     if not value.is_finite() or value != value.to_integral_value():
-        raise _Bad(field, f"{raw!r} is not a whole number")
+        raise _Bad(field, f"{_show(raw)} is not a whole number")
     if not low <= value <= high:
-        raise _Bad(field, f"{raw} is out of range ({low} to {high})")
+        raise _Bad(field, f"{_show(raw, quote=False)} is out of range ({low} to {high})")
     return int(value)
 
 
@@ -173,16 +231,47 @@ def _attributes(raw: Any) -> dict:
         return {}
     if isinstance(raw, dict):
         value = raw
-    else:
+    elif isinstance(raw, str):
         try:
             value = json.loads(raw)
-        except (TypeError, ValueError):
+        except RecursionError:
+            raise _Bad("attributes", f"nests deeper than {MAX_ATTRIBUTE_DEPTH} levels") from None
+        except ValueError:
             raise _Bad("attributes", "is not valid JSON") from None
+    else:
+        value = raw
     if not isinstance(value, dict):
         raise _Bad("attributes", "must be a JSON object like {\"category\": \"shoes\"}")
+    _check_json_tree(value)
     if len(json.dumps(value)) > MAX_TEXT:
         raise _Bad("attributes", f"is longer than {MAX_TEXT} characters")
     return value
+
+
+def _check_json_tree(root: dict) -> None:
+    """Every key and string in `attributes` must be storable, numbers finite, nesting shallow.
+
+    Walks with an explicit stack, so a deep tree is refused instead of exhausting Python's.
+    """
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_ATTRIBUTE_DEPTH:
+            raise _Bad("attributes", f"nests deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if not isinstance(key, str):
+                    raise _Bad("attributes", f"has a key that is {_json_type(key)}; keys must be text")
+                _check_storable(key, "attributes", "a key ")
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str):
+            _check_storable(node, "attributes", "a value ")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise _Bad("attributes", "holds NaN or Infinity, which JSON does not allow")
+        elif not (node is None or isinstance(node, (bool, int, float))):
+            raise _Bad("attributes", f"holds {_json_type(node)}, which JSON cannot store")
 
 
 # --- reading files -----------------------------------------------------------------------
@@ -233,6 +322,12 @@ def _csv_records(lines: Iterator[str], problems: _Problems, *, required: tuple[s
     if header == [_UNREADABLE.strip()]:
         return  # already reported
     header = [h.strip().lower() for h in header]
+    repeated = sorted(h for h, n in Counter(header).items() if n > 1)
+    if repeated:
+        # csv.DictReader-style zipping would let the last one silently win.
+        problems.add(None, None, f"column(s) {', '.join(repr(h) for h in repeated)} appear more than once in the "
+                                 "header; give each column once", line=1)
+        return
     missing = [c for c in required if c not in header]
     if missing:
         problems.add(None, None, f"missing column(s): {', '.join(missing)}; the header has: {', '.join(header) or '(nothing)'}",
@@ -272,8 +367,11 @@ def _jsonl_records(lines: Iterator[str], problems: _Problems) -> Iterator[tuple[
             continue  # already reported
         try:
             record = json.loads(line)
+        except RecursionError:
+            problems.add(row_number, None, "is not valid JSON (nested too deeply)", line=line_number)
+            continue
         except ValueError as exc:
-            problems.add(row_number, None, f"is not valid JSON ({exc.msg})", line=line_number)
+            problems.add(row_number, None, f"is not valid JSON ({getattr(exc, 'msg', exc)})", line=line_number)
             continue
         if not isinstance(record, dict):
             problems.add(row_number, None, "must be a JSON object", line=line_number)
@@ -299,7 +397,9 @@ def _normalise(record: dict, *, fmt: str, kind: str | None, owners: dict[str, in
 
     unknown = [key for key in record if key not in EVENT_REQUIRED + EVENT_OPTIONAL]
     if unknown:
-        raise _Bad(unknown[0], f"is not a known field; allowed: {', '.join(EVENT_REQUIRED + EVENT_OPTIONAL)}")
+        # The field name is the sender's key: keep it short and printable in the answer.
+        name = unknown[0] if unknown[0].isprintable() and len(unknown[0]) <= 64 else _show(unknown[0], 64)
+        raise _Bad(name, f"is not a known field; allowed: {', '.join(EVENT_REQUIRED + EVENT_OPTIONAL)}")
     customer = _text(record.get("customer_id"), "customer_id", MAX_ID, required=True)
     row_kind = _text(record.get("kind"), "kind", 32) or (kind or "")
     if not row_kind:
@@ -316,6 +416,9 @@ def _normalise(record: dict, *, fmt: str, kind: str | None, owners: dict[str, in
     text = _text(record.get("text"), "text", MAX_TEXT)
     attributes = _attributes(record.get("attributes"))
     source_id = _text(record.get("source_id"), "source_id", MAX_SOURCE_ID)
+    if source_id.startswith(CONTENT_ID_PREFIX):
+        raise _Bad("source_id", f"may not start with {CONTENT_ID_PREFIX!r}, which marks the ids of events "
+                                "sent without a source_id")
     if row_kind == "order" and amount is None:
         raise _Bad("amount", "is required for an order")
     if row_kind == "review" and rating is None:
@@ -348,14 +451,14 @@ def _check_attribute_conventions(kind: str, attributes: dict, now: datetime) -> 
             try:
                 _timestamp(closed_at, "attributes", now)
             except _Bad:
-                raise _Bad("attributes", f"a ticket's closed_at must be an ISO datetime or null, not {closed_at!r}") from None
+                raise _Bad("attributes", f"a ticket's closed_at must be an ISO datetime or null, not {_show(closed_at)}") from None
     elif kind == "coupon" and not isinstance(attributes.get("redeemed", False), bool):
         raise _Bad("attributes", "a coupon's redeemed must be true or false")
     elif kind == "visit":
         for key in ("pages", "duration_s"):
             value = attributes.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise _Bad("attributes", f"a visit's {key} must be a number of at least 0, not {value!r}")
+                raise _Bad("attributes", f"a visit's {key} must be a number of at least 0, not {_show(value)}")
 
 
 def _content_hash(*parts: Any) -> str:
@@ -435,8 +538,57 @@ class _Staging:
             self.cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if self.postgres else 'temp'}.import_staging")
 
 
+def _resolve_event_ids(cursor) -> None:
+    """Give every staged row its event id and look it up among the stored events (table import_rows).
+
+    `existing_id` is the stored event with that id, if any; `conflict` says that event is not this
+    row (another customer's, or other content), which the caller refuses.
+    """
+    event_table = Event._meta.db_table
+    customer_table = Customer._meta.db_table
+    postgres = connection.vendor == "postgresql"
+    same = "IS NOT DISTINCT FROM" if postgres else "IS"  # NULL-safe equality
+    # Identical rows in one file are distinct events: number them so each gets its own id,
+    # and the same file imported again yields the same ids.
+    source = (f"CASE WHEN s.source_id <> '' THEN s.source_id ELSE '{CONTENT_ID_PREFIX}' || s.content_hash || ':' || "
+              "CAST(ROW_NUMBER() OVER (PARTITION BY s.content_hash ORDER BY s.line) AS text) END")
+    # SQLite compares the attribute texts, which this module always writes with sorted keys.
+    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
+    cursor.execute(
+        f"CREATE TEMP TABLE import_rows {'ON COMMIT DROP ' if postgres else ''}AS "
+        f"SELECT x.*, e.id AS existing_id, (e.id IS NOT NULL AND NOT ("
+        f"c.external_id = x.customer_ext AND e.kind = x.kind AND e.occurred_at = x.occurred_at "
+        f"AND e.amount {same} x.amount AND e.quantity {same} x.quantity AND e.rating {same} x.rating "
+        f"AND e.text = x.text AND e.attributes = x.attributes)) AS conflict "
+        f"FROM (SELECT s.*, {source} AS sid FROM import_staging s) x "
+        f"LEFT JOIN {event_table} e ON e.source_id = x.sid "
+        f"LEFT JOIN {customer_table} c ON c.id = e.customer_id"
+    )
+    if postgres:
+        cursor.execute("ANALYZE import_rows")
+
+
+def _check_stored_source_ids(cursor, problems: _Problems) -> None:
+    """A source_id already stored is a re-send only if the row repeats that event exactly.
+
+    Otherwise skipping it would let whoever sends an id first own it: a sender could claim the
+    ids of another customer's future events, which would then be dropped as "already imported".
+    The message does not say whose event holds the id.
+    """
+    cursor.execute("SELECT row_no, line, sid FROM import_rows WHERE conflict ORDER BY row_no")
+    while batch := cursor.fetchmany(1000):
+        for row_no, line, sid in batch:
+            problems.add(row_no, "source_id", f"{_show(sid)} is already the id of a different stored event; "
+                                              "a re-sent event must repeat it exactly (same customer, time and "
+                                              "content), a new event needs a new source_id", line=line)
+
+
 def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
-    """Create missing customers and append new events. Returns (customers created, events added)."""
+    """Create missing customers and append new events. Returns (customers created, events added).
+
+    Only rows whose event is not stored yet count: re-sending old events changes nothing, so a
+    retried or replayed batch cannot put back a customer's old name, email, segment or owner.
+    """
     customer_table = Customer._meta.db_table
     event_table = Event._meta.db_table
     postgres = connection.vendor == "postgresql"
@@ -454,7 +606,8 @@ def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
         "MIN(occurred_at) AS first_seen, "
         f"{last('name')} AS name, {last('email')} AS email, {last('segment')} AS segment, "
         f"CAST(SUBSTR(MAX(CASE WHEN owner_id IS NOT NULL THEN {pad} || CAST(owner_id AS text) END), 11) "
-        f"AS {'bigint' if postgres else 'integer'}) AS owner_id FROM import_staging GROUP BY customer_ext"
+        f"AS {'bigint' if postgres else 'integer'}) AS owner_id FROM import_rows WHERE existing_id IS NULL "
+        "GROUP BY customer_ext"
     )
     cursor.execute(
         f"INSERT INTO {customer_table} (external_id, name, email, segment, owner_id, first_seen_at, attributes, "
@@ -467,7 +620,7 @@ def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
         ["{}", now, now],
     )
     created = max(cursor.rowcount, 0)
-    # Existing customers: fill in fields the file provides; move first_seen_at earlier if needed.
+    # Existing customers: fill in fields the new events provide; move first_seen_at earlier if needed.
     least = "LEAST" if postgres else "MIN"
     cursor.execute(
         f"UPDATE {customer_table} SET "
@@ -482,22 +635,20 @@ def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
         f"OR {customer_table}.first_seen_at IS NULL OR s.first_seen < {customer_table}.first_seen_at)",
         [now],
     )
-    # Identical rows in one file are distinct events: number them so each gets its own id,
-    # and the same file imported again yields the same ids.
-    source = ("CASE WHEN s.source_id <> '' THEN s.source_id ELSE 'h:' || s.content_hash || ':' || "
-              "CAST(ROW_NUMBER() OVER (PARTITION BY s.content_hash ORDER BY s.line) AS text) END")
+    # ON CONFLICT still matters: another import running at the same time may store an id first.
     conflict = "ON CONFLICT (source_id) DO NOTHING"
     insert = "INSERT INTO" if postgres else "INSERT OR IGNORE INTO"
     cursor.execute(
         f"{insert} {event_table} (customer_id, kind, occurred_at, amount, quantity, rating, text, attributes, "
         f"source_id, imported_at) "
         f"SELECT c.id, x.kind, x.occurred_at, x.amount, x.quantity, x.rating, x.text, x.attributes, x.sid, {ts} "
-        f"FROM (SELECT s.*, {source} AS sid FROM import_staging s) x "
-        f"JOIN {customer_table} c ON c.external_id = x.customer_ext "
-        f"ORDER BY x.line {conflict if postgres else ''}",
+        f"FROM import_rows x JOIN {customer_table} c ON c.external_id = x.customer_ext "
+        f"WHERE x.existing_id IS NULL ORDER BY x.line {conflict if postgres else ''}",
         [now],
     )
-    return created, max(cursor.rowcount, 0)
+    added = max(cursor.rowcount, 0)
+    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
+    return created, added
 
 
 def _check_source_ids(cursor, problems: _Problems) -> None:
@@ -523,29 +674,39 @@ def _run(records: Iterable[tuple[int, int, dict]], *, fmt: str, kind: str | None
     now = timezone.now()
     owners = {email.lower(): pk for pk, email in AccountOwner.objects.values_list("pk", "email")}
     rows = 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        with _Staging(cursor) as staging:
-            for row_number, line_number, record in records:
-                rows += 1
-                try:
-                    staged = _normalise(record, fmt=fmt, kind=kind, owners=owners, now=now)
-                except _Bad as bad:
-                    problems.add(row_number, bad.field, bad.message, line=line_number)
-                    continue
-                if not problems.count:
-                    staging.add((row_number, line_number, *staged))
-            problems.raise_if_any(source)
-            staging.finish()
-            if fmt != "transactions":  # transactions rows never carry a source_id
-                _check_source_ids(cursor, problems)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            with _Staging(cursor) as staging:
+                for row_number, line_number, record in records:
+                    rows += 1
+                    try:
+                        staged = _normalise(record, fmt=fmt, kind=kind, owners=owners, now=now)
+                    except _Bad as bad:
+                        problems.add(row_number, bad.field, bad.message, line=line_number)
+                        continue
+                    if not problems.count:
+                        staging.add((row_number, line_number, *staged))
                 problems.raise_if_any(source)
-            if connection.vendor == "postgresql":
-                created, added = _write_from_staging(cursor, now)
-            else:  # count instead of trusting rowcount after INSERT ... SELECT
-                before = (Customer.objects.count(), Event.objects.count())
-                _write_from_staging(cursor, now)
-                created = Customer.objects.count() - before[0]
-                added = Event.objects.count() - before[1]
+                staging.finish()
+                if fmt != "transactions":  # transactions rows never carry a source_id
+                    _check_source_ids(cursor, problems)
+                    problems.raise_if_any(source)
+                _resolve_event_ids(cursor)
+                _check_stored_source_ids(cursor, problems)
+                problems.raise_if_any(source)
+                if connection.vendor == "postgresql":
+                    created, added = _write_from_staging(cursor, now)
+                else:  # count instead of trusting rowcount after INSERT ... SELECT
+                    before = (Customer.objects.count(), Event.objects.count())
+                    _write_from_staging(cursor, now)
+                    created = Customer.objects.count() - before[0]
+                    added = Event.objects.count() - before[1]
+    except (DataError, connection.Database.DataError) as exc:
+        # The checks above are meant to make this unreachable; if a value still gets past them,
+        # the caller gets a clear refusal rather than a database traceback.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CrmError(f"{source}: nothing was imported, the database refused a value: {reason}",
+                       code="invalid_import") from None
     return ImportSummary(rows=rows, added=added, skipped=rows - added, customers_created=created,
                          seconds=time.monotonic() - started)
 

@@ -31,10 +31,15 @@ ACTION_LABELS = {value: label.lower() for value, label in Intervention.Action.ch
 SUGGESTIBLE = tuple(a for a in Intervention.Action.values if a != Intervention.Action.OTHER)
 
 
+# Ten years is past any outcome worth measuring, and far from the dates Python cannot represent.
+MAX_OUTCOME_DAYS = 3650
+
+
 def _outcome_days(outcome_days: int | None) -> int:
     days = settings.CHURN_OUTCOME_DAYS if outcome_days is None else outcome_days
-    if not isinstance(days, int) or days < 1:
-        raise CrmError(f"The outcome window must be at least 1 day, not {days!r}.", code="invalid_days")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_OUTCOME_DAYS:
+        raise CrmError(f"The outcome window must be between 1 and {MAX_OUTCOME_DAYS:,} days, not {days!r}.",
+                       code="invalid_days")
     return days
 
 

@@ -7,6 +7,7 @@ message next to the field it is about.
 from __future__ import annotations
 
 import csv
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -91,6 +92,22 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection");
+# names, emails, segments and review quotes come from the shop and its customers.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
+
+
+def _csv_cell(value) -> object:
+    """The value, with a leading quote if a spreadsheet would take it for a formula.
+
+    Numbers stay numbers: a negative value such as -12.50 is not a formula.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 @login_required
 def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
     """The whole current filter as CSV, streamed so 100,000 rows never sit in memory."""
@@ -105,7 +122,7 @@ def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
         ])
         for row in sv.worklist_rows_streamed(qs):
             c, s = row.customer, row.score
-            yield writer.writerow([
+            yield writer.writerow(_csv_cell(cell) for cell in [
                 c.external_id, c.name, c.email, c.owner.name if c.owner else "", c.segment, c.value,
                 f"{s.probability:.4f}" if s else "", s.band if s else "",
                 f"{c.value_at_risk:.2f}" if c.value_at_risk is not None else "",

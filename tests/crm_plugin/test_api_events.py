@@ -1,28 +1,115 @@
-"""POST /api/events/: token auth, all or nothing, per-row errors, and the OpenAPI schema."""
+"""POST /api/events/: who may import, all or nothing, per-row errors, limits, and the OpenAPI schema."""
+import json
+import random
+
 import pytest
+from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from crm_plugin.models import Event
-from tests.crm_plugin.factories import UserFactory
+from crm_plugin.models import Customer, Event, Intervention
+from crm_plugin.api.integrations import integration_create
+from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 ORDER = {"customer_id": "C1", "kind": "order", "occurred_at": "2026-11-02T10:15:00Z", "amount": "45.00"}
+FORBIDDEN = "Importing events needs an integration token"
+
+
+def api_for(user) -> APIClient:
+    token, _ = Token.objects.get_or_create(user=user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return api
 
 
 @pytest.fixture
 def client():
-    token = Token.objects.create(user=UserFactory())
+    """The shop's feed: an integration user's token, as `manage.py integration_create` makes it."""
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {integration_create(name='shop-feed').token}")
     return api
+
+
+def post(api, events):
+    return api.post("/api/events/", {"events": events}, format="json")
+
+
+# --- who may import -----------------------------------------------------------------------
 
 
 def test_needs_authentication():
     response = APIClient().post("/api/events/", {"events": [ORDER]}, format="json")
     assert response.status_code == 401
     assert Event.objects.count() == 0
+
+
+def _no_profile():
+    return UserFactory()
+
+
+def _account_manager():
+    return AccountOwnerFactory().user
+
+
+def _manager():
+    return AccountOwnerFactory(is_manager=True).user
+
+
+def _staff():
+    return UserFactory(is_staff=True)
+
+
+@pytest.mark.parametrize("make_user", [_no_profile, _account_manager, _manager, _staff],
+                         ids=["no-account-owner-profile", "account-manager", "manager", "staff"])
+def test_people_cannot_import(make_user):
+    response = post(api_for(make_user()), [ORDER])
+    assert response.status_code == 403
+    assert FORBIDDEN in response.json()["detail"]
+    assert Event.objects.count() == 0 and Customer.objects.count() == 0
+
+
+def test_integration_user_imports(client):
+    response = post(client, [ORDER])
+    assert response.status_code == 201
+    assert response.json() == {"rows": 1, "added": 1, "skipped": 0, "customers_created": 1}
+
+
+def test_a_signed_in_superuser_session_is_enough():
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    api = APIClient()
+    assert api.login(username=admin.username, password="pass-word-123")
+    assert post(api, [ORDER]).status_code == 201
+    assert Event.objects.count() == 1
+
+
+def test_an_account_manager_cannot_take_over_a_customer_and_read_its_notes(client):
+    """The attack: re-send a colleague's customer with your own email as owner, then open it in the CRM."""
+    ana, ben = AccountOwnerFactory(), AccountOwnerFactory()
+    customer = CustomerFactory(external_id="C77", owner=ben, name="Real Name", email="real@mail.example", segment="vip")
+    InterventionFactory(customer=customer, note="Private: going through a divorce, be gentle")
+    takeover = {**ORDER, "customer_id": "C77", "name": "Mine Now", "email": "x@evil.example", "segment": "bargain",
+                "owner_email": ana.email}
+    response = post(api_for(ana.user), [takeover])
+    assert response.status_code == 403
+    customer.refresh_from_db()
+    assert (customer.owner, customer.name, customer.email, customer.segment) == (
+        ben, "Real Name", "real@mail.example", "vip")
+    crm = APIClient()
+    crm.force_login(ana.user)
+    page = crm.get(reverse("crm-customer", args=[customer.pk]))
+    assert page.status_code == 403
+    assert b"divorce" not in page.content
+
+
+def test_wrong_token_is_refused():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert api.post("/api/events/", {"events": [ORDER]}, format="json").status_code == 401
+
+
+# --- source ids: re-sends, conflicts -------------------------------------------------------
 
 
 def test_imports_a_batch_idempotently(client):
@@ -32,6 +119,54 @@ def test_imports_a_batch_idempotently(client):
     again = client.post("/api/events/", {"events": [ORDER]}, format="json")
     assert again.json()["added"] == 0
     assert Event.objects.count() == 2
+
+
+def test_a_source_id_cannot_be_claimed_for_another_customers_event(client):
+    """Someone sends 'order-9' for C-other first; the real order-9 of C1 must not be dropped as a duplicate."""
+    claimed = {**ORDER, "customer_id": "C-other", "source_id": "order-9"}
+    assert post(client, [claimed]).status_code == 201
+    real = {**ORDER, "source_id": "order-9"}
+    response = post(client, [{**ORDER, "source_id": "order-8"}, real])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{
+        "row": 2, "field": "source_id",
+        "message": "'order-9' is already the id of a different stored event; a re-sent event must repeat it "
+                   "exactly (same customer, time and content), a new event needs a new source_id"}]
+    assert not Customer.objects.filter(external_id="C1").exists()  # all or nothing
+    assert Event.objects.count() == 1
+
+
+def test_a_re_sent_event_is_skipped_but_changed_content_is_a_conflict(client):
+    order = {**ORDER, "source_id": "order-1"}
+    assert post(client, [order]).json()["added"] == 1
+    assert post(client, [order]).json() == {"rows": 1, "added": 0, "skipped": 1, "customers_created": 0}
+    changed = post(client, [{**order, "amount": "46.00"}])
+    assert changed.status_code == 400
+    assert changed.json()["errors"][0]["row"] == 1 and changed.json()["errors"][0]["field"] == "source_id"
+    assert Event.objects.get().amount == 45
+
+
+def test_content_ids_are_reserved(client):
+    response = post(client, [{**ORDER, "source_id": "h:0123abcd:1"}])
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "source_id"
+    assert "may not start with 'h:'" in response.json()["errors"][0]["message"]
+
+
+def test_a_replayed_batch_does_not_undo_a_later_profile_change(client):
+    """A retry of an old batch (its events already stored) changes nothing, owner included."""
+    ana, ben = AccountOwnerFactory(), AccountOwnerFactory()
+    old = {**ORDER, "source_id": "o-1", "email": "old@mail.example", "owner_email": ana.email}
+    post(client, [old])
+    newer = {**ORDER, "occurred_at": "2026-11-03T09:00:00Z", "source_id": "o-2", "email": "new@mail.example",
+             "owner_email": ben.email}
+    post(client, [newer])
+    assert post(client, [old]).json()["added"] == 0
+    customer = Customer.objects.get(external_id="C1")
+    assert (customer.email, customer.owner) == ("new@mail.example", ben)
+
+
+# --- bad input: always a 400 in one shape ----------------------------------------------------
 
 
 def test_per_row_errors_and_nothing_written(client):
@@ -51,31 +186,161 @@ def test_missing_events_key(client):
     assert response.json()["errors"][0]["field"] == "events"
 
 
-def test_a_signed_in_session_is_enough():
-    user = UserFactory()
-    api = APIClient()
-    assert api.login(username=user.username, password="pass-word-123")
-    response = api.post("/api/events/", {"events": [ORDER]}, format="json")
-    assert response.status_code == 201
-    assert Event.objects.count() == 1
+TEXT_FIELDS = ["customer_id", "name", "email", "segment", "text", "source_id", "owner_email"]
 
 
-def test_wrong_token_is_refused():
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
-    assert api.post("/api/events/", {"events": [ORDER]}, format="json").status_code == 401
+def _with(field, value):
+    event = {**ORDER, "kind": "review", "rating": 2}
+    if field == "email" or field == "owner_email":
+        value = f"{value}@mail.example"
+    event[field] = value
+    return event
 
 
-def test_schema_publishes_the_endpoint(client):
-    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
-    assert response.status_code == 200
-    schema = response.json()
-    assert "post" in schema["paths"]["/api/events/"]
-    components = schema["components"]["schemas"]
-    assert {"EventBatchIn", "EventIn", "EventBatchOut", "EventBatchErrors"} <= set(components)
-    assert set(components["EventIn"]["required"]) == {"customer_id", "kind", "occurred_at"}
-    post = schema["paths"]["/api/events/"]["post"]
-    assert {"201", "400"} <= set(post["responses"])
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+def test_nul_character_in_a_text_field_is_a_400_naming_the_field(client, field):
+    """PostgreSQL cannot store NUL: checked before the database sees it (a 500 otherwise)."""
+    response = post(client, [ORDER, _with(field, "a\x00b")])
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert (error["row"], error["field"]) == (2, field)
+    assert "contains a NUL character" in error["message"]
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+def test_unpaired_surrogate_in_a_text_field_is_a_400_naming_the_field(client, field):
+    raw = json.dumps({"events": [_with(field, "a\ud800b")]})  # json.dumps writes it as the escape \ud800
+    assert "\\ud800" in raw
+    response = client.post("/api/events/", raw, content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert (error["row"], error["field"]) == (1, field)
+    assert "unpaired surrogate (\\ud800)" in error["message"]
+
+
+@pytest.mark.parametrize("attributes", [{"a\x00": "x"}, {"k": "a\x00"}, {"k": ["ok", {"deep": "\ud800"}]}],
+                         ids=["nul-in-key", "nul-in-value", "surrogate-nested"])
+def test_attributes_keys_and_values_are_checked_all_the_way_down(client, attributes):
+    response = client.post("/api/events/", json.dumps({"events": [{**ORDER, "attributes": attributes}]}),
+                           content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["field"] == "attributes"
+    assert "NUL" in error["message"] or "surrogate" in error["message"]
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("customer_id", {"id": 1}, "must be text, not a JSON object"),
+    ("name", ["Ada", "Lovelace"], "must be text, not a list"),
+    ("text", True, "must be text, not true/false"),
+    ("segment", 1.5, "must be text, not a number"),
+    ("source_id", {"x": 1}, "must be text, not a JSON object"),
+    ("owner_email", ["a@b.c"], "must be text, not a list"),
+    ("amount", {"value": 1}, "must be a number, not a JSON object"),
+    ("rating", [5], "must be a whole number, not a list"),
+    ("attributes", ["shoes"], "must be a JSON object"),
+])
+def test_objects_and_lists_where_text_is_expected_are_refused_not_stored_as_reprs(client, field, value, expected):
+    event = {**ORDER, "kind": "review", "rating": 2, field: value}
+    response = post(client, [event])
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert (error["row"], error["field"]) == (1, field)
+    assert expected in error["message"]
+    assert Customer.objects.count() == 0
+
+
+def test_unknown_field_with_an_unprintable_name_is_named_safely(client):
+    response = client.post("/api/events/", json.dumps({"events": [{**ORDER, "x\ud800\x00": 1}]}),
+                           content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "'x\\ud800\\x00'"
+
+
+def test_json_nested_100000_deep_is_a_400(client):
+    body = '{"events": [{"attributes": ' + "[" * 100_000 + "]" * 100_000 + "}]}"
+    response = client.post("/api/events/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"row": None, "field": "events",
+                                          "message": "JSON parse error - nested too deeply; at most 32 levels"}]
+
+
+def test_json_nested_below_the_recursion_limit_but_over_ours_is_a_400(client):
+    body = '{"events": [{"attributes": {"a": ' + "[" * 500 + "]" * 500 + "}}]}"
+    response = client.post("/api/events/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+
+
+def test_attributes_nested_deeper_than_ten_levels_name_the_field(client):
+    nested: dict = {"leaf": 1}
+    for _ in range(10):
+        nested = {"n": nested}
+    response = post(client, [{**ORDER, "attributes": nested}])
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "attributes"
+    assert "nests deeper than 10 levels" in response.json()["errors"][0]["message"]
+
+
+def test_nan_is_not_json(client):
+    response = client.post("/api/events/", '{"events": [{"customer_id": "C1", "kind": "order", '
+                                           '"occurred_at": "2026-11-02", "amount": NaN}]}',
+                           content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+
+
+def test_a_body_that_is_not_json_gets_the_same_error_shape(client):
+    response = client.post("/api/events/", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "events"
+    assert "JSON parse error" in response.json()["detail"]
+
+
+def test_a_form_body_is_refused_as_unsupported(client):
+    response = client.post("/api/events/", "events=1", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert "Unsupported media type" in response.json()["detail"]
+
+
+# --- size limits -------------------------------------------------------------------------------
+
+WORDS = ("arrived late and the box was damaged so I had to call support twice before anyone answered "
+         "the mug itself is lovely but the handle chipped after one week in the dishwasher refund please "
+         "great price fast delivery will order again my daughter loves the colour sizes run small").split()
+
+
+def _review_text(rng: random.Random) -> str:
+    """A review of 1-2 KB, as real shops send them."""
+    target = rng.randint(1024, 2048)
+    words = rng.choices(WORDS, k=target // 4)  # words average 4-5 characters, so this is enough
+    return " ".join(words)[:target]
+
+
+def test_a_full_batch_of_10000_realistic_reviews_fits(client):
+    rng = random.Random(7)
+    events = [{"customer_id": f"C{i % 700:05d}", "kind": "review", "occurred_at": f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}",
+               "rating": 1 + i % 5, "text": _review_text(rng), "attributes": {"product": f"sku-{i % 300}"},
+               "source_id": f"review-{i:06d}"} for i in range(10_000)]
+    body = json.dumps({"events": events})
+    assert len(body) > 15_000_000  # six times Django's 2.5 MB form limit, which refused it with an HTML page
+    response = client.post("/api/events/", body, content_type="application/json")
+    assert response.status_code == 201, response.content[:500]
+    assert response.json() == {"rows": 10_000, "added": 10_000, "skipped": 0, "customers_created": 700}
+
+
+def test_a_body_over_the_limit_is_a_json_400(client, settings):
+    assert settings.API_MAX_BODY_BYTES == 32 * 1024 * 1024
+    body = '{"events": [' + " " * (33 * 1024 * 1024) + "]}"
+    response = client.post("/api/events/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["errors"] == [{
+        "row": None, "field": "events",
+        "message": f"The request body is {len(body):,} bytes; the limit is 33,554,432 bytes (API_MAX_BODY_BYTES). "
+                   "Send fewer events per request."}]
+    assert Event.objects.count() == 0
 
 
 def test_batch_over_the_cap_is_refused_whole(client):
@@ -86,8 +351,27 @@ def test_batch_over_the_cap_is_refused_whole(client):
     assert Event.objects.count() == 0
 
 
-def test_a_body_that_is_not_json_gets_the_same_error_shape(client):
-    response = client.post("/api/events/", "{not json", content_type="application/json")
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["field"] == "events"
-    assert "JSON parse error" in response.json()["detail"]
+# --- schema ------------------------------------------------------------------------------------
+
+
+def test_schema_publishes_the_endpoint(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert "post" in schema["paths"]["/api/events/"]
+    components = schema["components"]["schemas"]
+    assert {"EventBatchIn", "EventIn", "EventBatchOut", "EventBatchErrors"} <= set(components)
+    assert set(components["EventIn"]["required"]) == {"customer_id", "kind", "occurred_at"}
+    post_op = schema["paths"]["/api/events/"]["post"]
+    assert {"201", "400", "403"} <= set(post_op["responses"])
+    assert "integration" in post_op["description"]
+
+
+def test_interventions_are_untouched_by_an_import(client):
+    """Importing events for an existing customer leaves its notes and owner alone."""
+    owner = AccountOwnerFactory()
+    customer = CustomerFactory(external_id="C1", owner=owner)
+    InterventionFactory(customer=customer)
+    assert post(client, [ORDER]).status_code == 201
+    customer.refresh_from_db()
+    assert customer.owner == owner and Intervention.objects.filter(customer=customer).count() == 1

@@ -59,3 +59,36 @@ def test_exit_status_and_no_traceback(tmp_path):
     second = run("import_events", str(good), "--format", "transactions")
     assert first.returncode == second.returncode == 0
     assert "3 events added" in first.stdout and "0 events added" in second.stdout
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("text", "expected"), [
+    ("customer_id,kind,occurred_at,text\nC1,visit,2026-03-01,bad\x00text\n",
+     r"row 1 \(line 2\), column 'text': contains a NUL character"),
+    ("customer_id,kind,occurred_at,amount,amount\nC1,order,2026-03-01,1,2\n",
+     r"line 1: column\(s\) 'amount' appear more than once in the header"),
+])
+def test_values_the_database_cannot_take_are_a_command_error(tmp_path, text, expected):
+    """Not a database traceback (PostgreSQL refuses NUL), and not a silently dropped column."""
+    path = tmp_path / "events.csv"
+    path.write_text(text)
+    with pytest.raises(CommandError, match=expected):
+        call_command("import_events", str(path), "--format", "csv")
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_nul_on_the_command_line_exits_1_without_a_traceback(tmp_path, require_postgres):
+    """Through the real command line, against the test database on PostgreSQL."""
+    from urllib.parse import urlparse
+
+    from django.db import connection
+
+    url = urlparse(os.environ["DATABASE_URL"])._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"customer_id": "C1", "kind": "visit", "occurred_at": "2026-03-01", "text": "a\\u0000b"}\n')
+    result = subprocess.run([sys.executable, "manage.py", "import_events", str(path), "--format", "jsonl"], cwd=ROOT,
+                            env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "row 1, column 'text': contains a NUL character (\\u0000), which cannot be stored" in result.stderr
+    assert "Traceback" not in result.stderr and "psycopg" not in result.stderr

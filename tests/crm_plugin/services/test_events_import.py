@@ -294,3 +294,103 @@ def test_attribute_conventions_accept_the_documented_shapes():
         {**base, "kind": "visit", "attributes": {"pages": 3, "duration_s": 41.5}},
     ])
     assert summary.added == 4
+
+
+# --- values the database cannot store are row problems, for files as for the API ------------
+
+
+def test_csv_with_a_repeated_header_is_refused_naming_the_column(tmp_path):
+    path = write(tmp_path, "customer_id,timestamp,amount,amount\nC1,2026-01-05,10,99\n")
+    with pytest.raises(CrmError, match=r"line 1: column\(s\) 'amount' appear more than once in the header"):
+        events_import_file(path=path, fmt="transactions")
+    assert Event.objects.count() == 0
+
+
+def test_csv_header_repeated_in_another_case_is_the_same_column(tmp_path):
+    path = write(tmp_path, "customer_id,kind,occurred_at,Text,text\nC1,visit,2026-03-01,a,b\n")
+    with pytest.raises(CrmError, match="'text' appear more than once"):
+        events_import_file(path=path, fmt="csv")
+
+
+def test_nul_character_in_a_csv_cell_is_a_row_problem(tmp_path):
+    path = write(tmp_path, "customer_id,kind,occurred_at,text\nC1,visit,2026-03-01,ok\nC2,visit,2026-03-01,bad\x00text\n")
+    with pytest.raises(CrmError, match=r"row 2 \(line 3\), column 'text': contains a NUL character"):
+        events_import_file(path=path, fmt="csv")
+    assert Customer.objects.count() == 0
+
+
+def test_jsonl_escapes_that_are_not_storable_are_row_problems(tmp_path):
+    lines = [
+        '{"customer_id": "C1", "kind": "visit", "occurred_at": "2026-03-01", "text": "\\ud83d"}',
+        '{"customer_id": "C2\\u0000", "kind": "visit", "occurred_at": "2026-03-01"}',
+        '{"customer_id": "C3", "kind": "visit", "occurred_at": "2026-03-01", "attributes": {"k\\u0000": 1}}',
+        '{"customer_id": "C4", "kind": "visit", "occurred_at": "2026-03-01", "attributes": {"x": NaN}}',
+        '{"customer_id": "C5", "kind": "visit", "occurred_at": "2026-03-01", "name": {"first": "Ada"}}',
+        '{"customer_id": "C6", "kind": "visit", "occurred_at": "2026-03-01", "text": "\\ud83d\\ude00 fine"}',
+    ]
+    path = write(tmp_path, "\n".join(lines) + "\n", "e.jsonl")
+    with pytest.raises(CrmError) as err:
+        events_import_file(path=path, fmt="jsonl")
+    problems = [(p["row"], p["field"], p["message"]) for p in err.value.problems]
+    assert problems == [
+        (1, "text", "contains an unpaired surrogate (\\ud83d), which is not valid Unicode; send the text as UTF-8"),
+        (2, "customer_id", "contains a NUL character (\\u0000), which cannot be stored; remove it"),
+        (3, "attributes", "a key contains a NUL character (\\u0000), which cannot be stored; remove it"),
+        (4, "attributes", "holds NaN or Infinity, which JSON does not allow"),
+        (5, "name", "must be text, not a JSON object"),
+    ]  # row 6 is a proper surrogate pair (an emoji): fine
+
+
+def test_jsonl_nested_too_deeply_is_a_row_problem(tmp_path):
+    deep = '{"customer_id": "C1", "kind": "visit", "occurred_at": "2026-03-01", "attributes": ' + "[" * 100_000
+    path = write(tmp_path, deep + "\n", "e.jsonl")
+    with pytest.raises(CrmError, match=r"row 1: is not valid JSON \(nested too deeply\)"):
+        events_import_file(path=path, fmt="jsonl")
+
+
+def test_csv_attributes_nested_too_deeply_are_a_row_problem(tmp_path):
+    attributes = '"' + ('{""a"": ' * 11 + "1" + "}" * 11) + '"'
+    path = write(tmp_path, f"customer_id,kind,occurred_at,attributes\nC1,visit,2026-03-01,{attributes}\n")
+    with pytest.raises(CrmError, match="column 'attributes': nests deeper than 10 levels"):
+        events_import_file(path=path, fmt="csv")
+
+
+def test_long_bad_values_are_cut_short_in_messages():
+    with pytest.raises(CrmError) as err:
+        events_import_records(records=[{"customer_id": "C1", "kind": "order", "occurred_at": "2026-03-01",
+                                        "amount": "9" * 5000 + "x"}])
+    assert len(err.value.problems[0]["message"]) < 200
+
+
+# --- source ids that are already stored -------------------------------------------------------
+
+
+def test_a_stored_source_id_is_a_duplicate_only_for_the_same_customer_and_content(tmp_path):
+    header = "customer_id,kind,occurred_at,amount,source_id\n"
+    events_import_file(path=write(tmp_path, header + "C1,order,2026-03-01,5,o-1\n"), fmt="csv")
+    again = events_import_file(path=write(tmp_path, header + "C1,order,2026-03-01,5.00,o-1\n"), fmt="csv")
+    assert (again.added, again.skipped) == (0, 1)
+    for row in ["C2,order,2026-03-01,5,o-1", "C1,order,2026-03-02,5,o-1", "C1,order,2026-03-01,6,o-1",
+                "C1,return,2026-03-01,5,o-1"]:
+        with pytest.raises(CrmError, match=r"row 1 \(line 2\), column 'source_id': 'o-1' is already the id of a "
+                                           "different stored event"):
+            events_import_file(path=write(tmp_path, header + row + "\n"), fmt="csv")
+    assert Event.objects.count() == 1 and not Customer.objects.filter(external_id="C2").exists()
+
+
+def test_a_stored_source_id_with_the_same_attributes_in_another_order_is_a_duplicate():
+    event = {"customer_id": "C1", "kind": "visit", "occurred_at": "2026-03-01", "source_id": "v-1",
+             "attributes": {"pages": 3, "duration_s": 40}}
+    events_import_records(records=[event])
+    summary = events_import_records(records=[{**event, "attributes": {"duration_s": 40, "pages": 3}}])
+    assert (summary.added, summary.skipped) == (0, 1)
+
+
+def test_profile_fields_come_only_from_new_events(tmp_path):
+    """Importing an old file again must not put back a name that a newer import changed."""
+    old = write(tmp_path, "customer_id,kind,occurred_at,name\nC1,visit,2026-03-01,Old Name\n", "old.csv")
+    new = write(tmp_path, "customer_id,kind,occurred_at,name\nC1,visit,2026-03-05,New Name\n", "new.csv")
+    events_import_file(path=old, fmt="csv")
+    events_import_file(path=new, fmt="csv")
+    assert events_import_file(path=old, fmt="csv").added == 0
+    assert Customer.objects.get(external_id="C1").name == "New Name"

@@ -144,6 +144,28 @@ def test_csv_export_streams_the_current_filter(ana_client, ana, version):
     assert rows[0]["top_reason"] == "no order for 64 days (usually every 20)"
 
 
+def test_csv_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(ana_client, ana, version):
+    """Names, emails, segments and review quotes come from the shop: a leading = + - @ tab or CR gets a quote."""
+    scored_customer(
+        owner=ana, name='=HYPERLINK("http://evil.example","Click")', email="@SUM(1+1)@mail.example",
+        segment="+cmd|' /C calc'!A0", external_id="-2+3", probabilities=[0.9], value="-12.50", version=version,
+        reasons=[{"code": "review", "text": "\tarrived broken", "weight": 0.3, "evidence": None}],
+    )
+    scored_customer(owner=ana, name="\rCR first", external_id="plain", probabilities=[0.1], version=version)
+    response = ana_client.get(reverse("crm-worklist-export"))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    evil = next(r for r in rows if r["external_id"].endswith("-2+3"))
+    assert evil["name"] == '\'=HYPERLINK("http://evil.example","Click")'
+    assert evil["email"] == "'@SUM(1+1)@mail.example"
+    assert evil["segment"] == "'+cmd|' /C calc'!A0"
+    assert evil["external_id"] == "'-2+3"
+    assert evil["top_reason"] == "'\tarrived broken"
+    assert evil["value"] == "-12.50"  # a number is not a formula: left as it is
+    assert evil["value_at_risk"] == "-11.25"
+    other = next(r for r in rows if r["external_id"] == "plain")
+    assert other["name"] == "'\rCR first"
+
+
 def _book(owner, version, n):
     for i in range(n):
         customer = scored_customer(owner=owner, probabilities=[0.2, 0.5, 0.7], version=version)
