@@ -10,7 +10,9 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
+from churnbot.delivery import alert_deliver
 from tests.churnbot.slack_standin import SlackStandin
+from tests.churnbot.test_delivery import make_alerts
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"
@@ -97,6 +99,15 @@ class SlackClient:
 @pytest.fixture
 def slack(slack_settings, slack_standin) -> SlackClient:
     return SlackClient(response_url=f"{slack_standin.url}/response/xyz")
+
+
+@pytest.fixture
+def delivered(slack_settings, slack_standin):
+    """An alert DM to Ana, as Slack shows it."""
+    [alert] = make_alerts()
+    assert alert_deliver(alert_id=alert.pk) == "sent"
+    alert.refresh_from_db()
+    return alert
 
 
 @pytest.fixture(autouse=True)

@@ -7,23 +7,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from churnbot.delivery import alert_deliver
 from churnbot.tasks import follow_ups_send
 from crm_plugin.models import Alert, Intervention, RiskFeedback
 from crm_plugin.services.alerts import alert_policy_apply
-from tests.churnbot.test_delivery import make_alerts
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def delivered(slack_settings, slack_standin):
-    """An alert DM to Ana, as Slack shows it."""
-    [alert] = make_alerts()
-    assert alert_deliver(alert_id=alert.pk) == "sent"
-    alert.refresh_from_db()
-    return alert
 
 
 def button_value(message: dict, action_id: str) -> str:
