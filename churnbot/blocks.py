@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
 from django.conf import settings
@@ -29,6 +30,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from churnbot.queries import CustomerCard
+from crm_plugin.errors import CrmError
 from crm_plugin.models import Alert, Customer, Intervention
 
 SECTION_MAX = SectionBlock.text_max_length  # 3000
@@ -121,9 +123,91 @@ def button_value(customer_pk: int, alert_pk: int | None, extra: str | int = "") 
     return f"{customer_pk}:{alert_pk or ''}:{extra}"
 
 
-def parse_button_value(value: str) -> tuple[int, int | None, str]:
-    customer, alert, extra = (value.split(":") + ["", "", ""])[:3]
-    return int(customer), (int(alert) if alert else None), extra
+STALE_BUTTON_TEXT = ("That button could not be read; it may be from an old message. "
+                     "Look the customer up again with `/churn customer <id>`.")
+STALE_FORM_TEXT = "This form is out of date; press Log action again."
+
+
+def _stale(message: str = STALE_BUTTON_TEXT) -> CrmError:
+    # A signed request can still carry junk (an old message format, a hand-made payload).
+    return CrmError(message, code="stale")
+
+
+def _pk(text: str, *, optional: bool = False) -> int | None:
+    if optional and text == "":
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
+def parse_button_value(value: object) -> tuple[int, int | None, str]:
+    """(customer pk, alert pk or None, extra) from `button_value`; CrmError (code "stale") when it is not one."""
+    try:
+        if not isinstance(value, str) or value.count(":") > 2:
+            raise ValueError(value)
+        customer, alert, extra = (value.split(":") + ["", ""])[:3]
+        return _pk(customer), _pk(alert, optional=True), extra
+    except ValueError:
+        raise _stale() from None
+
+
+def parse_snooze_value(value: object) -> tuple[int, int | None, int]:
+    """(customer pk, alert pk or None, days) from a snooze button or option."""
+    customer, alert, days = parse_button_value(value)
+    if not (days.isascii() and days.isdigit()):
+        raise _stale()
+    return customer, alert, int(days)
+
+
+def outcome_value(intervention_pk: int, outcome: str, alert_pk: int | None) -> str:
+    return f"{intervention_pk}:{outcome}:{alert_pk or ''}"
+
+
+def parse_outcome_value(value: object) -> tuple[int, str, int | None]:
+    """(intervention pk, outcome, alert pk or None) from `outcome_value`; CrmError (code "stale") when it is not one."""
+    try:
+        if not isinstance(value, str) or value.count(":") != 2:
+            raise ValueError(value)
+        intervention, outcome, alert = value.split(":")
+        return _pk(intervention), outcome, _pk(alert, optional=True)
+    except ValueError:
+        raise _stale() from None
+
+
+@dataclass(frozen=True)
+class ModalMetadata:
+    """What the "Log action" modal carries in `private_metadata`: the customer and where the alert is."""
+
+    customer: int
+    alert: int | None = None
+    channel: str | None = None
+    ts: str | None = None
+    ephemeral: bool = False
+    response_url: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: object) -> ModalMetadata:
+        """What `to_json` wrote; CrmError (code "stale") for anything else (ids must be ints, the rest strings)."""
+        try:
+            data = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise _stale(STALE_FORM_TEXT)
+        ids = {key: data.get(key) for key in ("customer", "alert")}
+        strings = {key: data.get(key) for key in ("channel", "ts", "response_url")}
+        if (not _is_id(ids["customer"]) or not (ids["alert"] is None or _is_id(ids["alert"]))
+                or not all(v is None or isinstance(v, str) for v in strings.values())):
+            raise _stale(STALE_FORM_TEXT)
+        return cls(**ids, **strings, ephemeral=data.get("ephemeral") is True)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _customer_buttons(customer_pk: int, alert_pk: int | None, *, snooze_as_buttons: bool, not_a_risk: bool) -> ActionsBlock:
@@ -260,7 +344,7 @@ def _follow_up_message(alert: Alert, *, footer: str | None) -> tuple[str, list[d
         blocks.append(context(footer))
     else:
         blocks.append(ActionsBlock(block_id="follow_up_outcome", elements=[
-            ButtonElement(text=label, action_id=f"follow_up_{value}", value=f"{data.get('intervention')}:{value}:{alert.pk}")
+            ButtonElement(text=label, action_id=f"follow_up_{value}", value=outcome_value(data.get("intervention"), value, alert.pk))
             for value, label in OUTCOME_LABELS.items()
         ]))
     return fallback, render(blocks)
@@ -392,7 +476,7 @@ def top_list(customers: Sequence[Customer], *, title: str) -> tuple[str, list[di
 
 # --- modal ---------------------------------------------------------------------------------------
 
-def log_action_modal(*, customer: Customer, metadata: dict) -> dict:
+def log_action_modal(*, customer: Customer, metadata: ModalMetadata) -> dict:
     """The "Log action" modal. `metadata` (customer, alert, where the message is) rides along."""
     view = View(
         type="modal",
@@ -400,7 +484,7 @@ def log_action_modal(*, customer: Customer, metadata: dict) -> dict:
         title="Log retention action",
         submit="Log",
         close="Cancel",
-        private_metadata=json.dumps(metadata, separators=(",", ":")),
+        private_metadata=metadata.to_json(),
         blocks=[
             section(f"*{escape(customer.name or customer.external_id)}* ({escape(customer.external_id)})"),
             InputBlock(block_id="action", label="What did you do?", element=StaticSelectElement(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
+from churnbot.blocks import escape
 from churnbot.enqueue import enqueue_after_commit
 from churnbot.identity import UNMAPPED_TEXT, owner_for_slack_user
 from churnbot.tasks import alert_message_annotate_task, response_url_post
@@ -35,3 +36,8 @@ def tell(body: dict, text: str, *, alert_pk: int | None = None) -> None:
     response_url = body.get("response_url") or ""
     if response_url:
         enqueue_after_commit(response_url_post, response_url, text)
+
+
+def tell_problem(body: dict, message: str) -> None:
+    """A private line saying why nothing happened. The message may quote user input, so it is escaped."""
+    tell(body, escape(message))

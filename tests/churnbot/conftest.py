@@ -41,9 +41,9 @@ def slack_settings(settings, slack_standin):
     return settings
 
 
-def sign(body: str, timestamp: int, secret: str = SIGNING_SECRET) -> str:
+def sign(body: str | bytes, timestamp: int | str, secret: str = SIGNING_SECRET) -> str:
     """Slack's v0 signature: HMAC-SHA256 of `v0:{timestamp}:{body}`, hex, prefixed `v0=`."""
-    base = f"v0:{timestamp}:{body}".encode()
+    base = f"v0:{timestamp}:".encode() + (body if isinstance(body, bytes) else body.encode())
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
@@ -54,7 +54,8 @@ class SlackClient:
         self.http = Client(enforce_csrf_checks=True)
         self.response_url = response_url
 
-    def post(self, body: str, *, timestamp: int | None = None, secret: str = SIGNING_SECRET, signature: str | None = None):
+    def post(self, body: str | bytes, *, timestamp: int | str | None = None, secret: str = SIGNING_SECRET,
+             signature: str | None = None):
         timestamp = int(time.time()) if timestamp is None else timestamp
         return self.http.post(
             "/slack/events", data=body, content_type="application/x-www-form-urlencoded",
@@ -87,11 +88,12 @@ class SlackClient:
             "channel": {"id": channel}, "message": {"ts": message_ts, "text": "x"}, "actions": [action],
         })
 
-    def submit_view(self, *, user_id: str, callback_id: str, private_metadata: str, values: dict):
+    def submit_view(self, *, user_id: str, callback_id: str, private_metadata: str, values: dict,
+                    view_id: str = "V1"):
         return self.interact({
             "type": "view_submission", "team": {"id": "T1"}, "user": {"id": user_id}, "api_app_id": "A1",
             "token": "legacy", "trigger_id": "trigger-2",
-            "view": {"id": "V1", "type": "modal", "callback_id": callback_id, "private_metadata": private_metadata,
+            "view": {"id": view_id, "type": "modal", "callback_id": callback_id, "private_metadata": private_metadata,
                      "state": {"values": values}, "hash": "h"},
         })
 
