@@ -9,10 +9,9 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from churnbot.blocks import (
-    OUTCOME_LABELS, ModalMetadata, log_action_modal, parse_button_value, parse_outcome_value, parse_snooze_value,
-)
+from churnbot.blocks import OUTCOME_LABELS, log_action_modal
 from churnbot.listeners._common import owner_and_customer, tell, tell_problem
+from churnbot.payloads import ModalMetadata, parse_button_value, parse_outcome_value, parse_snooze_value
 from churnbot.queries import alert_get, intervention_get
 from crm_plugin.errors import CrmError
 from crm_plugin.services.alerts import alert_mark_not_a_risk, alert_snooze

@@ -6,8 +6,9 @@ from datetime import date
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from churnbot.blocks import LOG_MODAL_CALLBACK, STALE_FORM_TEXT, ModalMetadata, logged_footer
+from churnbot.blocks import LOG_MODAL_CALLBACK, logged_footer
 from churnbot.listeners._common import owner_and_customer, tell
+from churnbot.payloads import STALE_FORM_TEXT, ModalMetadata
 from churnbot.queries import alert_get
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Intervention
