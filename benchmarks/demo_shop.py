@@ -25,7 +25,7 @@ django.setup()
 import pandas as pd  # noqa: E402
 
 from crm_plugin.models import Event  # noqa: E402
-from crm_plugin.services.demo_shop import demo_shop_delete, demo_shop_generate  # noqa: E402
+from demo.shop import demo_shop_delete, demo_shop_generate  # noqa: E402
 
 
 def label_rates(horizon: int = 90, step: int = 30) -> pd.DataFrame:

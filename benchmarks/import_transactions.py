@@ -62,7 +62,7 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from crm_plugin.services.events_import import events_import_file
+        from crm_plugin.events.importing import events_import_file
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "transactions.csv"

@@ -46,9 +46,9 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from crm_plugin import selectors_ml  # noqa: E402
+from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, Event, ModelVersion, ScoringRun  # noqa: E402
-from crm_plugin.services import ml  # noqa: E402
+from crm_plugin.scoring import services as ml
 from mlcore.dataset import snapshot_rows  # noqa: E402
 from mlcore.snapshot import customer_snapshot  # noqa: E402
 from mlcore.training import train_family  # noqa: E402

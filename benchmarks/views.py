@@ -34,7 +34,7 @@ def _build(n_customers: int, n_owners: int, scores_per_customer: int, events_per
     from django.db import connection, transaction
 
     from crm_plugin.models import AccountOwner, ModelVersion
-    from crm_plugin.services.ml import customer_risk_change_refresh
+    from crm_plugin.scoring.services import customer_risk_change_refresh
 
     started = time.perf_counter()
     with connection.cursor() as cur:

@@ -26,7 +26,7 @@ from churnbot.enqueue import enqueue_many_after_commit
 from churnbot.identity import slack_user_for_owner
 from churnbot.queries import alert_get, digest_items
 from crm_plugin.models import Alert
-from crm_plugin.services.alerts import (
+from crm_plugin.alerts.services import (
     AlertClaim,
     alert_claim_for_delivery,
     alert_ids_due_for_delivery,

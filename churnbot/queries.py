@@ -1,7 +1,7 @@
 """Read-only queries behind the Slack cards (customer card, top list, alert rendering).
 
 Access control is not decided here: callers pass customers they got from
-`crm_plugin.selectors.customer_get_visible` / `customer_list_visible_to`.
+`crm_plugin.customers.selectors.customer_get_visible` / `customer_list_visible_to`.
 """
 from __future__ import annotations
 
@@ -76,8 +76,8 @@ def customer_card_data(*, customer: Customer) -> CustomerCard:
     ]
     suggestion = None
     if latest is not None and latest.band == ChurnScore.Band.HIGH:
-        from crm_plugin.selectors_loop import next_best_action_model_cached
-        from crm_plugin.services.closed_loop import next_best_action_for, recommendation_payload
+        from crm_plugin.loop.selectors import next_best_action_model_cached
+        from crm_plugin.loop.report import next_best_action_for, recommendation_payload
 
         # The fitted model is cached until the loop's data changes (the customer page uses the same one):
         # fitting it per lookup took seconds on a large book, and Slack gives a slash command 3 s.

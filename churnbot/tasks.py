@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from churnbot.delivery import DeliveryDeferred, alert_deliver, alert_message_annotate
 from churnbot.delivery import alerts_deliver_pending as _enqueue_pending
-from crm_plugin.services.alerts import alert_escalations_create, alert_follow_ups_create
+from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create
 
 logger = logging.getLogger(__name__)
 

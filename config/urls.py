@@ -7,7 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/", include("crm_plugin.api_urls")),
+    path("api/", include("crm_plugin.api.urls")),
     path("slack/", include("churnbot.urls")),
-    path("", include("crm_plugin.urls")),
+    path("", include("crm_plugin.web.urls")),
 ]

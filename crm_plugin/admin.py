@@ -26,8 +26,8 @@ from crm_plugin.models import (
     RiskFeedback,
     ScoringRun,
 )
-from crm_plugin.services.alerts import alert_resend
-from crm_plugin.services.interventions import intervention_record_outcome
+from crm_plugin.alerts.services import alert_resend
+from crm_plugin.interventions.services import intervention_record_outcome
 
 CUSTOMER_SEARCH = ("customer__external_id", "customer__name", "customer__email", "customer__owner__name")
 # For tables with millions of rows (events, score history) a substring search would scan them all.
@@ -229,7 +229,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Pick exactly one version to promote.", messages.ERROR)
             return
-        from crm_plugin.services.ml import model_version_promote  # loads the ML stack only when needed
+        from crm_plugin.scoring.services import model_version_promote  # loads the ML stack only when needed
 
         version = queryset.get()
         try:

@@ -1,6 +1,6 @@
 """Model artifact folders: write a trained model with a sha256 manifest, verify and load it back.
 
-Django-free: everything works on a local folder. The Django layer (crm_plugin.services.ml)
+Django-free: everything works on a local folder. The Django layer (crm_plugin.scoring.services)
 copies the folder to and from the `models` storage and keeps the manifest in ModelVersion.
 A file whose checksum does not match (or that is missing, or extra) is refused with an
 ArtifactError naming the file, so a tampered or half-copied version never scores.

@@ -9,7 +9,7 @@ from churnbot.identity import UNMAPPED_TEXT, owner_for_slack_user
 from churnbot.tasks import alert_message_annotate_task, response_url_post
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Customer
-from crm_plugin.selectors import customer_list_visible_to
+from crm_plugin.customers.selectors import customer_list_visible_to
 
 
 def owner_and_customer(*, slack_user_id: str, customer_pk: int, client: WebClient) -> tuple[AccountOwner, Customer]:

@@ -7,7 +7,7 @@ from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
 
 
 def backfill(apps, schema_editor):
-    """The same single UPDATE as crm_plugin.services.ml.customer_risk_change_refresh (frozen here)."""
+    """The same single UPDATE as crm_plugin.scoring.services.customer_risk_change_refresh (frozen here)."""
     Customer = apps.get_model("crm_plugin", "Customer")
     ChurnScore = apps.get_model("crm_plugin", "ChurnScore")
     latest_as_of = Subquery(ChurnScore.objects.filter(pk=OuterRef(OuterRef("latest_score_id"))).values("as_of")[:1],

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from churnbot.delivery import alerts_deliver_pending
 from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
-from crm_plugin.services.alerts import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
-from crm_plugin.services.ml import champion_get, churn_scores_compute, churn_scores_riskiest, model_train_all
+from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
+from crm_plugin.scoring.services import champion_get, churn_scores_compute, churn_scores_riskiest, model_train_all
 
 
 @dataclass

@@ -13,7 +13,7 @@ from churnbot.blocks import alert_message, reasons_text, render
 from churnbot.delivery import DeliveryDeferred, alert_deliver, alerts_deliver_pending
 from churnbot.tasks import deliver_alert
 from crm_plugin.models import Alert
-from crm_plugin.services.alerts import alert_claim_for_delivery, alert_policy_apply, alert_resend
+from crm_plugin.alerts.services import alert_claim_for_delivery, alert_policy_apply, alert_resend
 from tests.crm_plugin.factories import (
     AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, EventFactory, ModelVersionFactory,
 )

@@ -25,7 +25,7 @@ from crm_plugin.models import (
     RiskFeedback,
     ScoringRun,
 )
-from crm_plugin.services.demo_shop import demo_shop_generate
+from demo.shop import demo_shop_generate
 from tests.crm_plugin.factories import (
     ChurnScoreFactory,
     CustomerFactory,
@@ -210,7 +210,7 @@ def test_promote_action_calls_the_promotion_service(staff, shop, monkeypatch):
         ModelVersion.objects.filter(pk=version.pk).update(is_champion=True, promoted_by=by)
         return version
 
-    monkeypatch.setattr("crm_plugin.services.ml.model_version_promote", fake_promote)
+    monkeypatch.setattr("crm_plugin.scoring.services.model_version_promote", fake_promote)
     version = shop["version"]
     other = ModelVersionFactory()
     response = client.post(_url(ModelVersion, "changelist"), {

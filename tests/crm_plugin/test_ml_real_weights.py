@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from crm_plugin.models import ChurnScore, EncoderCacheEntry, Event, ModelVersion
-from crm_plugin.services import ml
+from crm_plugin.scoring import services as ml
 from tests.mlcore.synth import synth_into_db
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]

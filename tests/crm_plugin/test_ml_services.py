@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, Event, ModelVersion, ScoringRun
-from crm_plugin.services import ml
+from crm_plugin.scoring import services as ml
 from tests.crm_plugin.factories import UserFactory
 from tests.mlcore.synth import synth_into_db
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crm_plugin import selectors_ml
+from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.models import Alert, ChurnScore, Customer, Intervention, ModelVersion
-from crm_plugin.services import ml
+from crm_plugin.scoring import services as ml
 from mlcore import dataset
 from mlcore.snapshot import ACTION_TYPES, ALERT_HELD_OUT_STATUS, ALERT_TOLD_STATUSES, FEATURE_NAMES, rows_for_features
 from mlcore.training import train_family

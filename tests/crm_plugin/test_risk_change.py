@@ -8,8 +8,8 @@ from django.db.models import F, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin.models import ChurnScore, Customer
-from crm_plugin.selectors_views import RISE_MIN, WorklistFilters, worklist_queryset
-from crm_plugin.services import ml
+from crm_plugin.web.selectors import RISE_MIN, WorklistFilters, worklist_queryset
+from crm_plugin.scoring import services as ml
 from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, ModelVersionFactory
 from tests.mlcore.synth import synth_into_db
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from django.utils import timezone
 
-from crm_plugin import selectors_ml
+from crm_plugin.scoring import selectors as selectors_ml
 from tests.crm_plugin.factories import CustomerFactory, EventFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from churnbot import blocks
 from churnbot.identity import UNMAPPED_TEXT, owner_for_slack_user
 from churnbot.queries import TOP_MAX, customer_card_data, customer_list_riskiest, owner_find
 from crm_plugin.errors import CrmError
-from crm_plugin.selectors import customer_get_visible, customer_list_visible_to, user_sees_everyone
+from crm_plugin.customers.selectors import customer_get_visible, customer_list_visible_to, user_sees_everyone
 
 
 TOP_DEFAULT = 10

@@ -12,7 +12,7 @@ from churnbot.payloads import STALE_FORM_TEXT, ModalMetadata
 from churnbot.queries import alert_get
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Intervention
-from crm_plugin.services.interventions import intervention_create
+from crm_plugin.interventions.services import intervention_create
 
 # Which modal field shows a service error.
 ERROR_FIELD = {"follow_up_in_past": "follow_up", "note_too_long": "note"}

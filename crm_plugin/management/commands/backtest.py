@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from crm_plugin import selectors_ml
+from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.management.commands._ml import parse_as_of, parse_families
 from crm_plugin.models import BacktestRun
 from mlcore.backtest import backtest_json, backtest_table, run_backtest

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Event
-from crm_plugin.services.events_import import FORMATS, events_import_file
+from crm_plugin.events.importing import FORMATS, events_import_file
 
 
 class Command(BaseCommand):

@@ -14,7 +14,7 @@ from mlcore.pretrain import PretrainConfig, pretrain_mlm, read_texts
 
 def _shop_texts(as_of: dt.datetime) -> list[str]:
     """Every customer's text as of `as_of` (the ml area's snapshot: only events before as_of)."""
-    from crm_plugin import selectors_ml
+    from crm_plugin.scoring import selectors as selectors_ml
     from mlcore.errors import MlError
     from mlcore.snapshot import snapshot
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from crm_plugin.errors import CrmError
 from crm_plugin.management.commands._ml import parse_as_of, quiet_celery_trace, parse_families, print_riskiest
 from crm_plugin.services.daily import daily_job_run
-from crm_plugin.services.ml import last_event_day
+from crm_plugin.scoring.services import last_event_day
 
 
 class Command(BaseCommand):

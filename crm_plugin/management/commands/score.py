@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
 from crm_plugin.management.commands._ml import parse_as_of, quiet_celery_trace, print_riskiest
-from crm_plugin.services.ml import churn_scores_compute, churn_scores_riskiest, last_event_day
+from crm_plugin.scoring.services import churn_scores_compute, churn_scores_riskiest, last_event_day
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
 from crm_plugin.management.commands._ml import parse_as_of, parse_families
-from crm_plugin.services.ml import last_event_day, model_train_all
+from crm_plugin.scoring.services import last_event_day, model_train_all
 
 
 class Command(BaseCommand):

@@ -10,8 +10,8 @@ from django.utils import timezone
 from churnbot.blocks import alert_message, customer_card
 from churnbot.queries import customer_card_data
 from crm_plugin.models import Alert, ChurnScore, Customer, Event, Intervention
-from crm_plugin.services.alerts import alert_policy_apply
-from crm_plugin.services.closed_loop import (
+from crm_plugin.alerts.services import alert_policy_apply
+from crm_plugin.loop.report import (
     alert_episodes,
     alert_funnel_by_owner,
     closed_loop_report,
@@ -136,7 +136,7 @@ def test_without_evidence_the_alert_says_there_is_no_suggestion_yet():
 def test_lift_api_needs_a_manager_or_staff_and_returns_lift_and_funnel(shop):
     from rest_framework.test import APIRequestFactory, force_authenticate
 
-    from crm_plugin.apis_loop import RetentionLiftApi
+    from crm_plugin.api.loop import RetentionLiftApi
 
     view = RetentionLiftApi.as_view()
     factory = APIRequestFactory()

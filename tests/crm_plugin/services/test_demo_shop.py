@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Customer, Event
-from crm_plugin.services.demo_shop import DEMO_PASSWORD, TICKET_SERIOUS, TICKET_ROUTINE, demo_shop_generate
+from demo.shop import DEMO_PASSWORD, TICKET_SERIOUS, TICKET_ROUTINE, demo_shop_generate
 from tests.crm_plugin.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db

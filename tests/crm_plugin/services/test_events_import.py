@@ -9,7 +9,7 @@ import pytest
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Customer, Event
-from crm_plugin.services.events_import import events_import_file, events_import_records
+from crm_plugin.events.importing import events_import_file, events_import_records
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory
 
 pytestmark = pytest.mark.django_db

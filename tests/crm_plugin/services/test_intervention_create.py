@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Intervention
-from crm_plugin.services.interventions import intervention_create, intervention_record_outcome
+from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
 from tests.crm_plugin.factories import CustomerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -66,8 +66,7 @@ def test_a_key_already_used_for_another_customer_is_refused():
 
 def test_a_twin_that_inserts_the_key_first_is_returned(monkeypatch):
     """The race: both requests looked the key up before either inserted; the loser gets the winner's row."""
-    from crm_plugin.services import interventions
-
+    from crm_plugin.interventions import services as interventions
     customer = CustomerFactory()
     winner = intervention_create(customer=customer, by=None, action="call", idempotency_key="slack:V1")
     # The loser's first look found nothing (the winner had not committed yet); later looks are real.

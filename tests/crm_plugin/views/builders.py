@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from crm_plugin.models import Customer
-from crm_plugin.services.ml import customer_risk_change_refresh
+from crm_plugin.scoring.services import customer_risk_change_refresh
 from tests.crm_plugin.factories import ChurnScoreFactory, CustomerFactory, ModelVersionFactory
 
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from crm_plugin import charts
-
-
+from crm_plugin.web import charts
 def test_sparkline_needs_two_points_and_labels_the_trend():
     assert charts.sparkline([0.4]) == ""
     svg = charts.sparkline([0.2, None, 0.5, 0.8])

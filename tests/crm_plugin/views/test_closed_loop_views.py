@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from churnbot.queries import customer_card_data
-from crm_plugin.services.closed_loop import next_best_action_for, recommendation_payload
+from crm_plugin.loop.report import next_best_action_for, recommendation_payload
 from tests.crm_plugin.factories import UserFactory
 from tests.crm_plugin.views.builders import alerted_group, scored_customer
 
@@ -263,7 +263,7 @@ def test_customer_page_query_count_does_not_grow_with_logged_outcomes(ana_client
 
 
 def test_profit_inputs_take_decimal_money_from_the_latest_scores(ana, version):
-    from crm_plugin.selectors_loop import profit_threshold_current
+    from crm_plugin.loop.selectors import profit_threshold_current
 
     scored_customer(owner=ana, probabilities=[0.2, 0.9], value="1000.00", version=version)  # latest: 0.9
     report = profit_threshold_current()

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from crm_plugin import views
+from crm_plugin.web import views
 from crm_plugin.errors import CrmError
 from crm_plugin.models import BacktestRun, ModelVersion
 from tests.crm_plugin.factories import ModelVersionFactory
@@ -79,7 +79,7 @@ def test_admin_promote_calls_the_service_and_says_so(client, admin_user, monkeyp
     ModelVersionFactory(name="old-champ", is_champion=True)
     version = ModelVersionFactory(name="challenger")
     calls = []
-    monkeypatch.setattr("crm_plugin.services.ml.model_version_promote", lambda *, version, by: calls.append((version, by)))
+    monkeypatch.setattr("crm_plugin.scoring.services.model_version_promote", lambda *, version, by: calls.append((version, by)))
     client.force_login(admin_user)
     assert 'aria-label="Promote challenger to champion"' in client.get(URL).content.decode()
     response = client.post(reverse("crm-model-promote", args=[version.pk]), follow=True)
@@ -93,7 +93,7 @@ def test_promotion_errors_are_shown(client, admin_user, monkeypatch):
     def refuse(*, version, by):
         raise CrmError("bad has files that fail their checksum; it cannot be promoted.")
 
-    monkeypatch.setattr("crm_plugin.services.ml.model_version_promote", refuse)
+    monkeypatch.setattr("crm_plugin.scoring.services.model_version_promote", refuse)
     client.force_login(admin_user)
     response = client.post(reverse("crm-model-promote", args=[version.pk]), follow=True)
     assert "fail their checksum" in response.content.decode()

@@ -1,7 +1,7 @@
 """CRM web views: at-risk worklist, customer 360, interventions, model report.
 
 Views parse input, call one selector or service, and render. Access control comes from
-`crm_plugin.selectors`; writes go through `crm_plugin.services`; a CrmError becomes a
+`crm_plugin.customers.selectors`; writes go through `crm_plugin.services`; a CrmError becomes a
 message next to the field it is about.
 """
 from __future__ import annotations
@@ -20,14 +20,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from crm_plugin import charts
-from crm_plugin import selectors_loop as sl
-from crm_plugin import selectors_views as sv
+from crm_plugin.web import charts
+from crm_plugin.loop import selectors as sl
+from crm_plugin.web import selectors as sv
 from crm_plugin.errors import CrmError
-from crm_plugin.forms import InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
+from crm_plugin.web.forms import InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
 from crm_plugin.models import Customer, Event, Intervention, ModelVersion
-from crm_plugin.selectors import customer_list_visible_to, owner_for_user
-from crm_plugin.services.interventions import intervention_create, intervention_record_outcome
+from crm_plugin.customers.selectors import customer_list_visible_to, owner_for_user
+from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
 
 WORKLIST_PAGE_SIZE = 50
 INTERVENTIONS_PAGE_SIZE = 50
@@ -419,7 +419,7 @@ def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
     if version is None:
         raise Http404("No such model version.")
     try:
-        from crm_plugin.services.ml import model_version_promote  # loads the ML stack only when needed
+        from crm_plugin.scoring.services import model_version_promote  # loads the ML stack only when needed
 
         model_version_promote(version=version, by=request.user)
     except CrmError as error:

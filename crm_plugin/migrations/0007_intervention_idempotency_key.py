@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("crm_plugin", "0004_encoder_cache_text_key"),
+        ("crm_plugin", "0006_event_import_permission"),
     ]
 
     operations = [

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Event
-from crm_plugin.services.events_import import MAX_API_BATCH, events_import_records
+from crm_plugin.events.importing import MAX_API_BATCH, events_import_records
 
 _event_in = inline_serializer("EventIn", fields={
     "customer_id": serializers.CharField(help_text="The shop's customer id"),

@@ -6,8 +6,7 @@ CRM pages carry a `crm-` prefix instead.
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from crm_plugin import views
-
+from crm_plugin.web import views
 urlpatterns = [
     path("", views.worklist, name="crm-worklist"),
     path("export.csv", views.worklist_export, name="crm-worklist-export"),

@@ -1,7 +1,7 @@
 """Read side of the closed loop for the CRM pages: measured lift, profit threshold, funnel, next-best action.
 
 The numbers come from the same services as `GET /api/lift/` and the Slack card
-(`crm_plugin.services.closed_loop`) and from `mlcore.profit`; this module only decides who
+(`crm_plugin.loop.report`) and from `mlcore.profit`; this module only decides who
 may see what and turns the results into rows a template can print without arithmetic.
 
 Reading every alert episode and fitting the next-best-action model takes seconds once there
@@ -25,8 +25,8 @@ from django.db.models import Count, FloatField, Max, Q
 from django.db.models.functions import Cast
 
 from crm_plugin.models import Alert, ChurnScore, Customer, Intervention
-from crm_plugin.selectors import owner_for_user, user_sees_everyone
-from crm_plugin.services.closed_loop import (
+from crm_plugin.customers.selectors import owner_for_user, user_sees_everyone
+from crm_plugin.loop.report import (
     ACTION_LABELS,
     closed_loop_report,
     next_best_action_for,

@@ -28,15 +28,15 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention, ModelVersion
-from crm_plugin.services import closed_loop
-from crm_plugin.services.alerts import (
+from crm_plugin.loop import report as closed_loop
+from crm_plugin.alerts.services import (
     alert_claim_for_delivery,
     alert_escalations_create,
     alert_mark_sent,
     alert_policy_apply,
 )
-from crm_plugin.services.demo_shop import demo_shop_generate
-from crm_plugin.services.interventions import intervention_create, intervention_record_outcome
+from demo.shop import demo_shop_generate
+from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
 from mlcore.simulation import world as W
 
 UTC = dt_timezone.utc
@@ -289,8 +289,7 @@ def _advance(world, orders, visits, day_index, customers, as_of, config, segment
 
 def _product_day(t: int, as_of: datetime, config: SimulationConfig, weekly: list[dict]) -> int:
     """The product's own weekly training (champion rule included) and daily scoring; customers scored."""
-    from crm_plugin.services import ml
-
+    from crm_plugin.scoring import services as ml
     if t % RETRAIN_EVERY == 0 or ml.champion_get() is None:
         family = "bert" if config.model == "tiny-bert" else config.model
         (version,) = ml.model_train_all(as_of=as_of, families=[family], horizon_days=config.window,

@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
-from crm_plugin.services.simulation import (
+from demo.simulation import (
     SIM_MODELS,
     SimulationConfig,
     simulation_report_text,

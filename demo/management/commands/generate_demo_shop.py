@@ -8,7 +8,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.errors import CrmError
-from crm_plugin.services.demo_shop import demo_shop_customer_count, demo_shop_generate
+from demo.shop import demo_shop_customer_count, demo_shop_generate
 
 
 def _date(text: str) -> date:

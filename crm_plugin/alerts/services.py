@@ -240,7 +240,7 @@ def _route(as_of: datetime, candidates: list[_Candidate]) -> list[_Candidate]:
 
 def _suggest(as_of: datetime, candidates: list[_Candidate]) -> None:
     """The next-best action (with its evidence) for every customer who will hear about it."""
-    from crm_plugin.services.closed_loop import next_best_action_model, next_best_actions, recommendation_payload
+    from crm_plugin.loop.report import next_best_action_model, next_best_actions, recommendation_payload
 
     told = [c for c in candidates if c.status != Alert.Status.HELD_OUT]
     if not told:

@@ -20,7 +20,7 @@ from django.db import connection, reset_queries, transaction
 from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
-from crm_plugin import selectors_ml
+from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVersion, ScoringRun
 from mlcore import dataset, metrics, registry

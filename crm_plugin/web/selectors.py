@@ -20,7 +20,7 @@ from django.db.models.functions import Cast, RowNumber
 from django.utils import timezone
 
 from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
-from crm_plugin.selectors import customer_list_visible_to, user_sees_everyone
+from crm_plugin.customers.selectors import customer_list_visible_to, user_sees_everyone
 
 SPARKLINE_POINTS = 10
 # A rise (Customer.risk_change_7d, over 7 days) smaller than this is float noise or a re-score of unchanged data, not news.

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner
-from crm_plugin.services.closed_loop import closed_loop_report
+from crm_plugin.loop.report import closed_loop_report
 
 
 class IsManagerOrStaff(permissions.BasePermission):

@@ -1,1 +1,0 @@
-"""Write-side services of the CRM plugin. Keyword-only, typed, transactional."""
