@@ -6,7 +6,6 @@ Text that can grow with data (reasons, notes, names) is cut to fit before valida
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date, datetime
 
@@ -28,6 +27,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from churnbot.payloads import ModalMetadata, button_value, outcome_value
 from churnbot.queries import CustomerCard
 from crm_plugin.models import Alert, Customer, Intervention
 
@@ -117,13 +117,14 @@ def render(blocks: Sequence[Block]) -> list[dict]:
     return [block.to_dict() for block in blocks]
 
 
-def button_value(customer_pk: int, alert_pk: int | None, extra: str | int = "") -> str:
-    return f"{customer_pk}:{alert_pk or ''}:{extra}"
+def message(fallback: str, blocks: Sequence[Block]) -> tuple[str, list[dict]]:
+    """(text, blocks) as Slack takes them. Every builder returns through here.
 
-
-def parse_button_value(value: str) -> tuple[int, int | None, str]:
-    customer, alert, extra = (value.split(":") + ["", "", ""])[:3]
-    return int(customer), (int(alert) if alert else None), extra
+    The top-level text is the notification and screen-reader version, and Slack reads it as
+    mrkdwn too: a customer named "<!channel>" would ping everyone. So it is plain text,
+    escaped here once; cut first, so that an entity such as &amp; is never cut in half.
+    """
+    return escape(cut(fallback, FALLBACK_MAX)), render(blocks)
 
 
 def _customer_buttons(customer_pk: int, alert_pk: int | None, *, snooze_as_buttons: bool, not_a_risk: bool) -> ActionsBlock:
@@ -174,10 +175,6 @@ def _escalation_message(alert: Alert, *, footer: str | None) -> tuple[str, list[
     customer: Customer = alert.customer
     data = alert.payload or {}
     name = customer.name or customer.external_id
-    fallback = cut(
-        f"No action yet: {name} ({customer.external_id}) was alerted to {data.get('owner', 'their owner')} "
-        f"on {data.get('alerted_on', '?')} ({data.get('days_waiting', '?')} days ago) at churn risk "
-        f"{pct(data.get('probability'))}.", FALLBACK_MAX)
     blocks: list[Block] = [
         HeaderBlock(text=cut(f"Escalation: {name}", HEADER_MAX)),
         section(
@@ -192,7 +189,14 @@ def _escalation_message(alert: Alert, *, footer: str | None) -> tuple[str, list[
     else:
         blocks.append(_customer_buttons(customer.pk, alert.pk, snooze_as_buttons=False, not_a_risk=False))
     blocks.append(context(f"Escalation of alert #{data.get('alert', '?')}"))
-    return fallback, render(blocks)
+    return message(_escalation_summary(alert), blocks)
+
+
+def _escalation_summary(alert: Alert) -> str:
+    customer, data = alert.customer, alert.payload or {}
+    return (f"No action yet: {customer.name or customer.external_id} ({customer.external_id}) was alerted to "
+            f"{data.get('owner', 'their owner')} on {data.get('alerted_on', '?')} ({data.get('days_waiting', '?')} "
+            f"days ago) at churn risk {pct(data.get('probability'))}.")
 
 
 def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
@@ -201,9 +205,8 @@ def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]
     probability = data.get("probability")
     baseline = data.get("baseline")
     name = customer.name or customer.external_id
-    trend = "" if baseline is None else f" (from {pct(baseline)}, {change(probability - baseline)})"
-    why = "rose sharply" if alert.kind == Alert.Kind.SHARP_RISE else "is now high risk"
-    fallback = cut(f"{name} ({customer.external_id}) {why}: churn risk {pct(probability)}{trend}.", FALLBACK_MAX)
+    trend = _trend(probability, baseline)
+    why = _why(alert)
     blocks: list[Block] = [
         HeaderBlock(text=cut(f"Churn risk: {name}", HEADER_MAX)),
         section(
@@ -222,12 +225,28 @@ def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]
     as_of = data.get("as_of")
     if as_of:
         blocks.append(context(f"Scored {datetime.fromisoformat(as_of):%Y-%m-%d} · alert #{alert.pk}"))
-    return fallback, render(blocks)
+    return message(_risk_summary(alert), blocks)
+
+
+def _trend(probability: float | None, baseline: float | None) -> str:
+    if baseline is None or probability is None:
+        return ""
+    return f" (from {pct(baseline)}, {change(probability - baseline)})"
+
+
+def _why(alert: Alert) -> str:
+    return "rose sharply" if alert.kind == Alert.Kind.SHARP_RISE else "is now high risk"
+
+
+def _risk_summary(alert: Alert) -> str:
+    customer, data = alert.customer, alert.payload or {}
+    probability = data.get("probability")
+    return (f"{customer.name or customer.external_id} ({customer.external_id}) {_why(alert)}: "
+            f"churn risk {pct(probability)}{_trend(probability, data.get('baseline'))}.")
 
 
 def _digest_message(alert: Alert, items: Sequence[Alert]) -> tuple[str, list[dict]]:
     day = (alert.payload or {}).get("date", "")
-    fallback = f"Daily churn digest {day}: {len(items)} customer(s) need attention."
     blocks: list[Block] = [HeaderBlock(text=cut(f"Churn digest {day}", HEADER_MAX))]
     shown = items[:40]
     for item in shown:
@@ -242,7 +261,7 @@ def _digest_message(alert: Alert, items: Sequence[Alert]) -> tuple[str, list[dic
         blocks.append(context(f"…and {len(items) - len(shown)} more in the CRM at-risk list: {settings.SITE_URL}/"))
     if not items:
         blocks.append(section("Nothing new today."))
-    return fallback, render(blocks)
+    return message(f"Daily churn digest {day}: {len(items)} customer(s) need attention.", blocks)
 
 
 def _follow_up_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
@@ -250,7 +269,6 @@ def _follow_up_message(alert: Alert, *, footer: str | None) -> tuple[str, list[d
     customer = alert.customer
     name = customer.name or customer.external_id
     action = ACTION_LABELS.get(data.get("action"), data.get("action", "action"))
-    fallback = f"How did it go with {name}? You logged: {action} on {data.get('logged_on')}."
     blocks: list[Block] = [section(
         f"*How did it go with <{crm_url(customer.pk)}|{escape(name)}>?*\n"
         f"You logged *{escape(action)}* on {data.get('logged_on')}"
@@ -260,10 +278,16 @@ def _follow_up_message(alert: Alert, *, footer: str | None) -> tuple[str, list[d
         blocks.append(context(footer))
     else:
         blocks.append(ActionsBlock(block_id="follow_up_outcome", elements=[
-            ButtonElement(text=label, action_id=f"follow_up_{value}", value=f"{data.get('intervention')}:{value}:{alert.pk}")
+            ButtonElement(text=label, action_id=f"follow_up_{value}", value=outcome_value(data.get("intervention"), value, alert.pk))
             for value, label in OUTCOME_LABELS.items()
         ]))
-    return fallback, render(blocks)
+    return message(_follow_up_summary(alert), blocks)
+
+
+def _follow_up_summary(alert: Alert) -> str:
+    customer, data = alert.customer, alert.payload or {}
+    action = ACTION_LABELS.get(data.get("action"), data.get("action", "action"))
+    return f"How did it go with {customer.name or customer.external_id}? You logged: {action} on {data.get('logged_on')}."
 
 
 def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> str:
@@ -282,13 +306,13 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
             lines.append(f"  • {item.customer.name or item.customer.external_id} ({item.customer.external_id}) "
                          f"{pct(d.get('probability'))} {d.get('band', '')} — {top}")
     elif alert.kind == Alert.Kind.FOLLOW_UP:
-        lines.append(_follow_up_message(alert, footer=None)[0])
+        lines.append(_follow_up_summary(alert))
         lines.append("  Answer: retained / churned / no response / still working")
     elif alert.kind == Alert.Kind.ESCALATION:
-        lines.append(_escalation_message(alert, footer=None)[0])
+        lines.append(_escalation_summary(alert))
         lines.append(f"  Open in CRM: {crm_url(alert.customer_id)}")
     else:
-        lines.append(_risk_message(alert, footer=None)[0])
+        lines.append(_risk_summary(alert))
         for reason in (data.get("reasons") or [])[:5]:
             lines.append(f"  • {reason.get('text', reason.get('code', ''))}")
         if data.get("next_best_action"):
@@ -313,16 +337,15 @@ def help_message(problem: str | None = None) -> tuple[str, list[dict]]:
     blocks: list[Block] = []
     if problem:
         blocks.append(section(f":warning: {escape(problem)}"))
-    blocks.append(section(HELP_TEXT))
-    return ((problem + " " if problem else "") + "Usage: /churn customer <id or email> | top [N] | help"), render(blocks)
+    blocks.append(section(escape(HELP_TEXT)))
+    return message((problem + " " if problem else "") + "Usage: /churn customer <id or email> | top [N] | help", blocks)
 
 
 def text_message(text: str) -> tuple[str, list[dict]]:
-    return text, render([section(escape(text))])
+    return message(text, [section(escape(text))])
 
 
 def customer_card(card: CustomerCard) -> tuple[str, list[dict]]:
-    fallback = f"{card.name} ({card.external_id}): churn risk {pct(card.probability)}"
     summary = (
         f"*<{crm_url(card.pk)}|{escape(card.name)}>* ({escape(card.external_id)}) · owner: {escape(card.owner_name)}\n"
         f"*Churn probability:* {pct(card.probability)} · {band_label(card.band)}\n"
@@ -360,7 +383,7 @@ def customer_card(card: CustomerCard) -> tuple[str, list[dict]]:
     blocks.append(_customer_buttons(card.pk, None, snooze_as_buttons=False, not_a_risk=False))
     scored = f"Scored {card.as_of:%Y-%m-%d}" if card.as_of else "Not scored yet"
     blocks.append(context(" · ".join([scored, *quiet])))
-    return fallback, render(blocks)
+    return message(f"{card.name} ({card.external_id}): churn risk {pct(card.probability)}", blocks)
 
 
 def top_list(customers: Sequence[Customer], *, title: str) -> tuple[str, list[dict]]:
@@ -387,12 +410,12 @@ def top_list(customers: Sequence[Customer], *, title: str) -> tuple[str, list[di
     if chunk:
         blocks.append(section("\n".join(chunk)))
     blocks.append(context("`/churn customer <id>` for details"))
-    return f"{title}: {len(customers)} customers", render(blocks)
+    return message(f"{title}: {len(customers)} customers", blocks)
 
 
 # --- modal ---------------------------------------------------------------------------------------
 
-def log_action_modal(*, customer: Customer, metadata: dict) -> dict:
+def log_action_modal(*, customer: Customer, metadata: ModalMetadata) -> dict:
     """The "Log action" modal. `metadata` (customer, alert, where the message is) rides along."""
     view = View(
         type="modal",
@@ -400,7 +423,7 @@ def log_action_modal(*, customer: Customer, metadata: dict) -> dict:
         title="Log retention action",
         submit="Log",
         close="Cancel",
-        private_metadata=json.dumps(metadata, separators=(",", ":")),
+        private_metadata=metadata.to_json(),
         blocks=[
             section(f"*{escape(customer.name or customer.external_id)}* ({escape(customer.external_id)})"),
             InputBlock(block_id="action", label="What did you do?", element=StaticSelectElement(

@@ -13,17 +13,16 @@ The guarantee (see docs/slack.md):
 from __future__ import annotations
 
 import logging
-from functools import partial
 from urllib.error import URLError
 
 from django.conf import settings
-from django.db import transaction
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackObjectFormationError
 from slack_sdk.models.metadata import Metadata
 
 from churnbot.blocks import alert_message
 from churnbot.console import CONSOLE_CHANNEL, console_post
+from churnbot.enqueue import enqueue_many_after_commit
 from churnbot.identity import slack_user_for_owner
 from churnbot.queries import alert_get, digest_items
 from crm_plugin.models import Alert
@@ -169,13 +168,13 @@ def alert_deliver(*, alert_id: int, client: WebClient | None = None) -> str:
 def alerts_deliver_pending() -> int:
     """Enqueue delivery of every pending (or abandoned) alert, after the current transaction commits.
 
-    Safe to call any time and as often as you like: the claim makes duplicates no-ops.
+    Safe to call any time and as often as you like: the claim makes duplicates no-ops. With the
+    broker down nothing is queued and the rows stay pending for the next sweep.
     """
     from churnbot.tasks import deliver_alert
 
     ids = alert_ids_due_for_delivery()
-    for pk in ids:
-        transaction.on_commit(partial(deliver_alert.delay, pk))
+    enqueue_many_after_commit(deliver_alert, [(pk,) for pk in ids])
     return len(ids)
 
 

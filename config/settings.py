@@ -231,6 +231,12 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# A broker that is down or hung fails a publish within seconds instead of blocking the web request
+# that queued it (a Slack button has 3 s); the outbox sweep delivers what could not be queued.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 1.0),
+    "socket_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 1.0),
+}
 # How long `run_daily` (with a broker) waits for a worker on each queue it needs before it fails
 # with a message naming the queue; with no worker it would otherwise wait forever.
 CELERY_WORKER_WAIT_SECONDS = env_int("CELERY_WORKER_WAIT_SECONDS", 30)

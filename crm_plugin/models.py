@@ -320,6 +320,10 @@ class Intervention(models.Model):
     outcome_note = models.TextField(blank=True, default="")
     outcome_at = models.DateTimeField(null=True, blank=True)
     outcome_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    idempotency_key = models.CharField(
+        max_length=200, unique=True, null=True, blank=True, default=None,
+        help_text="Set by callers that may send the same action twice (a re-sent Slack form): one row per key.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

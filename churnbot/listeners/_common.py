@@ -1,12 +1,12 @@
 """Helpers shared by the interactive listeners: who clicked, which customer, where to answer."""
 from __future__ import annotations
 
-from functools import partial
-
-from django.db import transaction
 from slack_sdk import WebClient
 
+from churnbot.blocks import escape
+from churnbot.enqueue import enqueue_after_commit
 from churnbot.identity import UNMAPPED_TEXT, owner_for_slack_user
+from churnbot.tasks import alert_message_annotate_task, response_url_post
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Customer
 from crm_plugin.customers.selectors import customer_list_visible_to
@@ -25,13 +25,19 @@ def owner_and_customer(*, slack_user_id: str, customer_pk: int, client: WebClien
 
 
 def tell(body: dict, text: str, *, alert_pk: int | None = None) -> None:
-    """After the ack: annotate the alert DM (chat.update) or add a private line under an ephemeral card."""
-    from churnbot.tasks import alert_message_annotate_task, response_url_post
+    """After the ack: annotate the alert DM (chat.update) or add a private line under an ephemeral card.
 
+    Best effort: with the broker down the action is saved but this line is not shown.
+    """
     container = body.get("container") or {}
     if alert_pk is not None and not container.get("is_ephemeral"):
-        transaction.on_commit(partial(alert_message_annotate_task.delay, alert_pk, text))
+        enqueue_after_commit(alert_message_annotate_task, alert_pk, text)
         return
     response_url = body.get("response_url") or ""
     if response_url:
-        transaction.on_commit(partial(response_url_post.delay, response_url, text))
+        enqueue_after_commit(response_url_post, response_url, text)
+
+
+def tell_problem(body: dict, message: str) -> None:
+    """A private line saying why nothing happened. The message may quote user input, so it is escaped."""
+    tell(body, escape(message))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
@@ -23,8 +23,17 @@ def intervention_create(
     follow_up_on: date | None = None,
     alert: Alert | None = None,
     source: str = Intervention.Source.CRM,
+    idempotency_key: str | None = None,
 ) -> Intervention:
-    """Log a retention action taken on a customer."""
+    """Log a retention action taken on a customer.
+
+    With `idempotency_key`, the same key returns the row it created the first time, unchanged,
+    also when two requests race (for a caller that may send one action twice: a re-sent form).
+    """
+    if idempotency_key:
+        existing = _intervention_for_key(key=idempotency_key, customer=customer)
+        if existing is not None:
+            return existing
     if action not in Intervention.Action.values:
         choices = ", ".join(Intervention.Action.values)
         raise CrmError(f"Unknown action {action!r}; choose one of: {choices}.", code="invalid_action")
@@ -34,23 +43,45 @@ def intervention_create(
         raise CrmError("The follow-up date is in the past.", code="follow_up_in_past")
     if alert is not None and alert.customer_id != customer.pk:
         raise CrmError("That alert is about a different customer.", code="alert_mismatch")
-    return Intervention.objects.create(
-        customer=customer, alert=alert, action=action, note=note.strip(), created_by=by,
-        follow_up_on=follow_up_on, source=source,
-    )
+    try:
+        # A savepoint: when a concurrent request inserted the same key first, only this insert is undone.
+        with transaction.atomic():
+            return Intervention.objects.create(
+                customer=customer, alert=alert, action=action, note=note.strip(), created_by=by,
+                follow_up_on=follow_up_on, source=source, idempotency_key=idempotency_key or None,
+            )
+    except IntegrityError:
+        existing = _intervention_for_key(key=idempotency_key, customer=customer) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+
+
+def _intervention_for_key(*, key: str, customer: Customer) -> Intervention | None:
+    existing = Intervention.objects.filter(idempotency_key=key).first()
+    if existing is not None and existing.customer_id != customer.pk:
+        raise CrmError("That request was already used for another customer.", code="idempotency_conflict")
+    return existing
 
 
 @transaction.atomic
 def intervention_record_outcome(
     *, intervention: Intervention, by: AbstractBaseUser | None, outcome: str, note: str = ""
 ) -> Intervention:
-    """Record what came of an action. Retained/churned outcomes become training labels."""
+    """Record what came of an action. Retained/churned outcomes become training labels.
+
+    Recording the outcome the action already has (a button pressed twice, a re-sent request)
+    changes nothing, so who recorded it and when stay those of the first time; a different
+    outcome replaces it ("still working" becomes "retained").
+    """
     valid = [value for value in Intervention.Outcome.values if value]
     if outcome not in valid:
         raise CrmError(f"Unknown outcome {outcome!r}; choose one of: {', '.join(valid)}.", code="invalid_outcome")
     if len(note) > NOTE_MAX:
         raise CrmError(f"The note is {len(note)} characters; keep it under {NOTE_MAX}.", code="note_too_long")
     intervention = Intervention.objects.select_for_update().get(pk=intervention.pk)
+    if intervention.outcome == outcome and note.strip() in ("", intervention.outcome_note):
+        return intervention
     intervention.outcome = outcome
     intervention.outcome_note = note.strip()
     intervention.outcome_at = timezone.now()

@@ -10,7 +10,9 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
+from churnbot.delivery import alert_deliver
 from tests.churnbot.slack_standin import SlackStandin
+from tests.churnbot.test_delivery import make_alerts
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"
@@ -39,9 +41,9 @@ def slack_settings(settings, slack_standin):
     return settings
 
 
-def sign(body: str, timestamp: int, secret: str = SIGNING_SECRET) -> str:
+def sign(body: str | bytes, timestamp: int | str, secret: str = SIGNING_SECRET) -> str:
     """Slack's v0 signature: HMAC-SHA256 of `v0:{timestamp}:{body}`, hex, prefixed `v0=`."""
-    base = f"v0:{timestamp}:{body}".encode()
+    base = f"v0:{timestamp}:".encode() + (body if isinstance(body, bytes) else body.encode())
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
@@ -52,7 +54,8 @@ class SlackClient:
         self.http = Client(enforce_csrf_checks=True)
         self.response_url = response_url
 
-    def post(self, body: str, *, timestamp: int | None = None, secret: str = SIGNING_SECRET, signature: str | None = None):
+    def post(self, body: str | bytes, *, timestamp: int | str | None = None, secret: str = SIGNING_SECRET,
+             signature: str | None = None):
         timestamp = int(time.time()) if timestamp is None else timestamp
         return self.http.post(
             "/slack/events", data=body, content_type="application/x-www-form-urlencoded",
@@ -85,11 +88,12 @@ class SlackClient:
             "channel": {"id": channel}, "message": {"ts": message_ts, "text": "x"}, "actions": [action],
         })
 
-    def submit_view(self, *, user_id: str, callback_id: str, private_metadata: str, values: dict):
+    def submit_view(self, *, user_id: str, callback_id: str, private_metadata: str, values: dict,
+                    view_id: str = "V1"):
         return self.interact({
             "type": "view_submission", "team": {"id": "T1"}, "user": {"id": user_id}, "api_app_id": "A1",
             "token": "legacy", "trigger_id": "trigger-2",
-            "view": {"id": "V1", "type": "modal", "callback_id": callback_id, "private_metadata": private_metadata,
+            "view": {"id": view_id, "type": "modal", "callback_id": callback_id, "private_metadata": private_metadata,
                      "state": {"values": values}, "hash": "h"},
         })
 
@@ -97,6 +101,15 @@ class SlackClient:
 @pytest.fixture
 def slack(slack_settings, slack_standin) -> SlackClient:
     return SlackClient(response_url=f"{slack_standin.url}/response/xyz")
+
+
+@pytest.fixture
+def delivered(slack_settings, slack_standin):
+    """An alert DM to Ana, as Slack shows it."""
+    [alert] = make_alerts()
+    assert alert_deliver(alert_id=alert.pk) == "sent"
+    alert.refresh_from_db()
+    return alert
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,8 @@
 It records every call (method, params, JSON body), keeps posted messages per channel (with
 metadata, so conversations.history can be searched), and can be told to fail the next N calls
 with 429 + Retry-After, a 5xx, an `{"ok": false, "error": ...}` answer, or a dropped connection
-after the call took effect (the "posted, but the client never heard back" case).
+after the call took effect (the "posted, but the client never heard back" case). It can also
+answer slowly (`delay`), to show that nothing waits on it while answering Slack.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class SlackStandin:
     users: dict[str, str] = field(default_factory=dict)  # email -> user id
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, list[dict]] = field(default_factory=dict)  # channel -> messages
+    delay: float = 0.0  # seconds to sleep before answering any call (recorded on arrival)
+    scopes: str | None = None  # when set, auth.test answers with this X-OAuth-Scopes header
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -136,6 +139,8 @@ class SlackStandin:
         call = Call(method=method, params=params, json=body_json, headers=dict(request.headers))
         with self._lock:
             self.calls.append(call)
+        if self.delay:
+            time.sleep(self.delay)
         failure = self._take_failure(method)
         if failure is not None and failure.kind == "status":
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
@@ -150,12 +155,13 @@ class SlackStandin:
             request.close_connection = True
             request.connection.shutdown(2)  # the call took effect; the client never hears back
             return
-        self._send(request, 200, answer)
+        headers = {"X-OAuth-Scopes": self.scopes} if method == "auth.test" and self.scopes is not None else {}
+        self._send(request, 200, answer, headers)
 
     def _answer(self, call: Call) -> dict:
         method = call.method
         if method == "auth.test":
-            return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "team": "Shop", "url": "https://shop.slack.com/"}
+            return {"ok": True, "user": "churnbot", "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "team": "Shop", "url": "https://shop.slack.com/"}
         if method == "users.lookupByEmail":
             email = call.arg("email", "")
             if email.lower() in self.users:

@@ -16,7 +16,7 @@ def test_help_is_answered_to_a_correctly_signed_request(slack):
     assert response.status_code == 200
     body = response.json()
     assert body["response_type"] == "ephemeral"
-    assert "/churn customer <id or email>" in body["blocks"][0]["text"]["text"]
+    assert "/churn customer &lt;id or email&gt;" in body["blocks"][0]["text"]["text"]  # Slack shows <id or email>
 
 
 def test_a_bad_signature_gets_401(slack):
@@ -62,3 +62,27 @@ def test_when_slack_cannot_say_who_the_user_is_they_are_asked_to_retry(slack, sl
     slack_standin.fail_next(5, status=503, method="users.info")
     text = slack.command("top", user_id="UNEW").json()["text"]
     assert "try again in a minute" in text
+
+
+def test_a_body_that_is_not_utf8_gets_400(slack):
+    response = slack.post(b"command=/churn&text=\xff\xfe help")
+    assert response.status_code == 400
+    assert response.content == b"The request body is not UTF-8."
+
+
+@pytest.mark.parametrize("timestamp", ["soon", "12.5", "", "\u0661\u0662"])
+def test_a_malformed_timestamp_gets_401(slack, timestamp):
+    response = slack.post("command=/churn&text=help", timestamp=timestamp)
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("body", [
+    "payload=not-json",
+    "payload=[1, 2]",
+    "payload=42",
+    '{"type": "block_actions", "user": "U1"',
+])
+def test_a_signed_body_that_is_not_a_slack_payload_gets_400(slack, body):
+    response = slack.post(body)
+    assert response.status_code == 400
+    assert response.content == b"The request body is not a Slack payload."

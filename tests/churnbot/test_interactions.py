@@ -7,23 +7,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from churnbot.delivery import alert_deliver
 from churnbot.tasks import follow_ups_send
 from crm_plugin.models import Alert, Intervention, RiskFeedback
 from crm_plugin.alerts.services import alert_policy_apply
-from tests.churnbot.test_delivery import make_alerts
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def delivered(slack_settings, slack_standin):
-    """An alert DM to Ana, as Slack shows it."""
-    [alert] = make_alerts()
-    assert alert_deliver(alert_id=alert.pk) == "sent"
-    alert.refresh_from_db()
-    return alert
 
 
 def button_value(message: dict, action_id: str) -> str:
@@ -157,3 +146,96 @@ def test_follow_up_dm_and_outcome_round_trip(slack, slack_standin, slack_setting
     with django_capture_on_commit_callbacks(execute=True):
         assert follow_ups_send.delay().get() == 0
     assert Alert.objects.filter(kind="follow_up").count() == 1
+
+
+STALE_BUTTON = ("That button could not be read; it may be from an old message. "
+                "Look the customer up again with `/churn customer &lt;id&gt;`.")
+
+
+@pytest.mark.parametrize("action_id", ["snooze_7", "not_a_risk", "log_action", "follow_up_retained"])
+@pytest.mark.parametrize("value", ["abc", "1:x:y", "", None, "1:2:3:4", "-1::7", "1.5::7"])
+def test_a_button_with_a_malformed_value_gets_a_private_explanation(
+        slack, slack_standin, delivered, django_capture_on_commit_callbacks, action_id, value):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = slack.click(user_id="UANA", action_id=action_id, value=value, channel="DANA",
+                               message_ts=delivered.slack_ts)
+    assert response.status_code == 200
+    [answer] = slack_standin.calls_to("/response/xyz")
+    assert answer.arg("text") == STALE_BUTTON
+    assert answer.arg("response_type") == "ephemeral"
+    assert not RiskFeedback.objects.exists()
+    assert slack_standin.calls_to("views.open") == []
+    assert slack_standin.calls_to("chat.update") == []  # the DM keeps its buttons
+
+
+def test_a_snooze_option_with_days_that_are_not_a_number_gets_a_private_explanation(
+        slack, slack_standin, delivered, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = slack.click(user_id="UANA", action_id="snooze_select",
+                               selected=f"{delivered.customer_id}:{delivered.pk}:soon", ephemeral=True)
+    assert response.status_code == 200
+    assert [a.arg("text") for a in slack_standin.calls_to("/response/xyz")] == [STALE_BUTTON]
+    assert not RiskFeedback.objects.exists()
+
+
+@pytest.mark.parametrize("private_metadata", [
+    "not json", "[1, 2]", '"customer"', "{}", '{"customer": "abc"}', '{"customer": [1]}', '{"customer": true}',
+    '{"customer": 1.5}', '{"customer": 7, "alert": "x"}', '{"customer": 7, "response_url": 5}',
+])
+def test_a_modal_with_malformed_metadata_says_the_form_is_out_of_date(slack, delivered, private_metadata):
+    response = slack.submit_view(user_id="UANA", callback_id="log_action_modal", private_metadata=private_metadata,
+                                 values=modal_values("call"))
+    assert response.status_code == 200
+    assert response.json() == {"response_action": "errors",
+                               "errors": {"action": "This form is out of date; press Log action again."}}
+    assert not Intervention.objects.exists()
+
+
+def test_a_modal_with_a_date_the_picker_would_not_send_points_at_the_date(slack, delivered):
+    metadata = json.dumps({"customer": delivered.customer_id, "alert": delivered.pk})
+    response = slack.submit_view(user_id="UANA", callback_id="log_action_modal", private_metadata=metadata,
+                                 values=modal_values("call", follow_up="next tuesday"))
+    assert response.json() == {"response_action": "errors",
+                               "errors": {"follow_up": "This form is out of date; press Log action again."}}
+    assert not Intervention.objects.exists()
+
+
+def test_the_same_modal_submitted_three_times_logs_one_action(
+        slack, slack_standin, delivered, django_capture_on_commit_callbacks):
+    metadata = json.dumps({"customer": delivered.customer_id, "alert": delivered.pk, "channel": "DANA",
+                           "ts": delivered.slack_ts, "ephemeral": False, "response_url": None})
+    with django_capture_on_commit_callbacks(execute=True):
+        responses = [slack.submit_view(user_id="UANA", callback_id="log_action_modal", private_metadata=metadata,
+                                       values=modal_values("coupon", "10% off"), view_id="V0DOUBLE")
+                     for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert all(r.content in (b"", b"{}") for r in responses)  # each closes the modal
+    intervention = Intervention.objects.get()
+    assert (intervention.action, intervention.note, intervention.customer) == ("coupon", "10% off", delivered.customer)
+    # Another modal (another view id) is another action.
+    slack.submit_view(user_id="UANA", callback_id="log_action_modal", private_metadata=metadata,
+                      values=modal_values("call"), view_id="V0OTHER")
+    assert Intervention.objects.count() == 2
+
+
+def test_an_outcome_button_pressed_twice_records_the_outcome_once(
+        slack, slack_standin, slack_settings, django_capture_on_commit_callbacks):
+    owner = AccountOwnerFactory(name="Ana", slack_user_id="UANA")
+    intervention = InterventionFactory(customer=CustomerFactory(owner=owner), created_by=owner.user,
+                                       follow_up_on=timezone.localdate())
+    with django_capture_on_commit_callbacks(execute=True):
+        follow_ups_send.delay().get()
+    [question] = slack_standin.posted("DANA")
+    churned = next(b for b in question["blocks"] if b["type"] == "actions")["elements"][1]
+    with django_capture_on_commit_callbacks(execute=True):
+        first = slack.click(user_id="UANA", action_id="follow_up_churned", value=churned["value"],
+                            channel="DANA", message_ts=question["ts"])
+    intervention.refresh_from_db()
+    recorded_at = intervention.outcome_at
+    with django_capture_on_commit_callbacks(execute=True):
+        second = slack.click(user_id="UANA", action_id="follow_up_churned", value=churned["value"],
+                             channel="DANA", message_ts=question["ts"])
+    assert (first.status_code, second.status_code) == (200, 200)
+    intervention.refresh_from_db()
+    assert (intervention.outcome, intervention.outcome_at) == ("churned", recorded_at)
+    assert "Outcome recorded: churned by <@UANA>" in json.dumps(slack_standin.posted("DANA")[0]["blocks"])
