@@ -3,22 +3,29 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+# One stamp per requirements set: production's (make demo) and the tests' on top (make test).
+BASE_STAMP := $(VENV)/.installed-base-$(shell cat requirements/base.txt | cksum | cut -d' ' -f1)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements/base.txt requirements/dev.txt | cksum | cut -d' ' -f1)
 TEST_BROKER ?= redis://127.0.0.1:6379/15
 
 DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 365
 DEMO_SEED ?= 7
 
-.PHONY: setup migrate demo serve test test-fast test-pg worker beat clean bench-import bench-bert bench-scoring bench-slack bench-views simulate
+.PHONY: setup setup-dev migrate demo serve test test-fast test-pg worker beat clean bench-import bench-bert bench-scoring bench-slack bench-views simulate
 
-$(STAMP): requirements.txt
+$(BASE_STAMP): requirements/base.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	rm -f $(VENV)/.installed-* && touch $@
+	$(BIN)/python -m pip install --quiet -r requirements/base.txt
+	rm -f $(VENV)/.installed-base-* && touch $@
 
-setup: $(STAMP)
+$(DEV_STAMP): $(BASE_STAMP) requirements/dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	rm -f $(VENV)/.installed-dev-* && touch $@
+
+setup: $(BASE_STAMP)
+setup-dev: $(DEV_STAMP)
 
 migrate: setup
 	$(BIN)/python manage.py migrate --noinput
@@ -37,12 +44,12 @@ serve: migrate
 # worker share one process). Uses DATABASE_URL when set (CI sets PostgreSQL), else SQLite; the
 # worker tests need Redis at $(TEST_BROKER) and PostgreSQL, and say so when absent.
 PYTEST := CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(TEST_BROKER)}" $(BIN)/python -m pytest -n auto --dist loadgroup
-test: setup
+test: setup-dev
 	$(PYTEST) $(PYTEST_ARGS)
 
 # The edit loop: everything but the tests marked slow (real weights, worker processes, model
 # fits) and the browser tests. `make test` still runs them all.
-test-fast: setup
+test-fast: setup-dev
 	$(PYTEST) -m "not slow and not browser" $(PYTEST_ARGS)
 
 # The suite on the local PostgreSQL, as CI runs it.
@@ -56,15 +63,15 @@ beat: setup
 	$(BIN)/celery -A config beat -l info
 
 # Benchmarks (figures in docs/); each uses its own database where it needs one.
-bench-import: setup
+bench-import: setup-dev
 	$(BIN)/python benchmarks/import_transactions.py
-bench-bert: setup
+bench-bert: setup-dev
 	$(BIN)/python benchmarks/bert_finetune.py
-bench-scoring: setup
+bench-scoring: setup-dev
 	$(BIN)/python benchmarks/scoring.py
-bench-slack: setup
+bench-slack: setup-dev
 	$(BIN)/python benchmarks/slack_lookup.py
-bench-views: setup
+bench-views: setup-dev
 	$(BIN)/python benchmarks/views.py
 
 # The closed loop run forward (docs/simulation.md), in its own SQLite file.

@@ -8,7 +8,7 @@ The guarantee (see docs/slack.md):
    key before posting again; if the message is there, we record it instead of re-posting.
 4. Transient failures (429 with Retry-After, 5xx, connection errors) put the row back to
    pending and raise `DeliveryDeferred`; the Celery task retries with backoff, and the
-   periodic sweep (`alerts_deliver_pending`) picks up anything left once Slack is back.
+   periodic sweep (`churnbot.tasks.alerts_queue_pending`) picks up anything left once Slack is back.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from slack_sdk.models.metadata import Metadata
 
 from churnbot.blocks import alert_message
 from churnbot.console import CONSOLE_CHANNEL, console_post
-from churnbot.enqueue import enqueue_many_after_commit
 from churnbot.identity import slack_user_for_owner
 from churnbot.queries import alert_get, digest_items
 from crm_plugin.models import Alert
@@ -163,19 +162,6 @@ def alert_deliver(*, alert_id: int, client: WebClient | None = None) -> str:
         raise DeliveryDeferred("connection error", countdown=backoff_seconds(alert.attempts)) from exc
     alert_mark_sent(alert=alert, channel=response["channel"], ts=response["ts"])
     return "sent"
-
-
-def alerts_deliver_pending() -> int:
-    """Enqueue delivery of every pending (or abandoned) alert, after the current transaction commits.
-
-    Safe to call any time and as often as you like: the claim makes duplicates no-ops. With the
-    broker down nothing is queued and the rows stay pending for the next sweep.
-    """
-    from churnbot.tasks import deliver_alert
-
-    ids = alert_ids_due_for_delivery()
-    enqueue_many_after_commit(deliver_alert, [(pk,) for pk in ids])
-    return len(ids)
 
 
 def alert_message_annotate(*, alert_id: int, footer: str, client: WebClient | None = None) -> bool:

@@ -8,8 +8,8 @@ from django.conf import settings
 from slack_sdk.errors import SlackApiError
 
 from churnbot.delivery import DeliveryDeferred, alert_deliver, alert_message_annotate
-from churnbot.delivery import alerts_deliver_pending as _enqueue_pending
-from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create
+from churnbot.enqueue import enqueue_many_after_commit
+from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create, alert_ids_due_for_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +28,28 @@ def deliver_alert(self, alert_id: int) -> str:
         raise self.retry(countdown=deferred.countdown, exc=deferred) from deferred
 
 
+def alerts_queue_pending() -> int:
+    """Queue delivery of every pending (or abandoned) alert, after the current transaction commits.
+
+    Safe to call any time and as often as you like: the claim makes duplicates no-ops. With the
+    broker down nothing is queued and the rows stay pending for the next sweep.
+    """
+    ids = alert_ids_due_for_delivery()
+    enqueue_many_after_commit(deliver_alert, [(pk,) for pk in ids])
+    return len(ids)
+
+
 @shared_task(name="churnbot.alerts_deliver_pending")
 def alerts_deliver_pending() -> int:
     """Periodic sweep (beat): everything still pending goes out once Slack answers again."""
-    return _enqueue_pending()
+    return alerts_queue_pending()
 
 
 @shared_task(name="churnbot.follow_ups_send")
 def follow_ups_send() -> int:
     """Queue "how did it go?" DMs for follow-ups due today, then deliver them."""
     created = alert_follow_ups_create()
-    _enqueue_pending()
+    alerts_queue_pending()
     return len(created)
 
 
@@ -46,7 +57,7 @@ def follow_ups_send() -> int:
 def escalations_send() -> int:
     """Escalate alerts nobody acted on within CHURN_ESCALATION_DAYS, then deliver them."""
     summary = alert_escalations_create()
-    _enqueue_pending()
+    alerts_queue_pending()
     return summary.escalated
 
 

@@ -19,7 +19,7 @@ from celery.canvas import Signature
 from django.conf import settings
 from django.utils import timezone
 
-from churnbot.delivery import alerts_deliver_pending
+from churnbot.tasks import alerts_queue_pending
 from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
 from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
 from crm_plugin.scoring.services import champion_get, churn_scores_riskiest, model_train_all
@@ -49,7 +49,7 @@ def daily_after_scoring(*, run_id: int) -> dict:
     policy = alert_policy_apply(as_of=run.as_of)
     escalations = alert_escalations_create(as_of=run.as_of)
     follow_ups = alert_follow_ups_create(today=timezone.localdate())
-    queued = alerts_deliver_pending()
+    queued = alerts_queue_pending()
     # The worker logs this return value with the task's success line.
     return {"run": run.pk, "policy": str(policy), "escalated": escalations.escalated,
             "follow_ups": len(follow_ups), "queued": queued}

@@ -316,7 +316,7 @@ def _persist(as_of: datetime, candidates: list[_Candidate], summary: AlertPolicy
 def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
     """Create the outbox rows earned by the scores at `as_of`. Idempotent for the same `as_of`.
 
-    Call after a scoring run; then deliver with `churnbot.delivery.alerts_deliver_pending()`.
+    Call after a scoring run; then the daily pipeline queues delivery (`churnbot.tasks.alerts_queue_pending()`).
     """
     if timezone.is_naive(as_of):
         raise CrmError("as_of must be timezone-aware.", code="naive_datetime")

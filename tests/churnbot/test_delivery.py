@@ -10,7 +10,8 @@ from slack_sdk.models.blocks import SectionBlock
 
 from churnbot import delivery
 from churnbot.blocks import alert_message, reasons_text, render
-from churnbot.delivery import DeliveryDeferred, alert_deliver, alerts_deliver_pending
+from churnbot.delivery import DeliveryDeferred, alert_deliver
+from churnbot.tasks import alerts_queue_pending
 from churnbot.tasks import deliver_alert
 from crm_plugin.models import Alert
 from crm_plugin.alerts.services import alert_claim_for_delivery, alert_policy_apply, alert_resend
@@ -65,7 +66,7 @@ def test_an_alert_becomes_one_dm_with_blocks_buttons_and_its_key(slack_settings,
     assert (alert.status, alert.slack_channel, alert.slack_ts) == ("sent", "DANA", message["ts"])
     # Delivering again (a duplicate task, the sweep) posts nothing.
     assert alert_deliver(alert_id=alert.pk) == "skipped"
-    assert alerts_deliver_pending() == 0
+    assert alerts_queue_pending() == 0
     assert len(slack_standin.posted()) == 1
 
 
@@ -121,10 +122,10 @@ def test_worker_dying_after_the_post_is_recovered_by_the_sweep_without_a_second_
     alert.refresh_from_db()
     assert alert.status == "sending"
     # Inside the lease the row belongs to the (presumed live) worker.
-    assert alerts_deliver_pending() == 0
+    assert alerts_queue_pending() == 0
     slack_settings.SLACK_SENDING_LEASE_SECONDS = 0
     with django_capture_on_commit_callbacks(execute=True):
-        assert alerts_deliver_pending() == 1
+        assert alerts_queue_pending() == 1
     alert.refresh_from_db()
     assert alert.status == "sent"
     assert len(slack_standin.calls_to("chat.postMessage")) == 1
@@ -137,18 +138,18 @@ def test_outage_then_recovery_delivers_every_pending_alert_exactly_once(
     # Slack unreachable: connection refused on a closed port.
     slack_settings.SLACK_API_BASE_URL = "http://127.0.0.1:9/api/"
     with django_capture_on_commit_callbacks(execute=True):
-        assert alerts_deliver_pending() == 3
+        assert alerts_queue_pending() == 3
     # Then Slack answers, but with 503s.
     slack_settings.SLACK_API_BASE_URL = slack_standin.api_url
     slack_standin.fail_next(100, status=503)
     with django_capture_on_commit_callbacks(execute=True):
-        assert alerts_deliver_pending() == 3
+        assert alerts_queue_pending() == 3
     assert slack_standin.posted() == []
     assert set(Alert.objects.filter(kind="high_risk").values_list("status", flat=True)) == {"pending"}
     slack_standin._failures.clear()  # Slack is back
     for _ in range(2):  # the sweep runs again and again; nothing doubles
         with django_capture_on_commit_callbacks(execute=True):
-            alerts_deliver_pending()
+            alerts_queue_pending()
     assert sorted(keys_posted(slack_standin)) == sorted(a.idempotency_key for a in alerts)
     assert set(Alert.objects.filter(kind="high_risk").values_list("status", flat=True)) == {"sent"}
 
@@ -174,7 +175,7 @@ def test_permanent_slack_error_fails_the_alert_until_resent(slack_settings, slac
     assert alert_deliver(alert_id=alert.pk) == "failed"
     alert.refresh_from_db()
     assert alert.status == "failed" and "channel_not_found" in alert.last_error
-    assert alerts_deliver_pending() == 0
+    assert alerts_queue_pending() == 0
     alert_resend(alert=alert)
     assert alert_deliver(alert_id=alert.pk) == "sent"
     assert len(slack_standin.posted()) == 1
@@ -249,4 +250,4 @@ def test_digest_lists_the_rolled_up_customers_in_one_dm(slack_settings, slack_st
     assert message["text"].endswith("2 customer(s) need attention.")
     sections = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section"]
     assert "High Hal" in sections[0] and "93%" in sections[0] and "Low Lou" in sections[1]
-    assert alerts_deliver_pending() == 0  # the digested rows are not sent one by one
+    assert alerts_queue_pending() == 0  # the digested rows are not sent one by one

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from churnbot.delivery import alerts_deliver_pending
+from churnbot.tasks import alerts_queue_pending
 from crm_plugin.models import Alert, Intervention, RiskFeedback
 from tests.churnbot.test_bolt import closed_port_url
 from tests.churnbot.test_delivery import make_alerts
@@ -106,13 +106,13 @@ def test_alerts_stay_pending_while_the_broker_is_down_and_go_out_with_the_next_s
     with celery_broker(closed_port_url().replace("http", "redis").replace("/api/", "/0"), monkeypatch):
         with caplog.at_level(logging.WARNING, logger="churnbot.enqueue"), \
                 django_capture_on_commit_callbacks(execute=True):
-            assert alerts_deliver_pending() == 3
+            assert alerts_queue_pending() == 3
     # One failed publish is enough to know the broker is gone: the other two are not tried.
     assert "broker unavailable, 3 churnbot.deliver_alert task(s) not queued" in caplog.text
     assert set(Alert.objects.filter(pk__in=[a.pk for a in alerts]).values_list("status", flat=True)) == {"pending"}
     assert slack_standin.posted() == []
     # The broker is back: the sweep delivers everything, once.
     with django_capture_on_commit_callbacks(execute=True):
-        assert alerts_deliver_pending() == 3
+        assert alerts_queue_pending() == 3
     assert len(slack_standin.posted("DANA")) == 3
     assert set(Alert.objects.filter(pk__in=[a.pk for a in alerts]).values_list("status", flat=True)) == {"sent"}
