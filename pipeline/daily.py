@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from celery import current_app
 from celery.canvas import Signature
 from django.conf import settings
 from django.utils import timezone
@@ -36,7 +38,11 @@ class DailyResult:
     riskiest: list[ChurnScore] = field(default_factory=list)
 
 
-def daily_after_scoring(*, run_id: int) -> dict:
+def _quiet(message: str) -> None:
+    """Where a worker runs the steps nobody reads along; the task's return value is logged instead."""
+
+
+def daily_after_scoring(*, run_id: int, say: Callable[[str], None] = _quiet) -> dict:
     """Steps after a finished scoring run: alert policy, escalations, follow-ups, delivery.
 
     Idempotent: the policy creates an alert once per customer and day, escalations and
@@ -47,10 +53,13 @@ def daily_after_scoring(*, run_id: int) -> dict:
         logger.warning("scoring run %s is %s: no alerts from it", run.pk, run.status)
         return {"skipped": f"scoring run #{run.pk} is {run.status}"}
     policy = alert_policy_apply(as_of=run.as_of)
+    say(f"alert policy: {policy}")
     escalations = alert_escalations_create(as_of=run.as_of)
     follow_ups = alert_follow_ups_create(today=timezone.localdate())
-    queued = alerts_queue_pending()
-    # The worker logs this return value with the task's success line.
+    if escalations.escalated or follow_ups:
+        say(f"escalations: {escalations.escalated}, follow-up questions: {len(follow_ups)}")
+    queued = alerts_queue_pending()  # in-process, the console backend prints each DM here
+    say(f"alerts to deliver: {queued}")
     return {"run": run.pk, "policy": str(policy), "escalated": escalations.escalated,
             "follow_ups": len(follow_ups), "queued": queued}
 
@@ -60,8 +69,9 @@ def daily_job_run(*, then: Signature, as_of: dt.datetime | None = None, stdout=N
                   wait: bool = True) -> DailyResult:
     """Run the daily job; `then` (the task running `daily_after_scoring`) follows the scoring run.
 
-    Call it through `pipeline.tasks.daily_job`, which supplies `then`. With wait=False (the beat
-    task) it returns once scoring is enqueued.
+    Call it through `pipeline.tasks.daily_job`, which supplies `then`. With a broker, `then` is
+    chained after the scoring chord and a worker runs it; with wait=False (the beat task) this
+    returns once scoring is enqueued. In-process (no broker) the same steps run here, in order.
     """
     def say(message: str) -> None:
         if stdout is not None:
@@ -79,9 +89,10 @@ def daily_job_run(*, then: Signature, as_of: dt.datetime | None = None, stdout=N
         say(f"no champion yet: training {', '.join(families)}{budget}")
         trained = model_train_all(as_of=as_of, families=families, max_train_minutes=minutes, stdout=stdout)
 
-    # Steps 2 and 3: score everyone (a chord on the `score` queue), then the steps after scoring.
-    run, result = scoring_run_start(as_of=as_of, then=then, check_workers=wait)
-    if not wait:
+    # Step 2: score everyone (a chord on the `score` queue); with a broker, step 3 is chained after it.
+    in_process = current_app.conf.task_always_eager
+    run, result = scoring_run_start(as_of=as_of, then=None if in_process else then, check_workers=wait)
+    if not (wait or in_process):
         say(f"scoring run #{run.pk} as of {run.as_of:%Y-%m-%d} enqueued; alerts follow when it finishes")
         return DailyResult(trained=trained, run=run)
     after = scoring_run_wait(run=run, result=result) or {}
@@ -89,7 +100,11 @@ def daily_job_run(*, then: Signature, as_of: dt.datetime | None = None, stdout=N
     seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
     say(f"scored {run.n_customers} customers with {run.model_version.name} as of {run.as_of:%Y-%m-%d} "
         f"in {seconds:.1f}s ({run.n_encoded} texts encoded)")
-    if "policy" in after:
+
+    # Step 3: the steps after scoring: here in-process, else what the worker reported.
+    if in_process:
+        after = daily_after_scoring(run_id=run.pk, say=say)
+    elif "policy" in after:
         say(f"alert policy: {after['policy']}")
         if after["escalated"] or after["follow_ups"]:
             say(f"escalations: {after['escalated']}, follow-up questions: {after['follow_ups']}")
