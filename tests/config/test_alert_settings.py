@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test starts manage.py in a new process
+
 ROOT = Path(__file__).resolve().parents[2]
 PRINT = "from django.conf import settings; print(settings.ALERT_MAX_DAYS_SINCE_ORDER)"
 

@@ -40,6 +40,7 @@ def test_missing_file(tmp_path):
         call_command("import_events", str(tmp_path / "nope.csv"), "--format", "csv")
 
 
+@pytest.mark.slow
 def test_exit_status_and_no_traceback(tmp_path):
     """Through the real command line, on its own SQLite file."""
     db = tmp_path / "cli.sqlite3"

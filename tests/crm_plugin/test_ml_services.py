@@ -16,7 +16,7 @@ from crm_plugin.scoring import runs as scoring_runs
 from tests.crm_plugin.factories import UserFactory
 from tests.mlcore.synth import synth_into_db
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # trains and scores models on a synthetic shop
 
 
 @pytest.fixture

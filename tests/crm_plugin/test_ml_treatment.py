@@ -17,7 +17,7 @@ from mlcore.training import train_family
 from tests.crm_plugin.factories import ChurnScoreFactory
 from tests.mlcore.synth import synth_into_db
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # trains and scores models on a synthetic shop
 
 
 @pytest.fixture

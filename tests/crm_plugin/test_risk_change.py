@@ -14,7 +14,7 @@ from crm_plugin.scoring import runs as scoring_runs
 from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, ModelVersionFactory
 from tests.mlcore.synth import synth_into_db
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # trains and scores models on a synthetic shop
 NOW = timezone.now().replace(hour=5, minute=0, second=0, microsecond=0)
 
 

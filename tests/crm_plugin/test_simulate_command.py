@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from crm_plugin.models import Alert, ChurnScore, Customer, Intervention, ModelVersion
 from tests.crm_plugin.factories import CustomerFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # each test simulates weeks of a shop
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,8 @@ from mlcore.backtest import backtest_json, backtest_table, run_backtest
 from mlcore.errors import MlError, NotEnoughData
 from tests.mlcore.synth import synth_frames, synth_into_db
 
+pytestmark = pytest.mark.slow  # backtests train every family
+
 AS_OF = pd.Timestamp("2025-11-01", tz="UTC")
 METRICS = {"roc_auc", "pr_auc", "lift_at_10pct", "capture_at_10pct", "brier", "ece", "train_seconds"}
 

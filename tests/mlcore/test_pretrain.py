@@ -13,6 +13,8 @@ from mlcore.families.bert import BertCheckpointError, BertConfig, BertFamily, lo
 from mlcore.pretrain import PretrainConfig, mask_tokens, pretrain_mlm, read_texts
 from tests.mlcore.families.bert_data import make_rows
 
+pytestmark = pytest.mark.slow  # masked-LM pretraining of a tiny BERT in every test
+
 FAST = dict(lr=5e-3, epochs=6, batch_size=16, progress_bar=False, max_length=64)
 
 

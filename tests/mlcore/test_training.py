@@ -10,6 +10,8 @@ from mlcore.families.baselines import LightgbmFamily, LogregFamily
 from mlcore.training import TrainedModel, train_family
 from tests.mlcore.synth import synth_frames
 
+pytestmark = pytest.mark.slow  # fits every family
+
 AS_OF = pd.Timestamp("2025-12-01", tz="UTC")
 
 

@@ -88,6 +88,7 @@ def test_rows_carry_alerts_and_actions_from_before_each_cutoff_and_outcomes_in_i
     np.testing.assert_array_equal(rows.features[:, other], base.features[:, other])
 
 
+@pytest.mark.slow
 def test_alerts_and_actions_from_the_cutoff_on_change_no_training_row(shop):
     """The leakage test for treatment: what happens at or after as_of is invisible to the model for as_of."""
     ev, cu = shop
@@ -227,6 +228,7 @@ def test_weights_of_one_change_no_metric():
         evaluate(y, p, -np.ones(500))
 
 
+@pytest.mark.slow
 def test_backtest_without_alerts_in_reach_is_unchanged(shop):
     """Alerts and actions after the test window touch neither training, scores nor weights."""
     ev, cu = shop
@@ -244,6 +246,7 @@ def test_backtest_without_alerts_in_reach_is_unchanged(shop):
                                            "total_seconds": later["families"]["logreg"]["total_seconds"]}
 
 
+@pytest.mark.slow
 def test_backtest_scores_as_if_untreated_and_measures_untreated_rows(shop):
     ev, cu = shop
     events = ev.assign(occurred_at=ev["occurred_at"].dt.tz_localize("UTC"))
@@ -270,6 +273,7 @@ def test_backtest_scores_as_if_untreated_and_measures_untreated_rows(shop):
     assert "untreated rows only: 40 alerted or treated rows left out" in results["evaluation"]["text"]
 
 
+@pytest.mark.slow
 def test_untreated_weights_recover_the_no_action_figures_that_treated_rows_distort(shop):
     """Alert the riskiest 40%, hold out 10% of them, let the action keep 60% of the told churners:
     figures over all rows collapse, the untreated weights land near the figures without any action."""

@@ -337,6 +337,7 @@ def test_next_best_action_beats_the_best_single_action_for_everyone(logged, fres
     assert nba_hits >= single_hits + 0.3, (nba_hits, single, single_hits)
 
 
+@pytest.mark.slow
 def test_pooled_model_finds_each_segments_best_action_from_few_customers_per_action():
     # 1,500 alerts: about 80 customers per segment x action, 15% held out. The per-action
     # T-learner fits each action's model on its own ~240 rows; the pooled model learns the

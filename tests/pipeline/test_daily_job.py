@@ -21,6 +21,8 @@ from crm_plugin.scoring import runs as scoring_runs
 from demo.shop import demo_shop_generate
 from tests.crm_plugin.factories import ModelVersionFactory
 
+pytestmark = pytest.mark.slow  # generates a shop, trains and scores
+
 
 @pytest.fixture
 def shop(db):

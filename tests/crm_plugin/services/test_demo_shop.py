@@ -16,7 +16,7 @@ from crm_plugin.models import AccountOwner, Customer, Event
 from demo.shop import DEMO_PASSWORD, TICKET_SERIOUS, TICKET_ROUTINE, demo_shop_generate
 from tests.crm_plugin.factories import CustomerFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # generates demo shops
 END = date(2026, 6, 1)
 END_AT = datetime(2026, 6, 1, tzinfo=dt_timezone.utc)
 

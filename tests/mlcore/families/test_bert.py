@@ -15,6 +15,8 @@ from mlcore.families.base import TextEncoderModel
 from mlcore.families.bert import BertCheckpointError, BertConfig, BertFamily, write_tiny_checkpoint
 from tests.mlcore.families.bert_data import SIGNAL_SEGMENT, make_rows
 
+pytestmark = pytest.mark.slow  # tiny-BERT fits in nearly every test
+
 # A random tiny encoder needs a far higher learning rate than a pretrained one, and its
 # random token table must learn too (frozen by default, which suits pretrained weights).
 TINY = dict(lr=2e-3, head_lr=3e-3, epochs=4, progress_bar=False, seed=0, freeze_word_embeddings=False)
