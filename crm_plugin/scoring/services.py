@@ -24,6 +24,7 @@ from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVersion, ScoringRun
 from mlcore import dataset, metrics, registry
+from mlcore.compare import active_mask, choose_champion
 from mlcore.errors import MlError
 from mlcore.scoring import band_of, is_text_model, score_rows
 from mlcore.snapshot import as_if_untreated, customer_snapshot, rows_for_features
@@ -171,6 +172,9 @@ def _out(stdout, message: str) -> None:
         logger.info(message)
 
 
+CHAMPION_KEY = "current champion"
+
+
 def model_train_all(
     *,
     as_of: datetime | None = None,
@@ -181,10 +185,13 @@ def model_train_all(
     tiny_bert: bool = False,
     stdout=None,
 ) -> list[ModelVersion]:
-    """Train every family on everything known at `as_of`, register each, promote the best if it beats the champion.
+    """Train every family on everything known at `as_of`, register each, promote one only if it is clearly better.
 
-    The champion is re-evaluated on the same validation rows as the new versions, so the
-    comparison is like for like; a champion whose files fail their checksum loses.
+    The champion is re-evaluated on the same validation rows as the new versions (the
+    calibration slice, active customers, evaluation weights), so the comparison is like for
+    like; a challenger wins only when its paired bootstrap interval lies above the champion
+    (mlcore.compare.choose_champion; a close call keeps the champion). Without a champion the
+    reference is lightgbm. A champion whose files fail their checksum loses.
     """
     as_of = as_of_aware(as_of)
     horizon_days = horizon_days or settings.CHURN_HORIZON_DAYS
@@ -203,40 +210,57 @@ def model_train_all(
     _out(stdout, f"training rows: {len(train)} from {len(np.unique(train.as_of))} cutoffs; validation: {len(valid)} "
                  f"customers at {pd.Timestamp(valid.as_of[0]):%Y-%m-%d} ({valid.labels.mean():.1%} churned)")
     created: list[ModelVersion] = []
+    scored: dict[str, np.ndarray] = {}  # family -> calibrated scores on the calibration slice of validation
+    calib = None
     for family in families:
         started = time.perf_counter()
         try:
             trained = train_family(family, train, valid, max_train_minutes=max_train_minutes,
                                    bert_model_path=settings.BERT_MODEL_PATH,
                                    bert_max_length=settings.ML_BERT_MAX_LENGTH, tiny=tiny_bert,
-                                   progress=(lambda _: None) if progress_bar else None)
+                                   progress=(lambda _: None) if progress_bar else None, horizon_days=horizon_days)
         except MlError as exc:
             raise CrmError(str(exc)) from exc
         version = _register(trained, as_of=as_of, horizon_days=horizon_days)
         created.append(version)
+        calib, scored[family] = trained.valid_rows, trained.valid_predictions
         budget = f", budget {max_train_minutes} min" if family.startswith("bert") and max_train_minutes else ""
-        _out(stdout, f"{version.name}: validation PR-AUC {trained.valid_metrics['pr_auc']:.3f}, ROC-AUC "
+        active_pr = trained.valid_metrics.get("active_pr_auc")
+        _out(stdout, f"{version.name}: validation PR-AUC {trained.valid_metrics['pr_auc']:.3f} (active customers "
+                     f"{'-' if active_pr is None else f'{active_pr:.3f}'}), ROC-AUC "
                      f"{trained.valid_metrics['roc_auc']:.3f} ({time.perf_counter() - started:.0f}s{budget})")
-    best = max(created, key=lambda v: v.metrics.get("pr_auc") or -1.0)
+    by_family = {v.family: v for v in created}
     champion = champion_get()
-    champion_pr = None
+    incumbent = None
     if champion is not None:
         try:
             old = model_version_load(version=champion)
             # Judged like the new versions (training.calibrate_on_validation): as if untreated, on
-            # the evaluation weights; a champion saved with fewer features reads just its own.
-            old_rows = as_if_untreated(rows_for_features(valid, old.feature_names))
-            champion_pr = metrics.pr_auc(valid.labels, old.predict_proba(old_rows), valid.sample_weight)
+            # the same calibration rows and evaluation weights; a champion saved with fewer
+            # features reads just its own.
+            old_rows = as_if_untreated(rows_for_features(calib, old.feature_names))
+            scored[CHAMPION_KEY] = old.predict_proba(old_rows)
+            incumbent = CHAMPION_KEY
         except (CrmError, MlError) as exc:
             _out(stdout, f"current champion {champion.name} cannot be evaluated ({exc}); it will be replaced")
-            champion_pr = -1.0
-    if champion is None or (best.metrics.get("pr_auc") or -1.0) > champion_pr:
-        model_version_promote(version=best, by=None)
-        was = "" if champion is None else f" (champion {champion.name} had {champion_pr:.3f} on the same validation rows)"
-        _out(stdout, f"champion: {best.name}{was}")
+    # The champion rule: active customers' validation PR-AUC; a challenger wins only when the
+    # lower end of its 95% paired bootstrap interval against the incumbent is above 0.
+    active = active_mask(calib, horizon_days)
+    weight = None if calib.sample_weight is None else np.asarray(calib.sample_weight)[active]
+    decision = choose_champion(calib.labels[active], {k: v[active] for k, v in scored.items()}, weight,
+                               incumbent=incumbent)
+    for name, d in decision.comparisons.items():
+        if name in by_family:
+            _out(stdout, f"  {name} vs {champion.name if decision.reference == CHAMPION_KEY else decision.reference}: "
+                         f"active PR-AUC {d['diff']:+.4f} [{d['low']:+.4f} .. {d['high']:+.4f}]")
+    if decision.winner == CHAMPION_KEY:
+        _out(stdout, f"champion stays {champion.name}: no new version's active-customer PR-AUC interval lies above it "
+                     f"on the same validation rows")
     else:
-        _out(stdout, f"champion stays {champion.name}: {champion_pr:.3f} on the same validation rows beats "
-                     f"{best.name}'s {best.metrics['pr_auc']:.3f}")
+        best = by_family[decision.winner]
+        model_version_promote(version=best, by=None)
+        was = "" if champion is None else f" (replacing {champion.name})"
+        _out(stdout, f"champion: {best.name}{was}: {decision.text.replace(CHAMPION_KEY, 'the champion')}")
     return created
 
 
