@@ -14,6 +14,7 @@ import pandas as pd
 
 from mlcore.control_group import control_group_evaluation_weights
 from mlcore.errors import NotEnoughData
+from mlcore.event_tokens import event_tokens
 from mlcore.families.base import Rows
 from mlcore.snapshot import (
     ALERT_HELD_OUT_STATUS, ALERT_TOLD_STATUSES, FEATURE_NAMES, as_timestamp, churn_labels, customer_snapshot,
@@ -166,7 +167,7 @@ def labelled_rows(events: pd.DataFrame, customers: pd.DataFrame, cutoffs, horizo
         labels = churn_labels(events, snap.customer_ids, cutoff, horizon_days)
         mask, override = outcome_overrides(interventions, snap.customer_ids, cutoff, horizon_days)
         labels[mask] = override[mask]
-        rows = snapshot_rows(snap, labels)
+        rows = replace(snapshot_rows(snap, labels), events=event_tokens(events, snap.customer_ids, cutoff))
         if evaluation_weights:
             weights = untreated_weights(snap.customer_ids, cutoff, horizon_days, alerts=alerts,
                                         interventions=interventions)
@@ -185,6 +186,8 @@ def concat_rows(parts: list[Rows]) -> Rows:
         feature_names=FEATURE_NAMES,
         labels=np.concatenate([p.labels for p in parts]) if parts else np.zeros(0, np.int8),
         sample_weight=np.concatenate([p.sample_weight for p in parts]) if weighted else None,
+        events=(np.concatenate([p.events for p in parts]) if parts and all(p.events is not None for p in parts)
+                else None),
     )
 
 

@@ -15,7 +15,10 @@ from mlcore import metrics
 from mlcore.compare import active_mask
 from mlcore.snapshot import as_if_untreated
 
-FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained")
+FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained", "bert_events", "bert_events_pretrained")
+# The behaviour BERT's architecture when nothing else is said (BehaviourConfig defaults) and the
+# tiny one tests and `tiny` runs use.
+TINY_EVENTS = dict(layers=1, hidden=32, heads=2, max_events=32, batch_size=32, eval_batch_size=256)
 DEFAULT_FAMILIES = ("logreg", "lightgbm", "bert")
 
 
@@ -29,6 +32,7 @@ class TrainOptions:
     progress_bar: bool = True
     work_dir: Path | None = None  # where bert_pretrained writes its MLM checkpoint
     horizon_days: int = 90  # what "active" means in the validation metrics
+    events_config: dict = field(default_factory=dict)  # BehaviourConfig overrides for bert_events*
 
 
 @dataclass
@@ -53,6 +57,9 @@ def family_class(name: str):
     if name in ("bert", "bert_pretrained"):
         from mlcore.families.bert import BertFamily
         return BertFamily
+    if name in ("bert_events", "bert_events_pretrained"):
+        from mlcore.families.behaviour import BehaviourBertFamily
+        return BehaviourBertFamily
     raise MlError(f"unknown model family {name!r}; choose from {', '.join(FAMILIES)}")
 
 
@@ -102,6 +109,39 @@ def validation_slices(valid: Rows) -> tuple[Rows, Rows, bool]:
     return valid.take(~calib), valid.take(calib), True
 
 
+def unlabelled_sequences(*parts: Rows) -> np.ndarray:
+    """Every distinct (customer, cutoff) event sequence of the given rows: pretraining reads no label."""
+    seqs = np.concatenate([p.events for p in parts if p.events is not None])
+    return np.unique(seqs, axis=0) if len(seqs) < 200_000 else seqs
+
+
+def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
+    """The behaviour BERT; bert_events_pretrained first spends half the budget on masked-event pretraining."""
+    from mlcore.families.behaviour import BehaviourBertFamily, BehaviourConfig
+
+    minutes = options.max_train_minutes
+    overrides = dict(options.events_config)
+    extra: dict = {"max_train_minutes": minutes, "events_config": overrides}
+    if name == "bert_events":
+        return BehaviourBertFamily(BehaviourConfig(max_train_minutes=minutes, seed=options.seed, **overrides)), extra
+    from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
+
+    half = minutes / 2 if minutes else None
+    arch = {k: overrides[k] for k in ("layers", "hidden", "heads", "max_events", "batch_size") if k in overrides}
+    out = Path(tempfile.mkdtemp(prefix="events-mlm-", dir=options.work_dir)) / "encoder"
+    # Unlabelled: every customer's history at every training cutoff and at the validation cutoff
+    # (all before as_of); labels are never read.
+    report, _ = pretrain_events(unlabelled_sequences(train, valid), out_dir=out,
+                                config=EventPretrainConfig(max_train_minutes=half, seed=options.seed, **arch))
+    extra["pretraining"] = report.to_dict()
+    model = BehaviourBertFamily(BehaviourConfig(max_train_minutes=half, seed=options.seed, pretrained_path=str(out),
+                                                **overrides))
+    import shutil
+
+    shutil.rmtree(out.parent, ignore_errors=True)  # the family holds the encoder weights in memory now
+    return model, extra
+
+
 def build_and_fit(name: str, train: Rows, valid: Rows, options: TrainOptions) -> Trained:
     """Train one family (early stopping on one validation slice), then Platt-calibrate on the other."""
     started = time.perf_counter()
@@ -120,6 +160,9 @@ def build_and_fit(name: str, train: Rows, valid: Rows, options: TrainOptions) ->
         path = _pretrained_path(train, options, half)
         model = _bert(path, options, half)
         params.update(model_path=options.bert_model_path, pretrained=True, max_train_minutes=options.max_train_minutes)
+    elif name in ("bert_events", "bert_events_pretrained"):
+        model, extra = _behaviour(name, train, valid, options)
+        params.update(extra)
     else:
         family_class(name)
         raise AssertionError(name)
@@ -259,7 +302,7 @@ def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress, horizo
 
 def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: float | None = None,
                  bert_model_path: str | None = None, bert_max_length: int | None = None, tiny: bool = False,
-                 progress=None, horizon_days: int = 90) -> TrainedModel:
+                 progress=None, horizon_days: int = 90, events_config: dict | None = None) -> TrainedModel:
     """The mlcore contract: fit `name`, Platt-calibrate on the (out-of-time) validation rows.
 
     valid.sample_weight, when set, holds evaluation weights (`calibrate_on_validation`);
@@ -268,16 +311,18 @@ def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: floa
     (`validation_slices`); valid_metrics["active_pr_auc"] counts customers who ordered
     within `horizon_days` before the validation cutoff.
 
-    `max_train_minutes` budgets the bert families (bert_pretrained splits it between MLM
-    pretraining and fine-tuning); `tiny` trains bert on a random tiny checkpoint (tests).
+    `max_train_minutes` budgets the bert families (bert_pretrained and bert_events_pretrained
+    split it between pretraining and fine-tuning); `tiny` trains bert on a random tiny checkpoint
+    and the behaviour BERT at TINY_EVENTS size (tests); `events_config` overrides BehaviourConfig.
     valid_metrics are calibrated validation metrics plus train_seconds (everything included).
     """
     family_class(name)  # unknown names fail here with the list of families
     if tiny and name in ("bert", "bert_pretrained"):
         trained = _tiny_bert(train, valid, max_train_minutes, progress, horizon_days)
     else:
+        events = dict(TINY_EVENTS if tiny else {}, **(events_config or {}))
         options = TrainOptions(bert_model_path=bert_model_path or "", max_train_minutes=max_train_minutes,
-                               progress_bar=progress is not None, horizon_days=horizon_days)
+                               progress_bar=progress is not None, horizon_days=horizon_days, events_config=events)
         if bert_max_length is not None:
             options.bert_max_length = bert_max_length
         try:
