@@ -410,3 +410,17 @@ CELERY_BEAT_SCHEDULE["pipeline.daily_run"] = {"task": "pipeline.daily_run", "sch
 CELERY_BEAT_SCHEDULE["mlcore.train_weekly"] = {
     "task": "mlcore.train_weekly", "schedule": crontab(day_of_week="sun", hour=2, minute=0),
 }
+
+# --- behaviour bert (new) ---
+# The behaviour BERT over event tokens (bert_events, bert_events_pretrained, stacked; docs/bert.md):
+# its size, the newest events it reads per customer, and the budget of the masked-event
+# pretraining task (mlcore.train_events_encoder, queue `train`).
+ML_EVENTS_LAYERS = env_int("ML_EVENTS_LAYERS", 2)
+ML_EVENTS_HIDDEN = env_int("ML_EVENTS_HIDDEN", 128)
+ML_EVENTS_HEADS = env_int("ML_EVENTS_HEADS", 4)
+ML_EVENTS_MAX_EVENTS = env_int("ML_EVENTS_MAX_EVENTS", 256)
+ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES = env_float("ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES", 10.0)
+if not (1 <= ML_EVENTS_LAYERS <= 12 and ML_EVENTS_HIDDEN % max(1, ML_EVENTS_HEADS) == 0
+        and 1 <= ML_EVENTS_MAX_EVENTS <= 256 and ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES > 0):
+    raise ImproperlyConfigured("ML_EVENTS_*: layers 1..12, hidden a multiple of heads, max events 1..256, "
+                               "a positive pretraining budget")

@@ -129,7 +129,9 @@ def choose_champion(y: np.ndarray, predictions: Mapping[str, np.ndarray], weight
         comparisons[name] = d.to_dict()
         if np.isfinite(d.low) and d.low > 0 and d.diff > best_diff:
             best, best_diff = name, d.diff
-    if best == reference:
+    if not comparisons:
+        text = f"{reference}: the only candidate"
+    elif best == reference:
         text = f"{reference} stays: no challenger's PR-AUC interval lies above it"
     else:
         c = comparisons[best]

@@ -121,9 +121,15 @@ def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
 
     minutes = options.max_train_minutes
     overrides = dict(options.events_config)
+    given = overrides.pop("pretrained_path", None)  # a registered pretraining (the train-queue task's)
+    given_name = overrides.pop("pretrained_name", None)
     extra: dict = {"max_train_minutes": minutes, "events_config": overrides}
     if name == "bert_events":
         return BehaviourBertFamily(BehaviourConfig(max_train_minutes=minutes, seed=options.seed, **overrides)), extra
+    if given:
+        extra["pretrained_from"] = given_name or Path(given).name
+        return BehaviourBertFamily(BehaviourConfig(max_train_minutes=minutes, seed=options.seed, pretrained_path=given,
+                                                   **overrides)), extra
     from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
 
     half = minutes / 2 if minutes else None

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 from datetime import datetime, timedelta
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from mlcore import dataset, metrics, registry
 from mlcore.compare import active_mask, choose_champion
 from mlcore.errors import MlError
 from mlcore.scoring import band_of, is_text_model, score_rows
-from mlcore.snapshot import as_if_untreated, customer_snapshot, rows_for_features
+from mlcore.event_tokens import event_tokens
+from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_events, rows_for_features
 from mlcore.training import DEFAULT_FAMILIES, TrainedModel, train_family
 
 logger = logging.getLogger(__name__)
@@ -156,6 +158,8 @@ def model_version_promote(*, version: ModelVersion | int, by=None) -> ModelVersi
         if version is None:
             raise CrmError("no such model version")
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    if version.family == EVENTS_ENCODER_FAMILY:
+        raise CrmError(f"{version.name} is a pretrained behaviour encoder, not a churn model: it cannot be champion")
     model_version_load(version=version)  # refuse a version whose files fail their checksum
     ModelVersion.objects.filter(is_champion=True).exclude(pk=version.pk).update(is_champion=False)
     version.is_champion = True
@@ -209,6 +213,13 @@ def model_train_all(
     del events
     _out(stdout, f"training rows: {len(train)} from {len(np.unique(train.as_of))} cutoffs; validation: {len(valid)} "
                  f"customers at {pd.Timestamp(valid.as_of[0]):%Y-%m-%d} ({valid.labels.mean():.1%} churned)")
+    events_config = events_config_from_settings(tiny=tiny_bert)
+    encoder_dir = None
+    if any(f.startswith("bert_events_pretrained") or f == "stacked" for f in families):
+        encoder_version, encoder_dir = events_encoder_local(as_of=as_of)  # the registered pretraining, if any
+        if encoder_dir is not None:
+            events_config.update(pretrained_path=str(encoder_dir), pretrained_name=encoder_version.name)
+            _out(stdout, f"behaviour BERT starts from the pretrained encoder {encoder_version.name}")
     created: list[ModelVersion] = []
     scored: dict[str, np.ndarray] = {}  # family -> calibrated scores on the calibration slice of validation
     calib = None
@@ -218,7 +229,8 @@ def model_train_all(
             trained = train_family(family, train, valid, max_train_minutes=max_train_minutes,
                                    bert_model_path=settings.BERT_MODEL_PATH,
                                    bert_max_length=settings.ML_BERT_MAX_LENGTH, tiny=tiny_bert,
-                                   progress=(lambda _: None) if progress_bar else None, horizon_days=horizon_days)
+                                   progress=(lambda _: None) if progress_bar else None, horizon_days=horizon_days,
+                                   events_config=events_config)
         except MlError as exc:
             raise CrmError(str(exc)) from exc
         version = _register(trained, as_of=as_of, horizon_days=horizon_days)
@@ -229,6 +241,8 @@ def model_train_all(
         _out(stdout, f"{version.name}: validation PR-AUC {trained.valid_metrics['pr_auc']:.3f} (active customers "
                      f"{'-' if active_pr is None else f'{active_pr:.3f}'}), ROC-AUC "
                      f"{trained.valid_metrics['roc_auc']:.3f} ({time.perf_counter() - started:.0f}s{budget})")
+    if encoder_dir is not None:
+        shutil.rmtree(encoder_dir, ignore_errors=True)
     by_family = {v.family: v for v in created}
     champion = champion_get()
     incumbent = None
@@ -262,6 +276,75 @@ def model_train_all(
         was = "" if champion is None else f" (replacing {champion.name})"
         _out(stdout, f"champion: {best.name}{was}: {decision.text.replace(CHAMPION_KEY, 'the champion')}")
     return created
+
+
+# --- the behaviour BERT's pretrained encoder ------------------------------------------------
+
+EVENTS_ENCODER_FAMILY = "events_encoder"
+
+
+def events_config_from_settings(*, tiny: bool = False) -> dict:
+    """BehaviourConfig overrides from settings (tiny: the test-sized model)."""
+    if tiny:
+        from mlcore.training import TINY_EVENTS
+        return dict(TINY_EVENTS)
+    return {"layers": settings.ML_EVENTS_LAYERS, "hidden": settings.ML_EVENTS_HIDDEN,
+            "heads": settings.ML_EVENTS_HEADS, "max_events": settings.ML_EVENTS_MAX_EVENTS}
+
+
+def events_encoder_pretrain(*, as_of: datetime | None = None, max_train_minutes: float | None = None,
+                            tiny: bool = False, stdout=None) -> ModelVersion:
+    """Masked-event pretraining on every customer's history before `as_of`; registered as a version.
+
+    Unlabelled, so every customer with an event counts. The artifact (encoder weights + report,
+    sha256 manifest) is stored like any model version, under family `events_encoder`; it never
+    scores and is never champion. Training bert_events_pretrained and stacked starts from the
+    latest one trained at or before their as_of.
+    """
+    from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
+
+    as_of = as_of_aware(as_of or last_event_day())
+    as_of_check(as_of)
+    events = prepare_events(selectors_ml.events_frame(before=as_of))
+    ids = np.unique(events["customer_id"].to_numpy())
+    config = events_config_from_settings(tiny=tiny)
+    arch = {k: config[k] for k in ("layers", "hidden", "heads", "max_events")}
+    sequences = event_tokens(events, ids, as_of, max_events=arch["max_events"])
+    del events
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S-%f")
+    name = f"{EVENTS_ENCODER_FAMILY}-{stamp}"
+    minutes = max_train_minutes or settings.ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES
+    with tempfile.TemporaryDirectory(prefix="churn-encoder-") as tmp:
+        folder = Path(tmp) / name
+        try:
+            report, _ = pretrain_events(sequences, out_dir=folder,
+                                        config=EventPretrainConfig(max_train_minutes=minutes, **arch))
+        except ValueError as exc:
+            raise CrmError(f"cannot pretrain the behaviour encoder: {exc}") from exc
+        manifest = registry.write_manifest(folder)
+        _upload(folder, name, manifest)
+    _out(stdout, f"{name}: {report.n_sequences} customers, {report.steps} steps ({report.epochs} epochs) in "
+                 f"{report.train_seconds:.0f}s; held-out masked-event loss {report.eval_loss_before:.3f} -> "
+                 f"{report.eval_loss_after:.3f} (field frequencies alone: {report.eval_loss_unigram:.3f})")
+    return ModelVersion.objects.create(
+        name=name, family=EVENTS_ENCODER_FAMILY, artifact_path=name, manifest=manifest, trained_as_of=as_of,
+        horizon_days=settings.CHURN_HORIZON_DAYS, params={"arch": arch, "max_train_minutes": minutes},
+        metrics=_json_safe(report.to_dict()))
+
+
+def events_encoder_local(*, as_of: datetime) -> tuple[ModelVersion | None, Path | None]:
+    """The latest pretrained encoder trained at or before `as_of` and a verified local copy (None, None if none)."""
+    version = (ModelVersion.objects.filter(family=EVENTS_ENCODER_FAMILY, trained_as_of__lte=as_of)
+               .order_by("-trained_as_of", "-created_at").first())
+    if version is None:
+        return None, None
+    local = _download(version)
+    try:
+        registry.verify(local, version.manifest)
+    except MlError as exc:
+        shutil.rmtree(local, ignore_errors=True)
+        raise CrmError(f"pretrained encoder {version.name} refused: {exc}") from exc
+    return version, local
 
 
 # --- scoring (runs are opened and enqueued by services/scoring_runs.py) ----------------------
@@ -316,12 +399,16 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     cached = _cached_embeddings(version, customer_ids) if is_text_model(trained.model) else None
     snap = customer_snapshot(events, customers, as_of, interventions=interventions, alerts=alerts,
                              known_text_keys=None if cached is None else {cid: key for cid, (key, _) in cached.items()})
+    # Families over event tokens (the behaviour BERT, the stacked family) read the sequences too.
+    tokens = (event_tokens(prepare_events(events), snap.customer_ids, as_of)
+              if getattr(trained.model, "needs_events", False) else None)
     del events
     # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
     # evidence keeps the real latest action for the reasons). A champion trained before columns
     # were added reads its own feature list; one needing a column we no longer compute is refused.
     try:
-        rows = rows_for_features(as_if_untreated(dataset.snapshot_rows(snap)), trained.feature_names)
+        rows = rows_for_features(as_if_untreated(replace(dataset.snapshot_rows(snap), events=tokens)),
+                                 trained.feature_names)
     except MlError as exc:
         raise CrmError(f"model {version.name} cannot score: {exc}") from exc
     ids = [int(c) for c in snap.customer_ids]

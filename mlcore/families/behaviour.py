@@ -157,6 +157,7 @@ def load_encoder_state(path: str | Path) -> tuple[dict, dict]:
 
 class BehaviourBertFamily:
     family: ClassVar[str] = "bert_events"
+    needs_events: ClassVar[bool] = True  # scoring must put event tokens on the rows
 
     def __init__(self, config: BehaviourConfig | None = None):
         config = config or BehaviourConfig()
