@@ -15,7 +15,7 @@ from mlcore import metrics
 from mlcore.compare import active_mask
 from mlcore.snapshot import as_if_untreated
 
-FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained", "bert_events", "bert_events_pretrained")
+FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained", "bert_events", "bert_events_pretrained", "stacked")
 # The behaviour BERT's architecture when nothing else is said (BehaviourConfig defaults) and the
 # tiny one tests and `tiny` runs use.
 TINY_EVENTS = dict(layers=1, hidden=32, heads=2, max_events=32, batch_size=32, eval_batch_size=256)
@@ -60,6 +60,9 @@ def family_class(name: str):
     if name in ("bert_events", "bert_events_pretrained"):
         from mlcore.families.behaviour import BehaviourBertFamily
         return BehaviourBertFamily
+    if name == "stacked":
+        from mlcore.families.stacked import StackedFamily
+        return StackedFamily
     raise MlError(f"unknown model family {name!r}; choose from {', '.join(FAMILIES)}")
 
 
@@ -169,6 +172,13 @@ def build_and_fit(name: str, train: Rows, valid: Rows, options: TrainOptions) ->
     elif name in ("bert_events", "bert_events_pretrained"):
         model, extra = _behaviour(name, train, valid, options)
         params.update(extra)
+    elif name == "stacked":
+        from mlcore.families.stacked import StackedConfig, StackedFamily
+
+        model = StackedFamily(StackedConfig(max_train_minutes=options.max_train_minutes, seed=options.seed,
+                                            events=dict(options.events_config)))
+        params.update(max_train_minutes=options.max_train_minutes,
+                      pretrained_from=options.events_config.get("pretrained_name"))
     else:
         family_class(name)
         raise AssertionError(name)
