@@ -44,7 +44,7 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
                  alerts: pd.DataFrame | None = None, max_train_minutes: float | None = None, bert_model_path: str | None = None,
                  bert_max_length: int | None = None, tiny: bool = False,
                  progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
-                 keep_scores: bool = False) -> dict:
+                 keep_scores: bool = False, events_config: dict | None = None) -> dict:
     """Train each family before `as_of`, score every customer with history at `as_of`, measure on the next `horizon_days`.
 
     Returns {"as_of", "horizon_days", "n_customers", "churn_rate", "families": {name: {metrics...,
@@ -105,7 +105,7 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         try:
             trained = train_family(name, train, valid, max_train_minutes=max_train_minutes,
                                    bert_model_path=bert_model_path, bert_max_length=bert_max_length, tiny=tiny,
-                                   progress=progress, horizon_days=horizon_days)
+                                   progress=progress, horizon_days=horizon_days, events_config=events_config)
             p = trained.predict_proba(scored)
         except (MlError, ValueError, OSError) as exc:
             errors.append(exc)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.scoring import selectors as selectors_ml
+from crm_plugin.scoring import services as ml
 from crm_plugin.management.commands._ml import parse_as_of, parse_families
 from crm_plugin.models import BacktestRun
 from mlcore.backtest import backtest_json, backtest_table, comparison_table, run_backtests
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default 1000)")
         parser.add_argument("--horizon-days", type=int, default=settings.CHURN_HORIZON_DAYS)
         parser.add_argument("--families", default="bert,logreg,lightgbm",
-                            help="comma-separated: bert, bert_pretrained, logreg, lightgbm")
+                            help="comma-separated: logreg, lightgbm, bert, bert_pretrained, bert_events, bert_events_pretrained, stacked")
         parser.add_argument("--max-train-minutes", type=float,
                             help="wall-clock budget per BERT family (bert_pretrained: half pretraining, half fine-tuning)")
         parser.add_argument("--json", help="write the results JSON (the published format, docs/model.md) here")
@@ -46,7 +47,7 @@ class Command(BaseCommand):
                 interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame(),
                 max_train_minutes=opts["max_train_minutes"],
                 bert_model_path=settings.BERT_MODEL_PATH, bert_max_length=settings.ML_BERT_MAX_LENGTH,
-                tiny=opts["tiny_bert"],
+                tiny=opts["tiny_bert"], events_config=None if opts["tiny_bert"] else ml.events_config_from_settings(),
                 progress=None if opts["no_progress"] else (lambda _event: None), log=self.stderr.write,
             )
         except MlError as exc:
