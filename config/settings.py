@@ -334,6 +334,18 @@ require(ML_BERT_MAX_TRAIN_MINUTES > 0 and ML_DAILY_BERT_MAX_TRAIN_MINUTES > 0,
 ML_TORCH_THREADS = env.int("ML_TORCH_THREADS", 0)
 require(ML_TORCH_THREADS >= 0, f"ML_TORCH_THREADS must be 0 (automatic) or more, got {ML_TORCH_THREADS}")
 
+# The behaviour BERT over event tokens (bert_events, bert_events_pretrained, stacked; docs/bert.md):
+# its size, the newest events it reads per customer, and the budget of the masked-event
+# pretraining task (mlcore.train_events_encoder, queue `train`).
+ML_EVENTS_LAYERS = env.int("ML_EVENTS_LAYERS", 2)
+ML_EVENTS_HIDDEN = env.int("ML_EVENTS_HIDDEN", 128)
+ML_EVENTS_HEADS = env.int("ML_EVENTS_HEADS", 4)
+ML_EVENTS_MAX_EVENTS = env.int("ML_EVENTS_MAX_EVENTS", 256)
+ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES = env.float("ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES", 10.0)
+require(1 <= ML_EVENTS_LAYERS <= 12 and ML_EVENTS_HIDDEN % max(1, ML_EVENTS_HEADS) == 0
+        and 1 <= ML_EVENTS_MAX_EVENTS <= 256 and ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES > 0,
+        "ML_EVENTS_*: layers 1..12, hidden a multiple of heads, max events 1..256, a positive pretraining budget")
+
 # --- the alert policy ---------------------------------------------------------------------------
 # A sharp rise is +ALERT_SHARP_RISE probability within ALERT_SHARP_RISE_DAYS; one customer is
 # alerted at most once per ALERT_COOLDOWN_DAYS unless it rises sharply again.

@@ -278,8 +278,9 @@ class _EventWriter:
     COLUMNS = ["customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes",
                "source_id", "imported_at"]
 
-    def __init__(self, *, seed: int, start: datetime, end: datetime, batch_size: int = 5000):
+    def __init__(self, *, seed: int, start: datetime, end: datetime, batch_size: int = 5000, orders_only: bool = False):
         self.seed = seed
+        self.orders_only = orders_only
         self.start_ts = start.timestamp()
         self.end_ts = end.timestamp()
         self.yearly_from = 0
@@ -308,7 +309,9 @@ class _EventWriter:
 
     def add(self, customer_id: int, kind: str, occurred_at: datetime, *, amount: Decimal | None = None,
             quantity: int | None = None, rating: int | None = None, text: str = "", attributes: dict) -> None:
-        self.serial += 1
+        self.serial += 1  # counted for every event drawn, so an orders-only shop keeps the same source ids
+        if self.orders_only and kind != Event.Kind.ORDER:
+            return  # the same random draws, so the same customers place the same orders
         when = occurred_at if self.postgres else occurred_at.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
         self.rows.append((customer_id, kind, when, None if amount is None else str(amount), quantity, rating, text,
                           json.dumps(attributes), f"demo-{self.seed}-{self.serial}", self.imported_at))
@@ -523,7 +526,7 @@ def demo_shop_delete() -> int:
 
 
 @transaction.atomic
-def demo_shop_generate(*, customers: int, days: int, seed: int, end_date: date | None = None,
+def demo_shop_generate(*, customers: int, days: int, seed: int, end_date: date | None = None, orders_only: bool = False,
                        replace: bool = False, progress: Callable[[int, int], None] | None = None,
                        truth: dict[str, dict] | None = None) -> DemoShopSummary:
     """Write a synthetic shop: demo owners and sign-ins, `customers` customers and `days` days of events.
@@ -555,7 +558,7 @@ def demo_shop_generate(*, customers: int, days: int, seed: int, end_date: date |
     fake = Faker("en_GB")
     fake.seed_instance(int(np.random.default_rng(names_seed).integers(0, 2**31)))
     type_rng = np.random.default_rng(names_seed)
-    writer = _EventWriter(seed=seed, start=start, end=end)
+    writer = _EventWriter(seed=seed, start=start, end=end, orders_only=orders_only)
     order_totals = np.zeros(customers)  # spend within the last 365 days
     writer.yearly_from = max(0, days - 365)
     last_order_day = np.full(customers, -1, dtype=int)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from mlcore.compare import N_BOOT, REFERENCE, paired_bootstrap
+from mlcore.compare import active_mask
 from mlcore.dataset import evaluation_summary, labelled_rows, training_rows
 from mlcore.errors import MlError, NotEnoughData
 from mlcore.metrics import curves, evaluate
@@ -41,7 +43,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
                  families: Sequence[str] = ("bert", "logreg", "lightgbm"), interventions: pd.DataFrame | None = None,
                  alerts: pd.DataFrame | None = None, max_train_minutes: float | None = None, bert_model_path: str | None = None,
                  bert_max_length: int | None = None, tiny: bool = False,
-                 progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
+                 progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
+                 keep_scores: bool = False, events_config: dict | None = None) -> dict:
     """Train each family before `as_of`, score every customer with history at `as_of`, measure on the next `horizon_days`.
 
     Returns {"as_of", "horizon_days", "n_customers", "churn_rate", "families": {name: {metrics...,
@@ -76,9 +79,10 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
     y = test.labels.astype(np.int64)
     w = np.asarray(test.sample_weight, dtype=np.float64)
     scored = as_if_untreated(test)  # what production would have said at as_of: churn if we do nothing
-    # "Active" = ordered in the 90 days before as_of: the customers a retention team can still
-    # save, and a harder test than the whole book (long-lapsed customers are easy churners).
-    active = test.features[:, list(test.feature_names).index("orders_90")] > 0
+    # "Active" = ordered within the horizon before as_of: the customers alerts go to and a
+    # retention team can still save, and a harder test than the whole book (long-lapsed
+    # customers are easy churners). The primary metrics.
+    active = active_mask(test, horizon_days)
     say(f"backtest at {as_of_ts:%Y-%m-%d}, horizon {horizon_days} days: {len(train)} training rows, "
         f"{len(valid)} validation rows (cutoff {(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}), "
         f"{len(test)} customers scored, churn rate {y.mean():.1%}; evaluation: {evaluation_summary(w)['text']}")
@@ -91,6 +95,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         "n_active": int(active.sum()), "active_churn_rate": round(float(y[active].mean()), 6) if active.any() else None,
         "evaluation": evaluation_summary(w),
         "untreated_churn_rate": round(float(np.average(y, weights=w)), 6) if w.sum() > 0 else None,
+        # In memory only (run_backtests pairs families on them; never stored or published).
+        "_scores": {"y": y, "w": w, "active": active, "p": {}},
     }
     errors: list[Exception] = []
     for name in families:
@@ -99,7 +105,7 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         try:
             trained = train_family(name, train, valid, max_train_minutes=max_train_minutes,
                                    bert_model_path=bert_model_path, bert_max_length=bert_max_length, tiny=tiny,
-                                   progress=progress)
+                                   progress=progress, horizon_days=horizon_days, events_config=events_config)
             p = trained.predict_proba(scored)
         except (MlError, ValueError, OSError) as exc:
             errors.append(exc)
@@ -112,6 +118,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         entry["train_seconds"] = round(float(trained.valid_metrics.get("train_seconds") or seconds), 1)
         entry["total_seconds"] = round(seconds, 1)
         entry["valid_pr_auc"] = _round(trained.valid_metrics.get("pr_auc"))
+        entry["valid_active_pr_auc"] = _round(trained.valid_metrics.get("active_pr_auc"))
+        results["_scores"]["p"][name] = p
         entry["hit_time_budget"] = bool(trained.fit_report.hit_time_budget)
         if "best_step" in (trained.fit_report.extra or {}):  # bert: 0 = fine-tuning never beat the probe
             entry["steps"] = trained.fit_report.extra.get("steps")
@@ -128,6 +136,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
             f"{_fmt(entry['active'].get('pr_auc'))}; train {entry['train_seconds']:.0f}s, total {seconds:.0f}s")
     if errors and len(errors) == len(families):
         raise errors[0]
+    if not keep_scores:
+        results.pop("_scores")
     return results
 
 
@@ -153,26 +163,134 @@ def backtest_json(results: dict) -> dict:
     return out
 
 
+ACTIVE_FIRST_KEYS = METRIC_KEYS[:-1]
+
+
 def backtest_table(results: dict) -> str:
-    """A readable fixed-width table, one line per family."""
+    """A readable fixed-width table: active customers first (the primary metrics), the whole book beside."""
     head = ["family", "ROC-AUC", "PR-AUC", "lift@10%", "capt@10%", "Brier", "ECE", "train s"]
-    lines = [f"{head[0]:<16}" + "".join(f"{h:>10}" for h in head[1:])]
-    for name, data in results["families"].items():
-        if "error" in data:
-            lines.append(f"{name:<16}  failed: {data['error']}")
-            continue
-        cells = [_fmt(data.get(k)) for k in METRIC_KEYS[:-1]] + [f"{data.get('train_seconds') or 0:.0f}"]
-        lines.append(f"{name:<16}" + "".join(f"{c:>10}" for c in cells))
+    lines = []
     if results.get("n_active"):
-        lines.append(f"active customers only (ordered in the 90 days before as_of: {results['n_active']}, "
-                     f"churn rate {results['active_churn_rate']:.1%}):")
+        lines.append(f"active customers (ordered within {results['horizon_days']} days before as_of: "
+                     f"{results['n_active']}, churn rate {results['active_churn_rate']:.1%}):")
+        lines.append(f"  {head[0]:<14}" + "".join(f"{h:>10}" for h in head[1:-1]))
         for name, data in results["families"].items():
             if data.get("active"):
-                cells = [_fmt(data["active"].get(k)) for k in METRIC_KEYS[:-1]]
+                cells = [_fmt(data["active"].get(k)) for k in ACTIVE_FIRST_KEYS]
                 lines.append(f"  {name:<14}" + "".join(f"{c:>10}" for c in cells))
-    lines.append(f"as_of {results['as_of']}, horizon {results['horizon_days']} days, {results['n_customers']} customers, "
-                 f"churn rate {results['churn_rate']:.1%}")
+    lines.append(f"whole book ({results['n_customers']} customers, churn rate {results['churn_rate']:.1%}):")
+    lines.append(f"  {head[0]:<14}" + "".join(f"{h:>10}" for h in head[1:]))
+    for name, data in results["families"].items():
+        if "error" in data:
+            lines.append(f"  {name:<14}  failed: {data['error']}")
+            continue
+        cells = [_fmt(data.get(k)) for k in ACTIVE_FIRST_KEYS] + [f"{data.get('train_seconds') or 0:.0f}"]
+        lines.append(f"  {name:<14}" + "".join(f"{c:>10}" for c in cells))
+    lines.append(f"as_of {results['as_of']}, horizon {results['horizon_days']} days")
     evaluation = results.get("evaluation") or {}
     if evaluation.get("left_out") or evaluation.get("held_out_weighted"):
         lines.append(f"metrics on {evaluation['text']}; untreated churn rate {results['untreated_churn_rate']:.1%}")
     return "\n".join(lines)
+
+
+# --- several backtest dates, families compared pairwise -------------------------------------
+
+def backtest_dates(as_of, n_dates: int, step_days: int) -> list[pd.Timestamp]:
+    """as_of and the n_dates - 1 cutoffs every `step_days` before it, oldest first."""
+    as_of = as_timestamp(as_of)
+    if n_dates < 1 or step_days < 1:
+        raise MlError("--dates and the step between them must be at least 1")
+    return [as_of - pd.Timedelta(days=step_days * k) for k in reversed(range(n_dates))]
+
+
+def latest_as_of(events: pd.DataFrame, horizon_days: int) -> pd.Timestamp:
+    """The latest as_of whose test window is fully observed (the default backtest date)."""
+    ev = prepare_events(events)
+    if not len(ev):
+        raise NotEnoughData("there are no events yet: import orders (or generate the demo shop) before a backtest")
+    last = ev["occurred_at"].max() + pd.Timedelta(days=WINDOW_SLACK_DAYS)
+    return (last - pd.Timedelta(days=horizon_days)).normalize()
+
+
+def run_backtests(events: pd.DataFrame, customers: pd.DataFrame, *, as_of=None, horizon_days: int, n_dates: int = 3,
+                  step_days: int = 30, families: Sequence[str] = ("logreg", "lightgbm"), n_boot: int = N_BOOT,
+                  seed: int = 0, log: Callable[[str], None] | None = None, **kwargs) -> dict:
+    """`run_backtest` at `n_dates` rolling cutoffs, then each family against lightgbm, paired.
+
+    Returns {"dates": [run_backtest results, oldest first, without in-memory scores],
+    "skipped": [{as_of, error}], "comparison": {"reference", "n_dates", "families": {name:
+    {"active": {...}, "all": {...}}}}} where each side holds the family's mean metrics over the
+    dates and "vs_reference" (mean PR-AUC difference to lightgbm with its 95% paired bootstrap
+    interval, customers resampled within each date). A date without enough history is skipped
+    and reported; if none works, its error is raised.
+    """
+    say = log or (lambda _msg: None)
+    families = check_families(families)
+    as_of = as_timestamp(as_of) if as_of is not None else latest_as_of(events, horizon_days)
+    runs, skipped = [], []
+    for date in reversed(backtest_dates(as_of, n_dates, step_days)):  # newest first: a bad as_of fails at once
+        try:
+            runs.insert(0, run_backtest(events, customers, as_of=date, horizon_days=horizon_days, families=families,
+                                        log=log, keep_scores=True, **kwargs))
+        except NotEnoughData as exc:
+            if date == as_of:
+                raise
+            skipped.insert(0, {"as_of": f"{date:%Y-%m-%d}", "error": str(exc)})
+            say(f"skipping {date:%Y-%m-%d}: {exc}")
+    comparison = compare_runs(runs, families, n_boot=n_boot, seed=seed)
+    for run in runs:
+        run.pop("_scores", None)
+    return {"as_of": f"{as_of:%Y-%m-%d}", "horizon_days": int(horizon_days), "step_days": int(step_days),
+            "dates": runs, "skipped": skipped, "comparison": comparison}
+
+
+def compare_runs(runs: list[dict], families: Sequence[str], *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Mean metrics per family over the runs, and the paired bootstrap difference to lightgbm."""
+    reference = REFERENCE if REFERENCE in families else families[0]
+    out: dict = {"reference": reference, "n_dates": len(runs), "n_boot": n_boot, "families": {}}
+    for name in families:
+        entry: dict = {}
+        for side in ("active", "all"):
+            got = [r["families"][name] for r in runs if "error" not in r["families"].get(name, {"error": 1})]
+            values = [(g["active"] if side == "active" else g) for g in got]
+            means = {k: _round(np.nanmean([v[k] for v in values if v.get(k) is not None]))
+                     if any(v.get(k) is not None for v in values) else None for k in ACTIVE_FIRST_KEYS}
+            means["n_dates"] = len(values)
+            if name != reference:
+                samples = []
+                for r in runs:
+                    sc = r.get("_scores") or {}
+                    if name in sc.get("p", {}) and reference in sc.get("p", {}):
+                        m = sc["active"] if side == "active" else np.ones(len(sc["y"]), bool)
+                        samples.append((sc["y"][m], sc["p"][name][m], sc["p"][reference][m], sc["w"][m]))
+                if samples:
+                    means["vs_reference"] = paired_bootstrap(samples, n_boot=n_boot, seed=seed).to_dict()
+            entry[side] = means
+        out["families"][name] = entry
+    return out
+
+
+def comparison_table(summary: dict) -> str:
+    """Each family's mean over the dates, and its PR-AUC difference to lightgbm with a 95% interval."""
+    comp = summary["comparison"]
+    ref = comp["reference"]
+    lines = [f"{comp['n_dates']} backtest dates ({', '.join(r['as_of'] for r in summary['dates'])}), horizon "
+             f"{summary['horizon_days']} days; mean over the dates, PR-AUC difference to {ref} with a 95% paired "
+             f"bootstrap interval ({comp['n_boot']} resamples of the customers of each date)"]
+    for side, title in (("active", "active customers (the primary metric)"), ("all", "whole book")):
+        lines.append(f"{title}:")
+        lines.append(f"  {'family':<16}{'PR-AUC':>9}{'ROC-AUC':>9}{'Brier':>8}{'ECE':>8}   difference to {ref} [95% CI]")
+        for name, entry in comp["families"].items():
+            m = entry[side]
+            d = m.get("vs_reference")
+            diff = "-" if name == ref else ("n/a" if not d else
+                                            f"{d['diff']:+.4f} [{_signed(d['low'])} .. {_signed(d['high'])}]")
+            lines.append(f"  {name:<16}{_fmt(m.get('pr_auc')):>9}{_fmt(m.get('roc_auc')):>9}{_fmt(m.get('brier')):>8}"
+                         f"{_fmt(m.get('ece')):>8}   {diff}")
+    for s in summary.get("skipped") or []:
+        lines.append(f"skipped {s['as_of']}: {s['error']}")
+    return "\n".join(lines)
+
+
+def _signed(value) -> str:
+    return "-" if value is None else f"{value:+.4f}"

@@ -14,6 +14,7 @@ import pandas as pd
 
 from mlcore.control_group import control_group_evaluation_weights
 from mlcore.errors import NotEnoughData
+from mlcore.event_tokens import event_tokens
 from mlcore.families.base import Rows
 from mlcore.snapshot import (
     ALERT_HELD_OUT_STATUS, ALERT_TOLD_STATUSES, FEATURE_NAMES, as_timestamp, churn_labels, customer_snapshot,
@@ -39,17 +40,23 @@ class Plan:
 
 def plan_cutoffs(*, data_start, as_of, horizon_days: int, step_days: int = CUTOFF_STEP_DAYS,
                  min_history_days: int = MIN_HISTORY_DAYS, max_train_cutoffs: int = 12) -> Plan:
-    """Every label window ends on or before `as_of`: validation at as_of - horizon, training cutoffs before it."""
+    """Every label window ends on or before `as_of`: validation at as_of - horizon, training cutoffs before it.
+
+    The latest training cutoff is one horizon before the validation cutoff, so the last training
+    label window [c, c + horizon) ends where validation's begins: no training label is read from
+    the validation window (with 30-day steps and a 90-day horizon they used to share two months,
+    which let early stopping and calibration reward a model for memorising that period).
+    """
     data_start, as_of = as_timestamp(data_start), as_timestamp(as_of)
     valid = (as_of - pd.Timedelta(days=horizon_days)).normalize()
     earliest = data_start + pd.Timedelta(days=min_history_days)
     cutoffs = []
-    c = valid - pd.Timedelta(days=step_days)
+    c = valid - pd.Timedelta(days=horizon_days)
     while c >= earliest and len(cutoffs) < max_train_cutoffs:
         cutoffs.append(c)
         c -= pd.Timedelta(days=step_days)
     if valid < earliest or not cutoffs:
-        need = min_history_days + step_days + horizon_days
+        need = min_history_days + 2 * horizon_days
         raise NotEnoughData(
             f"not enough history to train for {as_of:%Y-%m-%d} with a {horizon_days}-day horizon: "
             f"need at least {need} days of events before it (data starts {data_start:%Y-%m-%d}, "
@@ -151,7 +158,7 @@ def labelled_rows(events: pd.DataFrame, customers: pd.DataFrame, cutoffs, horizo
 
     Features (treatment columns included) read only what happened before each cutoff; labels
     read [cutoff, cutoff + horizon), recorded outcomes first. With `evaluation_weights` the rows
-    carry `untreated_weights` in sample_weight (for validation and test rows, never for training).
+    carry `untreated_weights` in sample_weight (training, validation and test rows alike).
     """
     parts: list[Rows] = []
     for cutoff in cutoffs:
@@ -160,7 +167,7 @@ def labelled_rows(events: pd.DataFrame, customers: pd.DataFrame, cutoffs, horizo
         labels = churn_labels(events, snap.customer_ids, cutoff, horizon_days)
         mask, override = outcome_overrides(interventions, snap.customer_ids, cutoff, horizon_days)
         labels[mask] = override[mask]
-        rows = snapshot_rows(snap, labels)
+        rows = replace(snapshot_rows(snap, labels), events=event_tokens(events, snap.customer_ids, cutoff))
         if evaluation_weights:
             weights = untreated_weights(snap.customer_ids, cutoff, horizon_days, alerts=alerts,
                                         interventions=interventions)
@@ -179,6 +186,8 @@ def concat_rows(parts: list[Rows]) -> Rows:
         feature_names=FEATURE_NAMES,
         labels=np.concatenate([p.labels for p in parts]) if parts else np.zeros(0, np.int8),
         sample_weight=np.concatenate([p.sample_weight for p in parts]) if weighted else None,
+        events=(np.concatenate([p.events for p in parts]) if parts and all(p.events is not None for p in parts)
+                else None),
     )
 
 
@@ -196,13 +205,17 @@ def check_enough(rows: Rows, what: str) -> None:
 
 def training_data(events: pd.DataFrame, customers: pd.DataFrame, plan: Plan, *,
                   interventions: pd.DataFrame | None = None, alerts: pd.DataFrame | None = None) -> tuple[Rows, Rows]:
-    """Training rows (treatment as features, no weights) and validation rows with evaluation weights.
+    """Training and validation rows, both weighted by `untreated_weights`.
 
-    The validation weights read alerts and actions up to valid_cutoff + horizon = as_of, so they
-    use nothing the model could not know at as_of.
+    An alert or a call inside a row's label window changes what the label means (a customer
+    saved by a call looks like a stayer), so training rows are weighted like validation rows:
+    touched rows weigh 0 and are dropped, held-out ones stand for them. Treatment before the
+    cutoff stays a feature. Every weight reads alerts and actions up to the label window's end,
+    at most valid_cutoff + horizon = as_of, so nothing the model could not know at as_of.
     """
     train = labelled_rows(events, customers, plan.train_cutoffs, plan.horizon_days, interventions=interventions,
-                          alerts=alerts)
+                          alerts=alerts, evaluation_weights=True)
+    train = train.take(np.asarray(train.sample_weight) > 0)
     valid = labelled_rows(events, customers, [plan.valid_cutoff], plan.horizon_days, interventions=interventions,
                           alerts=alerts, evaluation_weights=True)
     check_enough(train, "training")

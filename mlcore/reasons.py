@@ -52,62 +52,107 @@ def _quote(text) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _sentence(code: str, f: dict, ev: dict, as_of: pd.Timestamp) -> tuple[str, dict]:
+def _sentence(code: str, f: dict, ev: dict, as_of: pd.Timestamp, push: dict | None = None
+              ) -> tuple[str, dict, tuple[str, ...]]:
+    """(text, evidence, drivers): the first sentence of the topic whose drivers push towards churn.
+
+    A sentence names its drivers (the features it talks about). It is said only when its first
+    driver's own contribution pushes towards churn (> 0 in `push`, feature -> log-odds), so "spend
+    down 40%" never appears where the falling spend trend pulls the score down while other spend
+    columns push it up. Without `push` every driver counts as pushing (the text alone).
+    """
+    def up(*names: str) -> bool:
+        return push is None or any(push.get(n, 0.0) > 0 for n in names[:1])
+
     if code == "no_recent_order":
         if not f["has_orders"]:
-            return "has never ordered", {"orders": 0}
+            if up("has_orders") or up("days_since_last_order"):
+                return "has never ordered", {"orders": 0}, ("has_orders", "days_since_last_order")
+            return "", {}, ()
         d, g = int(round(f["days_since_last_order"])), int(round(f["usual_gap_days"]))
         last = ev.get("last_order_at")
-        return (f"no order for {d} days (usually every {g})",
-                {"days_since_last_order": d, "usual_gap_days": g,
-                 "last_order": None if pd.isna(last) else pd.Timestamp(last).strftime("%Y-%m-%d")})
+        for drivers in (("days_since_last_order", "gap_ratio", "usual_gap_days"), ("gap_ratio", "days_since_last_order")):
+            if up(*drivers):
+                return (f"no order for {d} days (usually every {g})",
+                        {"days_since_last_order": d, "usual_gap_days": g,
+                         "last_order": None if pd.isna(last) else pd.Timestamp(last).strftime("%Y-%m-%d")}, drivers)
+        return "", {}, ()
     if code == "orders_down":
         o90, o365 = int(f["orders_90"]), int(f["orders_365"])
-        return f"{o90} orders in the last 90 days ({o365} in the last year)", {"orders_90": o90, "orders_365": o365}
+        for drivers in (("orders_90", "orders_365"), ("orders_trend", "orders_90")):
+            if up(*drivers):
+                return (f"{o90} orders in the last 90 days ({o365} in the last year)",
+                        {"orders_90": o90, "orders_365": o365}, drivers)
+        return "", {}, ()
     if code == "spend_down":
         s, t = f["spend_90"], f["spend_trend"]
         prev = max(0.0, (s * (1 - t) - t) / (1 + t)) if t > -1 else 0.0
-        if prev > 0 and s < prev:
+        if prev > 0 and s < prev and up("spend_trend"):
             pct = int(round(100 * (prev - s) / prev))
             return (f"spend down {pct}% vs previous 90 days ({s:.2f} vs {prev:.2f})",
-                    {"spend_90": round(s, 2), "spend_previous_90": round(prev, 2)})
-        return f"spent {s:.2f} in the last 90 days", {"spend_90": round(s, 2), "spend_365": round(f["spend_365"], 2)}
+                    {"spend_90": round(s, 2), "spend_previous_90": round(prev, 2)}, ("spend_trend", "spend_90"))
+        for drivers in (("spend_90", "spend_30"), ("spend_30", "spend_90")):
+            if up(*drivers):
+                return (f"spent {s:.2f} in the last 90 days",
+                        {"spend_90": round(s, 2), "spend_365": round(f["spend_365"], 2)}, drivers)
+        return "", {}, ()
     if code == "returns":
+        drivers = tuple(n for n in ("returns_90", "returns_365", "return_rate_365") if push is None or push.get(n, 0) > 0)
+        if not drivers:
+            return "", {}, ()
         n, q = int(f["returns_90"]), _quote(ev.get("return_text"))
         text = f"{n} return{'s' if n != 1 else ''} in the last 90 days" if n else f"{int(f['returns_365'])} return{'s' if int(f['returns_365']) != 1 else ''} in the last year"
-        return text + (f": '{q}'" if q else ""), {"returns_90": n, "returns_365": int(f["returns_365"]), "quote": q}
+        return text + (f": '{q}'" if q else ""), {"returns_90": n, "returns_365": int(f["returns_365"]), "quote": q}, drivers
     if code == "bad_review":
         rating, at = ev.get("review_rating"), ev.get("review_at")
-        if rating is not None and not pd.isna(rating) and rating <= 3:
-            d, q = _days(as_of, at), _quote(ev.get("review_text"))
-            return (f"{int(rating)}-star review {d} days ago" + (f": '{q}'" if q else ""),
-                    {"rating": int(rating), "days_ago": d, "quote": q, "product": ev.get("review_item") or ""})
-        return f"average rating {f['mean_rating_365']:.1f} over the last year", {"mean_rating_365": round(f["mean_rating_365"], 2)}
+        low = rating is not None and not pd.isna(rating) and rating <= 3
+        for drivers in (("min_rating_90", "low_reviews_90"), ("low_reviews_90", "min_rating_90")):
+            if low and up(*drivers):
+                d, q = _days(as_of, at), _quote(ev.get("review_text"))
+                return (f"{int(rating)}-star review {d} days ago" + (f": '{q}'" if q else ""),
+                        {"rating": int(rating), "days_ago": d, "quote": q, "product": ev.get("review_item") or ""}, drivers)
+        if up("mean_rating_365"):
+            return (f"average rating {f['mean_rating_365']:.1f} over the last year",
+                    {"mean_rating_365": round(f["mean_rating_365"], 2)}, ("mean_rating_365",))
+        return "", {}, ()
     if code == "open_ticket":
-        if f["tickets_open"] > 0:
-            d, q = int(round(f["oldest_open_ticket_days"])), _quote(ev.get("ticket_text"))
-            n = int(f["tickets_open"])
-            return (f"open ticket for {d} days" + (f": {q}" if q else "") + (f" ({n} open)" if n > 1 else ""),
-                    {"open_tickets": n, "open_for_days": d, "quote": q})
-        return f"{int(f['tickets_90'])} support tickets in the last 90 days", {"tickets_90": int(f["tickets_90"])}
+        for drivers in (("tickets_open", "oldest_open_ticket_days"), ("oldest_open_ticket_days", "tickets_open")):
+            if f["tickets_open"] > 0 and up(*drivers):
+                d, q = int(round(f["oldest_open_ticket_days"])), _quote(ev.get("ticket_text"))
+                n = int(f["tickets_open"])
+                return (f"open ticket for {d} days" + (f": {q}" if q else "") + (f" ({n} open)" if n > 1 else ""),
+                        {"open_tickets": n, "open_for_days": d, "quote": q}, drivers)
+        if up("tickets_90"):
+            return (f"{int(f['tickets_90'])} support tickets in the last 90 days", {"tickets_90": int(f["tickets_90"])},
+                    ("tickets_90",))
+        return "", {}, ()
     if code == "coupons":
-        return (f"{int(f['coupons_365'])} coupons in the last year, {int(f['coupons_redeemed_365'])} redeemed",
-                {"coupons_365": int(f["coupons_365"]), "redeemed": int(f["coupons_redeemed_365"])})
+        for drivers in (("coupons_365",), ("coupons_redeemed_365",)):
+            if up(*drivers):
+                return (f"{int(f['coupons_365'])} coupons in the last year, {int(f['coupons_redeemed_365'])} redeemed",
+                        {"coupons_365": int(f["coupons_365"]), "redeemed": int(f["coupons_redeemed_365"])}, drivers)
+        return "", {}, ()
     if code == "fewer_visits":
         d = int(round(f["days_since_last_visit"]))
         if d < 999:
-            return (f"no site visit for {d} days ({int(f['visits_90'])} in the last 90 days)",
-                    {"days_since_last_visit": d, "visits_90": int(f["visits_90"])})
-        return f"no activity for {int(round(f['days_since_last_event']))} days", {"days_since_last_event": int(round(f["days_since_last_event"]))}
+            for drivers in (("days_since_last_visit", "visits_90"), ("visits_90", "visits_30"), ("visits_trend", "visits_90"),
+                            ("visits_30", "visits_90")):
+                if up(*drivers):
+                    return (f"no site visit for {d} days ({int(f['visits_90'])} in the last 90 days)",
+                            {"days_since_last_visit": d, "visits_90": int(f["visits_90"])}, drivers)
+        if up("days_since_last_event"):
+            return (f"no activity for {int(round(f['days_since_last_event']))} days",
+                    {"days_since_last_event": int(round(f["days_since_last_event"]))}, ("days_since_last_event",))
+        return "", {}, ()
     if code == "new_customer":
-        if f["tenure_days"] > 180:
-            return "", {}
-        return f"customer for only {int(f['tenure_days'])} days", {"tenure_days": int(f["tenure_days"])}
+        if f["tenure_days"] > 180 or not up("tenure_days"):
+            return "", {}, ()
+        return f"customer for only {int(f['tenure_days'])} days", {"tenure_days": int(f["tenure_days"])}, ("tenure_days",)
     if code == "flagged":
         if f.get("flagged", 0.0) < 1:
-            return "", {}
+            return "", {}, ()
         d = int(round(f["days_since_flagged"]))
-        return f"already flagged as at risk {d} days ago", {"days_since_flagged": d}
+        return f"already flagged as at risk {d} days ago", {"days_since_flagged": d}, ("flagged", "days_since_flagged", "held_out")
     raise KeyError(code)
 
 
@@ -152,6 +197,7 @@ def build_reasons(
     ev_records = evidence.to_dict("records")
     # Plain Python lists, converted once: indexing numpy element by element was most of the loop.
     names, feature_rows = list(index), np.asarray(features, dtype=np.float64).tolist()
+    contribution_rows = np.asarray(contributions, dtype=np.float64).tolist()
     codes = list(topic_weight)
     weight_rows = np.column_stack([topic_weight[c] for c in codes]).tolist() if codes else [[]] * len(features)
     out: list[list[dict]] = []
@@ -160,6 +206,7 @@ def build_reasons(
         ev = ev_records[i]
         weights = dict(zip(codes, weight_rows[i]))
         extra: list[dict] = []
+        confirmed: set[str] = set()  # topics the customer's own text pushes: their sentence may be said
         for seg_index, delta in (segment_effects or {}).get(i, []):
             # delta = log-odds without the segment - with it; negative = the segment pushes towards churn
             push = -delta
@@ -170,14 +217,16 @@ def build_reasons(
             topic = SEGMENT_TOPIC.get(kind.group(2)) if kind else None
             if topic and topic in weights:
                 weights[topic] += push  # the text confirms the numeric topic: one reason, both pushes
+                confirmed.add(topic)
                 continue
             code, text, evid = _segment_reason(segment, as_of)
             extra.append({"code": code, "text": text, "weight": round(push, 4), "evidence": evid})
+        row_push = dict(zip(names, contribution_rows[i]))
         reasons = []
         for code, w in weights.items():
             if w <= MIN_WEIGHT:
                 continue
-            text, evid = _sentence(code, f, ev, as_of)
+            text, evid, _ = _sentence(code, f, ev, as_of, None if code in confirmed else row_push)
             if not text:
                 continue
             reasons.append({"code": code, "text": text, "weight": round(w, 4), "evidence": evid})
@@ -186,7 +235,7 @@ def build_reasons(
             # Nothing pushes clearly above the usual risk: show the strongest small pushes, or say so,
             # so no score reaches an owner without an explanation.
             for code, w in sorted(weights.items(), key=lambda kv: -kv[1]):
-                text, evid = _sentence(code, f, ev, as_of) if w > 0 else ("", {})
+                text, evid, _ = _sentence(code, f, ev, as_of, row_push) if w > 0 else ("", {}, ())
                 if text:
                     reasons.append({"code": code, "text": text, "weight": round(w, 4), "evidence": evid})
                 if len(reasons) == 2:

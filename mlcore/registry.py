@@ -60,13 +60,18 @@ def verify(folder: Path, manifest: dict) -> None:
         raise ArtifactError(f"model artifact file {extra[0]!r} is not in the manifest: refusing to load this version")
 
 
-def save_trained(trained: TrainedModel, folder: Path) -> dict:
-    """Write the model (family files, calibration, schema, metrics), then the manifest; returns the manifest."""
+def write_manifest(folder: Path) -> dict:
+    """Checksum every file of an artifact folder into its manifest.json; returns the manifest."""
     folder = Path(folder)
-    trained.save(folder)
     manifest = build_manifest(folder)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
+
+
+def save_trained(trained: TrainedModel, folder: Path) -> dict:
+    """Write the model (family files, calibration, schema, metrics), then the manifest; returns the manifest."""
+    trained.save(Path(folder))
+    return write_manifest(folder)
 
 
 def load_trained(folder: Path, manifest: dict | None = None) -> TrainedModel:

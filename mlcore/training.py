@@ -12,9 +12,13 @@ from mlcore.calibration import PlattCalibration
 from mlcore.errors import MlError
 from mlcore.families.base import ChurnModel, FitReport, Rows
 from mlcore import metrics
+from mlcore.compare import active_mask
 from mlcore.snapshot import as_if_untreated
 
-FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained")
+FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained", "bert_events", "bert_events_pretrained", "stacked")
+# The behaviour BERT's architecture when nothing else is said (BehaviourConfig defaults) and the
+# tiny one tests and `tiny` runs use.
+TINY_EVENTS = dict(layers=1, hidden=32, heads=2, max_events=32, batch_size=32, eval_batch_size=256)
 DEFAULT_FAMILIES = ("logreg", "lightgbm", "bert")
 
 
@@ -27,6 +31,8 @@ class TrainOptions:
     bert_epochs: float = 3.0
     progress_bar: bool = True
     work_dir: Path | None = None  # where bert_pretrained writes its MLM checkpoint
+    horizon_days: int = 90  # what "active" means in the validation metrics
+    events_config: dict = field(default_factory=dict)  # BehaviourConfig overrides for bert_events*
 
 
 @dataclass
@@ -37,6 +43,8 @@ class Trained:
     report: FitReport
     valid_metrics: dict
     params: dict
+    valid_rows: Rows | None = None  # the calibration slice the metrics were measured on
+    valid_predictions: np.ndarray | None = None  # calibrated, as if untreated, on valid_rows
 
 
 def family_class(name: str):
@@ -49,6 +57,12 @@ def family_class(name: str):
     if name in ("bert", "bert_pretrained"):
         from mlcore.families.bert import BertFamily
         return BertFamily
+    if name in ("bert_events", "bert_events_pretrained"):
+        from mlcore.families.behaviour import BehaviourBertFamily
+        return BehaviourBertFamily
+    if name == "stacked":
+        from mlcore.families.stacked import StackedFamily
+        return StackedFamily
     raise MlError(f"unknown model family {name!r}; choose from {', '.join(FAMILIES)}")
 
 
@@ -75,9 +89,72 @@ def _pretrained_path(train: Rows, options: TrainOptions, minutes: float | None) 
     return str(out / "checkpoint")
 
 
+# Each slice needs this many of each class, or the two roles share all validation rows (tiny shops).
+MIN_SLICE_CLASS = 10
+
+
+def validation_slices(valid: Rows) -> tuple[Rows, Rows, bool]:
+    """(early-stopping rows, calibration rows, split?) from the out-of-time validation rows.
+
+    Early stopping picks the checkpoint that looks best on its rows, so those rows flatter the
+    chosen model; calibration and the validation metrics (which decide the champion) use the
+    other half. Split by a hash of the customer id: the same customer lands in the same slice for
+    every family and every run, so families are compared on the same customers. When a half
+    would hold fewer than MIN_SLICE_CLASS churners or stayers, both roles use every row.
+    """
+    ids = np.asarray(valid.customer_ids, dtype=np.uint64)
+    bucket = ((ids * np.uint64(2654435761)) % np.uint64(2 ** 32)) >> np.uint64(31)  # Knuth's multiplicative hash, top bit
+    calib = bucket == 1
+    for part in (calib, ~calib):
+        y = valid.labels[part]
+        if y.sum() < MIN_SLICE_CLASS or (1 - y).sum() < MIN_SLICE_CLASS:
+            return valid, valid, False
+    return valid.take(~calib), valid.take(calib), True
+
+
+def unlabelled_sequences(*parts: Rows) -> np.ndarray:
+    """Every distinct (customer, cutoff) event sequence of the given rows: pretraining reads no label."""
+    seqs = np.concatenate([p.events for p in parts if p.events is not None])
+    return np.unique(seqs, axis=0) if len(seqs) < 200_000 else seqs
+
+
+def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
+    """The behaviour BERT; bert_events_pretrained first spends half the budget on masked-event pretraining."""
+    from mlcore.families.behaviour import BehaviourBertFamily, BehaviourConfig
+
+    minutes = options.max_train_minutes
+    overrides = dict(options.events_config)
+    given = overrides.pop("pretrained_path", None)  # a registered pretraining (the train-queue task's)
+    given_name = overrides.pop("pretrained_name", None)
+    extra: dict = {"max_train_minutes": minutes, "events_config": overrides}
+    if name == "bert_events":
+        return BehaviourBertFamily(BehaviourConfig(max_train_minutes=minutes, seed=options.seed, **overrides)), extra
+    if given:
+        extra["pretrained_from"] = given_name or Path(given).name
+        return BehaviourBertFamily(BehaviourConfig(max_train_minutes=minutes, seed=options.seed, pretrained_path=given,
+                                                   **overrides)), extra
+    from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
+
+    half = minutes / 2 if minutes else None
+    arch = {k: overrides[k] for k in ("layers", "hidden", "heads", "max_events", "batch_size") if k in overrides}
+    out = Path(tempfile.mkdtemp(prefix="events-mlm-", dir=options.work_dir)) / "encoder"
+    # Unlabelled: every customer's history at every training cutoff and at the validation cutoff
+    # (all before as_of); labels are never read.
+    report, _ = pretrain_events(unlabelled_sequences(train, valid), out_dir=out,
+                                config=EventPretrainConfig(max_train_minutes=half, seed=options.seed, **arch))
+    extra["pretraining"] = report.to_dict()
+    model = BehaviourBertFamily(BehaviourConfig(max_train_minutes=half, seed=options.seed, pretrained_path=str(out),
+                                                **overrides))
+    import shutil
+
+    shutil.rmtree(out.parent, ignore_errors=True)  # the family holds the encoder weights in memory now
+    return model, extra
+
+
 def build_and_fit(name: str, train: Rows, valid: Rows, options: TrainOptions) -> Trained:
-    """Train one family, then fit Platt calibration on the validation rows."""
+    """Train one family (early stopping on one validation slice), then Platt-calibrate on the other."""
     started = time.perf_counter()
+    stop_rows, calib_rows, split = validation_slices(valid)
     params: dict = {"seed": options.seed}
     if name == "logreg":
         model = family_class(name)(seed=options.seed)
@@ -92,17 +169,29 @@ def build_and_fit(name: str, train: Rows, valid: Rows, options: TrainOptions) ->
         path = _pretrained_path(train, options, half)
         model = _bert(path, options, half)
         params.update(model_path=options.bert_model_path, pretrained=True, max_train_minutes=options.max_train_minutes)
+    elif name in ("bert_events", "bert_events_pretrained"):
+        model, extra = _behaviour(name, train, valid, options)
+        params.update(extra)
+    elif name == "stacked":
+        from mlcore.families.stacked import StackedConfig, StackedFamily
+
+        model = StackedFamily(StackedConfig(max_train_minutes=options.max_train_minutes, seed=options.seed,
+                                            events=dict(options.events_config)))
+        params.update(max_train_minutes=options.max_train_minutes,
+                      pretrained_from=options.events_config.get("pretrained_name"))
     else:
         family_class(name)
         raise AssertionError(name)
-    report = model.fit(train, valid)
-    calibration, valid_metrics = calibrate_on_validation(model, valid)
+    report = model.fit(train, stop_rows)
+    calibration, valid_metrics, predicted = calibrate_on_validation(model, calib_rows, options.horizon_days)
     valid_metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+    valid_metrics["calibration_rows"] = len(calib_rows) if split else "shared with early stopping"
     return Trained(family=name, model=model, calibration=calibration, report=report,
-                   valid_metrics=valid_metrics, params=params)
+                   valid_metrics=valid_metrics, params=params, valid_rows=calib_rows, valid_predictions=predicted)
 
 
-def calibrate_on_validation(model: ChurnModel, valid: Rows) -> tuple[PlattCalibration, dict]:
+def calibrate_on_validation(model: ChurnModel, valid: Rows, horizon_days: int = 90
+                            ) -> tuple[PlattCalibration, dict, np.ndarray]:
     """Platt calibration and calibrated validation metrics, judged the way the model is used.
 
     Scores are computed as if untreated (scoring asks "churn if we do nothing"), and rows are
@@ -115,7 +204,13 @@ def calibrate_on_validation(model: ChurnModel, valid: Rows) -> tuple[PlattCalibr
     if weight is not None and (weight == 1).all():
         weight = None  # exactly the unweighted fit
     calibration = PlattCalibration.fit(raw, valid.labels, sample_weight=weight)
-    return calibration, metrics.summary(valid.labels, calibration(raw), weight)
+    p = calibration(raw)
+    out = metrics.summary(valid.labels, p, weight)
+    # The champion rule reads the active customers' PR-AUC (mlcore.compare): the ones alerts go to.
+    active = active_mask(valid, horizon_days)
+    out["active_pr_auc"] = metrics.pr_auc(valid.labels[active], p[active], None if weight is None else weight[active])
+    out["active_rows"] = int(active.sum())
+    return calibration, out, p
 
 
 # --- the mlcore contract: TrainedModel + train_family ------------------------------------
@@ -146,6 +241,10 @@ class TrainedModel:
     valid_metrics: dict
     fit_report: FitReport
     params: dict = field(default_factory=dict)
+    # In memory only (not saved): the calibration slice and this model's calibrated scores on it,
+    # so the champion rule compares families on the same rows without scoring them again.
+    valid_rows: Rows | None = None
+    valid_predictions: np.ndarray | None = None
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
         """Calibrated P(churn) per row."""
@@ -196,10 +295,11 @@ class TrainedModel:
                    fit_report=report, params=schema.get("params") or {})
 
 
-def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress) -> Trained:
+def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress, horizon_days: int = 90) -> Trained:
     from mlcore.families.bert import BertConfig, BertFamily, write_tiny_checkpoint
 
     started = time.perf_counter()
+    valid, calib_rows, _ = validation_slices(valid)
     work = Path(tempfile.mkdtemp(prefix="tiny-bert-"))
     try:
         model = BertFamily(BertConfig(model_path=str(write_tiny_checkpoint(work / "tiny")), max_train_minutes=minutes,
@@ -209,30 +309,36 @@ def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress) -> Tra
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)  # save() writes the in-memory encoder, not this folder
-    calibration, valid_metrics = calibrate_on_validation(model, valid)
+    calibration, valid_metrics, predicted = calibrate_on_validation(model, calib_rows, horizon_days)
     valid_metrics["train_seconds"] = round(time.perf_counter() - started, 2)
     return Trained(family="bert", model=model, calibration=calibration, report=report,
-                   valid_metrics=valid_metrics, params={"tiny": True, "max_train_minutes": minutes})
+                   valid_metrics=valid_metrics, params={"tiny": True, "max_train_minutes": minutes},
+                   valid_rows=calib_rows, valid_predictions=predicted)
 
 
 def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: float | None = None,
                  bert_model_path: str | None = None, bert_max_length: int | None = None, tiny: bool = False,
-                 progress=None) -> TrainedModel:
+                 progress=None, horizon_days: int = 90, events_config: dict | None = None) -> TrainedModel:
     """The mlcore contract: fit `name`, Platt-calibrate on the (out-of-time) validation rows.
 
     valid.sample_weight, when set, holds evaluation weights (`calibrate_on_validation`);
-    train.sample_weight, when set, weights training (the families read it).
+    train.sample_weight, when set, weights training (the families read it). Early stopping
+    uses one half of the validation customers, calibration and valid_metrics the other
+    (`validation_slices`); valid_metrics["active_pr_auc"] counts customers who ordered
+    within `horizon_days` before the validation cutoff.
 
-    `max_train_minutes` budgets the bert families (bert_pretrained splits it between MLM
-    pretraining and fine-tuning); `tiny` trains bert on a random tiny checkpoint (tests).
+    `max_train_minutes` budgets the bert families (bert_pretrained and bert_events_pretrained
+    split it between pretraining and fine-tuning); `tiny` trains bert on a random tiny checkpoint
+    and the behaviour BERT at TINY_EVENTS size (tests); `events_config` overrides BehaviourConfig.
     valid_metrics are calibrated validation metrics plus train_seconds (everything included).
     """
     family_class(name)  # unknown names fail here with the list of families
     if tiny and name in ("bert", "bert_pretrained"):
-        trained = _tiny_bert(train, valid, max_train_minutes, progress)
+        trained = _tiny_bert(train, valid, max_train_minutes, progress, horizon_days)
     else:
+        events = dict(TINY_EVENTS if tiny else {}, **(events_config or {}))
         options = TrainOptions(bert_model_path=bert_model_path or "", max_train_minutes=max_train_minutes,
-                               progress_bar=progress is not None)
+                               progress_bar=progress is not None, horizon_days=horizon_days, events_config=events)
         if bert_max_length is not None:
             options.bert_max_length = bert_max_length
         try:
@@ -243,4 +349,5 @@ def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: floa
     params = dict(trained.params, calibration="platt")
     return TrainedModel(family=name, model=trained.model, calibrator=trained.calibration,
                         feature_names=tuple(train.feature_names), valid_metrics=valid_metrics,
-                        fit_report=trained.report, params=params)
+                        fit_report=trained.report, params=params, valid_rows=trained.valid_rows,
+                        valid_predictions=trained.valid_predictions)

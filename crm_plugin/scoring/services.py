@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 from datetime import datetime, timedelta
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,9 +25,11 @@ from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVersion, ScoringRun
 from mlcore import dataset, metrics, registry
+from mlcore.compare import active_mask, choose_champion
 from mlcore.errors import MlError
 from mlcore.scoring import band_of, is_text_model, score_rows
-from mlcore.snapshot import as_if_untreated, customer_snapshot, rows_for_features
+from mlcore.event_tokens import event_tokens
+from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_events, rows_for_features
 from mlcore.training import DEFAULT_FAMILIES, TrainedModel, train_family
 
 logger = logging.getLogger(__name__)
@@ -155,6 +158,8 @@ def model_version_promote(*, version: ModelVersion | int, by=None) -> ModelVersi
         if version is None:
             raise CrmError("no such model version")
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    if version.family == EVENTS_ENCODER_FAMILY:
+        raise CrmError(f"{version.name} is a pretrained behaviour encoder, not a churn model: it cannot be champion")
     model_version_load(version=version)  # refuse a version whose files fail their checksum
     ModelVersion.objects.filter(is_champion=True).exclude(pk=version.pk).update(is_champion=False)
     version.is_champion = True
@@ -171,6 +176,9 @@ def _out(stdout, message: str) -> None:
         logger.info(message)
 
 
+CHAMPION_KEY = "current champion"
+
+
 def model_train_all(
     *,
     as_of: datetime | None = None,
@@ -181,10 +189,13 @@ def model_train_all(
     tiny_bert: bool = False,
     stdout=None,
 ) -> list[ModelVersion]:
-    """Train every family on everything known at `as_of`, register each, promote the best if it beats the champion.
+    """Train every family on everything known at `as_of`, register each, promote one only if it is clearly better.
 
-    The champion is re-evaluated on the same validation rows as the new versions, so the
-    comparison is like for like; a champion whose files fail their checksum loses.
+    The champion is re-evaluated on the same validation rows as the new versions (the
+    calibration slice, active customers, evaluation weights), so the comparison is like for
+    like; a challenger wins only when its paired bootstrap interval lies above the champion
+    (mlcore.compare.choose_champion; a close call keeps the champion). Without a champion the
+    reference is lightgbm. A champion whose files fail their checksum loses.
     """
     as_of = as_of_aware(as_of)
     horizon_days = horizon_days or settings.CHURN_HORIZON_DAYS
@@ -202,42 +213,138 @@ def model_train_all(
     del events
     _out(stdout, f"training rows: {len(train)} from {len(np.unique(train.as_of))} cutoffs; validation: {len(valid)} "
                  f"customers at {pd.Timestamp(valid.as_of[0]):%Y-%m-%d} ({valid.labels.mean():.1%} churned)")
+    events_config = events_config_from_settings(tiny=tiny_bert)
+    encoder_dir = None
+    if any(f.startswith("bert_events_pretrained") or f == "stacked" for f in families):
+        encoder_version, encoder_dir = events_encoder_local(as_of=as_of)  # the registered pretraining, if any
+        if encoder_dir is not None:
+            events_config.update(pretrained_path=str(encoder_dir), pretrained_name=encoder_version.name)
+            _out(stdout, f"behaviour BERT starts from the pretrained encoder {encoder_version.name}")
     created: list[ModelVersion] = []
+    scored: dict[str, np.ndarray] = {}  # family -> calibrated scores on the calibration slice of validation
+    calib = None
     for family in families:
         started = time.perf_counter()
         try:
             trained = train_family(family, train, valid, max_train_minutes=max_train_minutes,
                                    bert_model_path=settings.BERT_MODEL_PATH,
                                    bert_max_length=settings.ML_BERT_MAX_LENGTH, tiny=tiny_bert,
-                                   progress=(lambda _: None) if progress_bar else None)
+                                   progress=(lambda _: None) if progress_bar else None, horizon_days=horizon_days,
+                                   events_config=events_config)
         except MlError as exc:
             raise CrmError(str(exc)) from exc
         version = _register(trained, as_of=as_of, horizon_days=horizon_days)
         created.append(version)
+        calib, scored[family] = trained.valid_rows, trained.valid_predictions
         budget = f", budget {max_train_minutes} min" if family.startswith("bert") and max_train_minutes else ""
-        _out(stdout, f"{version.name}: validation PR-AUC {trained.valid_metrics['pr_auc']:.3f}, ROC-AUC "
+        active_pr = trained.valid_metrics.get("active_pr_auc")
+        _out(stdout, f"{version.name}: validation PR-AUC {trained.valid_metrics['pr_auc']:.3f} (active customers "
+                     f"{'-' if active_pr is None else f'{active_pr:.3f}'}), ROC-AUC "
                      f"{trained.valid_metrics['roc_auc']:.3f} ({time.perf_counter() - started:.0f}s{budget})")
-    best = max(created, key=lambda v: v.metrics.get("pr_auc") or -1.0)
+    if encoder_dir is not None:
+        shutil.rmtree(encoder_dir, ignore_errors=True)
+    by_family = {v.family: v for v in created}
     champion = champion_get()
-    champion_pr = None
+    incumbent = None
     if champion is not None:
         try:
             old = model_version_load(version=champion)
             # Judged like the new versions (training.calibrate_on_validation): as if untreated, on
-            # the evaluation weights; a champion saved with fewer features reads just its own.
-            old_rows = as_if_untreated(rows_for_features(valid, old.feature_names))
-            champion_pr = metrics.pr_auc(valid.labels, old.predict_proba(old_rows), valid.sample_weight)
+            # the same calibration rows and evaluation weights; a champion saved with fewer
+            # features reads just its own.
+            old_rows = as_if_untreated(rows_for_features(calib, old.feature_names))
+            scored[CHAMPION_KEY] = old.predict_proba(old_rows)
+            incumbent = CHAMPION_KEY
         except (CrmError, MlError) as exc:
             _out(stdout, f"current champion {champion.name} cannot be evaluated ({exc}); it will be replaced")
-            champion_pr = -1.0
-    if champion is None or (best.metrics.get("pr_auc") or -1.0) > champion_pr:
-        model_version_promote(version=best, by=None)
-        was = "" if champion is None else f" (champion {champion.name} had {champion_pr:.3f} on the same validation rows)"
-        _out(stdout, f"champion: {best.name}{was}")
+    # The champion rule: active customers' validation PR-AUC; a challenger wins only when the
+    # lower end of its 95% paired bootstrap interval against the incumbent is above 0.
+    active = active_mask(calib, horizon_days)
+    weight = None if calib.sample_weight is None else np.asarray(calib.sample_weight)[active]
+    decision = choose_champion(calib.labels[active], {k: v[active] for k, v in scored.items()}, weight,
+                               incumbent=incumbent)
+    for name, d in decision.comparisons.items():
+        if name in by_family:
+            _out(stdout, f"  {name} vs {champion.name if decision.reference == CHAMPION_KEY else decision.reference}: "
+                         f"active PR-AUC {d['diff']:+.4f} [{d['low']:+.4f} .. {d['high']:+.4f}]")
+    if decision.winner == CHAMPION_KEY:
+        _out(stdout, f"champion stays {champion.name}: no new version's active-customer PR-AUC interval lies above it "
+                     f"on the same validation rows")
     else:
-        _out(stdout, f"champion stays {champion.name}: {champion_pr:.3f} on the same validation rows beats "
-                     f"{best.name}'s {best.metrics['pr_auc']:.3f}")
+        best = by_family[decision.winner]
+        model_version_promote(version=best, by=None)
+        was = "" if champion is None else f" (replacing {champion.name})"
+        _out(stdout, f"champion: {best.name}{was}: {decision.text.replace(CHAMPION_KEY, 'the champion')}")
     return created
+
+
+# --- the behaviour BERT's pretrained encoder ------------------------------------------------
+
+EVENTS_ENCODER_FAMILY = "events_encoder"
+
+
+def events_config_from_settings(*, tiny: bool = False) -> dict:
+    """BehaviourConfig overrides from settings (tiny: the test-sized model)."""
+    if tiny:
+        from mlcore.training import TINY_EVENTS
+        return dict(TINY_EVENTS)
+    return {"layers": settings.ML_EVENTS_LAYERS, "hidden": settings.ML_EVENTS_HIDDEN,
+            "heads": settings.ML_EVENTS_HEADS, "max_events": settings.ML_EVENTS_MAX_EVENTS}
+
+
+def events_encoder_pretrain(*, as_of: datetime | None = None, max_train_minutes: float | None = None,
+                            tiny: bool = False, stdout=None) -> ModelVersion:
+    """Masked-event pretraining on every customer's history before `as_of`; registered as a version.
+
+    Unlabelled, so every customer with an event counts. The artifact (encoder weights + report,
+    sha256 manifest) is stored like any model version, under family `events_encoder`; it never
+    scores and is never champion. Training bert_events_pretrained and stacked starts from the
+    latest one trained at or before their as_of.
+    """
+    from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
+
+    as_of = as_of_aware(as_of or last_event_day())
+    as_of_check(as_of)
+    events = prepare_events(selectors_ml.events_frame(before=as_of))
+    ids = np.unique(events["customer_id"].to_numpy())
+    config = events_config_from_settings(tiny=tiny)
+    arch = {k: config[k] for k in ("layers", "hidden", "heads", "max_events")}
+    sequences = event_tokens(events, ids, as_of, max_events=arch["max_events"])
+    del events
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S-%f")
+    name = f"{EVENTS_ENCODER_FAMILY}-{stamp}"
+    minutes = max_train_minutes or settings.ML_EVENTS_PRETRAIN_MAX_TRAIN_MINUTES
+    with tempfile.TemporaryDirectory(prefix="churn-encoder-") as tmp:
+        folder = Path(tmp) / name
+        try:
+            report, _ = pretrain_events(sequences, out_dir=folder,
+                                        config=EventPretrainConfig(max_train_minutes=minutes, **arch))
+        except ValueError as exc:
+            raise CrmError(f"cannot pretrain the behaviour encoder: {exc}") from exc
+        manifest = registry.write_manifest(folder)
+        _upload(folder, name, manifest)
+    _out(stdout, f"{name}: {report.n_sequences} customers, {report.steps} steps ({report.epochs} epochs) in "
+                 f"{report.train_seconds:.0f}s; held-out masked-event loss {report.eval_loss_before:.3f} -> "
+                 f"{report.eval_loss_after:.3f} (field frequencies alone: {report.eval_loss_unigram:.3f})")
+    return ModelVersion.objects.create(
+        name=name, family=EVENTS_ENCODER_FAMILY, artifact_path=name, manifest=manifest, trained_as_of=as_of,
+        horizon_days=settings.CHURN_HORIZON_DAYS, params={"arch": arch, "max_train_minutes": minutes},
+        metrics=_json_safe(report.to_dict()))
+
+
+def events_encoder_local(*, as_of: datetime) -> tuple[ModelVersion | None, Path | None]:
+    """The latest pretrained encoder trained at or before `as_of` and a verified local copy (None, None if none)."""
+    version = (ModelVersion.objects.filter(family=EVENTS_ENCODER_FAMILY, trained_as_of__lte=as_of)
+               .order_by("-trained_as_of", "-created_at").first())
+    if version is None:
+        return None, None
+    local = _download(version)
+    try:
+        registry.verify(local, version.manifest)
+    except MlError as exc:
+        shutil.rmtree(local, ignore_errors=True)
+        raise CrmError(f"pretrained encoder {version.name} refused: {exc}") from exc
+    return version, local
 
 
 # --- scoring (runs are opened and enqueued by services/scoring_runs.py) ----------------------
@@ -292,12 +399,16 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     cached = _cached_embeddings(version, customer_ids) if is_text_model(trained.model) else None
     snap = customer_snapshot(events, customers, as_of, interventions=interventions, alerts=alerts,
                              known_text_keys=None if cached is None else {cid: key for cid, (key, _) in cached.items()})
+    # Families over event tokens (the behaviour BERT, the stacked family) read the sequences too.
+    tokens = (event_tokens(prepare_events(events), snap.customer_ids, as_of)
+              if getattr(trained.model, "needs_events", False) else None)
     del events
     # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
     # evidence keeps the real latest action for the reasons). A champion trained before columns
     # were added reads its own feature list; one needing a column we no longer compute is refused.
     try:
-        rows = rows_for_features(as_if_untreated(dataset.snapshot_rows(snap)), trained.feature_names)
+        rows = rows_for_features(as_if_untreated(replace(dataset.snapshot_rows(snap), events=tokens)),
+                                 trained.feature_names)
     except MlError as exc:
         raise CrmError(f"model {version.name} cannot score: {exc}") from exc
     ids = [int(c) for c in snap.customer_ids]

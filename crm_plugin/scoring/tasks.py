@@ -11,7 +11,9 @@ import datetime as dt
 from celery import shared_task
 from django.conf import settings
 
-from crm_plugin.scoring.services import churn_scores_compute_chunk, model_train_all, scoring_run_fail, scoring_run_finish
+from crm_plugin.scoring.services import (
+    churn_scores_compute_chunk, events_encoder_pretrain, model_train_all, scoring_run_fail, scoring_run_finish,
+)
 
 
 def as_of_from_text(value: str | None) -> dt.datetime | None:
@@ -45,3 +47,9 @@ def train_models(as_of: str | None = None, families: list[str] | None = None,
 @shared_task(name="mlcore.train_weekly")
 def train_weekly() -> list[int]:
     return train_models(families=list(settings.ML_TRAIN_FAMILIES), max_train_minutes=settings.ML_BERT_MAX_TRAIN_MINUTES)
+
+
+@shared_task(name="mlcore.train_events_encoder")
+def train_events_encoder(as_of: str | None = None, max_train_minutes: float | None = None) -> int:
+    """Masked-event pretraining of the behaviour BERT on every customer (queue `train`); returns the version id."""
+    return events_encoder_pretrain(as_of=as_of_from_text(as_of), max_train_minutes=max_train_minutes).pk

@@ -28,6 +28,8 @@ class Rows:
     feature_names: tuple[str, ...]
     labels: np.ndarray | None = None  # int8 {0, 1}: 1 = churned; None when scoring
     sample_weight: np.ndarray | None = None  # float32, optional
+    # uint8 [n, max_events, fields]: event tokens before the cutoff, newest last (mlcore.event_tokens)
+    events: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.customer_ids)
@@ -37,6 +39,8 @@ class Rows:
             raise ValueError("features must be [n_rows, len(feature_names)]")
         if self.labels is not None and len(self.labels) != n:
             raise ValueError("labels must have one entry per row")
+        if self.events is not None and len(self.events) != n:
+            raise ValueError("events must have one sequence per row")
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -54,6 +58,7 @@ class Rows:
             feature_names=self.feature_names,
             labels=None if self.labels is None else self.labels[index],
             sample_weight=None if self.sample_weight is None else self.sample_weight[index],
+            events=None if self.events is None else self.events[index],
         )
 
 

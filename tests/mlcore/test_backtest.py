@@ -59,6 +59,28 @@ def test_transactions_only_shop_backtests():
     assert results["families"]["logreg"]["roc_auc"] > 0.7
 
 
+def test_rolling_dates_give_means_and_paired_intervals_against_lightgbm(shop):
+    from mlcore.backtest import comparison_table, run_backtests
+
+    summary = run_backtests(*shop, as_of=AS_OF, horizon_days=60, n_dates=3, step_days=30,
+                            families=["logreg", "lightgbm"], n_boot=200)
+    assert [r["as_of"] for r in summary["dates"]] == ["2025-09-02", "2025-10-02", "2025-11-01"]
+    assert all("_scores" not in r for r in summary["dates"])  # the arrays stay in memory
+    json.dumps(summary)
+    comp = summary["comparison"]
+    assert comp["reference"] == "lightgbm" and comp["n_dates"] == 3
+    for side in ("active", "all"):
+        logreg = comp["families"]["logreg"][side]
+        per_date = [r["families"]["logreg"]["active" if side == "active" else "pr_auc"] for r in summary["dates"]]
+        per_date = [d["pr_auc"] if isinstance(d, dict) else d for d in per_date]
+        assert logreg["pr_auc"] == pytest.approx(np.mean(per_date), abs=1e-6)
+        d = logreg["vs_reference"]
+        assert d["low"] <= d["diff"] <= d["high"]
+        assert d["diff"] == pytest.approx(logreg["pr_auc"] - comp["families"]["lightgbm"][side]["pr_auc"], abs=1e-5)
+        assert "vs_reference" not in comp["families"]["lightgbm"][side]
+    assert "logreg" in comparison_table(summary)
+
+
 def test_as_of_whose_window_is_not_observed_yet_names_the_data_range(shop):
     with pytest.raises(NotEnoughData, match=r"outside the data .* events run from 2025-0\d-\d\d to 2026-.*as_of at most"):
         run_backtest(*shop, as_of=pd.Timestamp("2026-02-10", tz="UTC"), horizon_days=60, families=["logreg"])
@@ -76,12 +98,17 @@ def test_command_stores_a_backtest_run_and_writes_the_json(tmp_path, capsys):
     synth_into_db(160, days=420, seed=6)
     out = tmp_path / "bt.json"
     call_command("backtest", "--as-of", "2025-11-01", "--horizon-days", "60", "--families", "logreg,lightgbm",
-                 "--json", str(out), "--no-progress")
+                 "--dates", "2", "--bootstrap", "100", "--json", str(out), "--no-progress")
     printed = capsys.readouterr().out
     assert "lightgbm" in printed and "ROC-AUC" in printed
+    assert "2 backtest dates (2025-10-02, 2025-11-01)" in printed and "difference to lightgbm" in printed
+    assert printed.index("active customers") < printed.index("whole book")  # the primary metrics first
     data = json.loads(out.read_text())
-    assert set(data) == {"as_of", "horizon_days", "n_customers", "churn_rate", "families"}
+    assert set(data) == {"as_of", "horizon_days", "n_customers", "churn_rate", "families", "dates", "comparison"}
+    assert data["as_of"] == "2025-11-01" and [d["as_of"] for d in data["dates"]] == ["2025-10-02", "2025-11-01"]
     assert set(data["families"]["logreg"]) == METRICS
+    vs = data["comparison"]["families"]["logreg"]["active"]["vs_reference"]
+    assert vs["low"] <= vs["diff"] <= vs["high"]
     run = BacktestRun.objects.get()
     assert run.horizon_days == 60 and run.n_customers == data["n_customers"]
     assert run.churn_rate == pytest.approx(data["churn_rate"])

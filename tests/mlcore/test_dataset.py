@@ -20,7 +20,8 @@ def test_every_label_window_ends_by_as_of_and_validation_is_the_latest_cutoff(sh
     valid_cutoff = (AS_OF - pd.Timedelta(days=90)).tz_localize(None)
     assert set(valid.as_of) == {np.datetime64(valid_cutoff, "ns")}
     train_cutoffs = sorted(set(pd.to_datetime(train.as_of)))
-    assert len(train_cutoffs) == 3 and max(train_cutoffs) == valid_cutoff - pd.Timedelta(days=30)
+    # The last training label window ends where validation's begins: one horizon between the cutoffs.
+    assert len(train_cutoffs) == 3 and max(train_cutoffs) == valid_cutoff - pd.Timedelta(days=90)
     assert valid.labels is not None and train.labels is not None
     assert 0 < train.labels.mean() < 1 and 0 < valid.labels.mean() < 1
 
@@ -57,3 +58,45 @@ def test_no_events_at_all_is_a_clear_error(shop):
     empty = pd.DataFrame(columns=["customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes"])
     with pytest.raises(NotEnoughData, match="no events yet"):
         training_rows(empty, customers, as_of=AS_OF, horizon_days=90)
+
+
+def test_training_rows_are_weighted_as_if_untreated(shop):
+    """An alert inside a training row's label window changes what its label means: the row leaves
+    training (weight 0), held-out customers stand for the alerted ones, rows outside the window are as before."""
+    from mlcore.snapshot import prepare_events
+
+    events, customers = shop
+    plain_train, _ = training_rows(events, customers, as_of=AS_OF, horizon_days=60, n_cutoffs=7)
+    cutoffs = sorted(set(pd.to_datetime(plain_train.as_of)))
+    first = cutoffs[0]
+    ids = np.unique(prepare_events(events).query("occurred_at < @first")["customer_id"])
+    told, held = ids[:20], ids[20:25]
+    at = (first + pd.Timedelta(days=5)).tz_localize("UTC")  # inside the first cutoff's label window only
+    alerts = pd.DataFrame({"customer_id": np.r_[told, held], "alerted_at": at,
+                           "status": ["sent"] * len(told) + ["held_out"] * len(held)})
+    train, valid = training_rows(events, customers, as_of=AS_OF, horizon_days=60, n_cutoffs=7, alerts=alerts)
+    at_first = train.as_of == np.datetime64(first, "ns")
+    assert not np.isin(train.customer_ids[at_first], told).any()  # the told rows are out
+    w_held = train.sample_weight[at_first & np.isin(train.customer_ids, held)]
+    assert len(w_held) == len(held) and (w_held == pytest.approx(len(ids[:25]) / len(held)))
+    # An alert ~5 days after the first cutoff lies in the horizon before the second (30 days later)
+    # too, so only cutoffs whose [c - h, c + h) misses it keep every row at weight 1.
+    untouched = pd.to_datetime(train.as_of) >= at.tz_localize(None) + pd.Timedelta(days=60)
+    assert untouched.any() and (train.sample_weight[untouched] == 1).all()
+    plain_untouched = pd.to_datetime(plain_train.as_of) >= at.tz_localize(None) + pd.Timedelta(days=60)
+    np.testing.assert_array_equal(train.customer_ids[untouched], plain_train.customer_ids[plain_untouched])
+    assert (valid.sample_weight == 1).all()
+
+
+def test_validation_slices_keep_early_stopping_and_calibration_apart(shop):
+    from mlcore.training import train_family, validation_slices
+
+    train, valid = training_rows(*shop, as_of=AS_OF, horizon_days=90)
+    stop, calib, split = validation_slices(valid)
+    assert split and len(stop) + len(calib) == len(valid)
+    assert not set(stop.customer_ids) & set(calib.customer_ids)
+    again = validation_slices(valid)[1]
+    np.testing.assert_array_equal(calib.customer_ids, again.customer_ids)  # the same customers every time
+    trained = train_family("lightgbm", train, valid)
+    np.testing.assert_array_equal(trained.valid_rows.customer_ids, calib.customer_ids)
+    assert trained.valid_metrics["calibration_rows"] == len(calib) and "active_pr_auc" in trained.valid_metrics

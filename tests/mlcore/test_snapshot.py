@@ -127,7 +127,9 @@ def test_cutoffs_keep_every_label_window_before_as_of():
     plan = plan_cutoffs(data_start="2025-01-01", as_of="2026-01-01", horizon_days=90)
     assert plan.valid_cutoff + pd.Timedelta(days=90) <= pd.Timestamp("2026-01-01")
     assert all(c < plan.valid_cutoff for c in plan.train_cutoffs)
-    with pytest.raises(NotEnoughData, match="need at least 180 days of events before it"):
+    # A horizon between the last training cutoff and validation: their label windows never overlap.
+    assert max(plan.train_cutoffs) + pd.Timedelta(days=90) == plan.valid_cutoff
+    with pytest.raises(NotEnoughData, match="need at least 240 days of events before it"):
         plan_cutoffs(data_start="2025-10-01", as_of="2026-01-01", horizon_days=90)
 
 

@@ -75,3 +75,20 @@ def test_tiny_bert_trains_within_its_budget_and_round_trips(rows, tmp_path):
     assert p.shape == (len(small_valid),) and ((0 <= p) & (p <= 1)).all()
     trained.save(tmp_path)
     np.testing.assert_allclose(TrainedModel.load(tmp_path).predict_proba(small_valid), p, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bert_events", "bert_events_pretrained", "stacked"])
+def test_behaviour_bert_trains_through_the_contract_and_round_trips(rows, tmp_path, name):
+    from mlcore.training import TrainedModel
+
+    train, valid = rows
+    trained = train_family(name, train, valid, tiny=True, max_train_minutes=0.1)
+    extra = trained.fit_report.extra
+    assert min(extra["fold_validations"]) >= 5 if name == "stacked" else extra["validations"] >= 5
+    if name == "bert_events_pretrained":
+        pre = trained.params["pretraining"]
+        assert trained.fit_report.extra["pretrained"] and pre["eval_loss_after"] < pre["eval_loss_before"]
+    trained.save(tmp_path / "m")
+    again = TrainedModel.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_proba(valid), trained.predict_proba(valid), atol=1e-6)

@@ -110,7 +110,9 @@ def test_alerts_and_actions_from_the_cutoff_on_change_no_training_row(shop):
         np.testing.assert_array_equal(x.features, y.features)
         np.testing.assert_array_equal(x.labels, y.labels)
     np.testing.assert_array_equal(valid.sample_weight, valid2.sample_weight)
-    assert train.sample_weight is None  # training rows are never evaluation-weighted
+    # Training rows are weighted as if untreated too, from alerts and actions before as_of only.
+    np.testing.assert_array_equal(train.sample_weight, train2.sample_weight)
+    assert (train.sample_weight > 1).any()  # held-out customers stand for the alerted ones
     # And at a single cutoff: an alert or action exactly at the cutoff is the future.
     at_cutoff = customer_snapshot(ev, cu, C1, prepared=True, alerts=late_alerts.assign(alerted_at=utc(C1)),
                                   interventions=late.assign(created_at=utc(C1)))

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from crm_plugin.errors import CrmError
+from crm_plugin.scoring.services import events_encoder_pretrain
 from mlcore.families.bert import BertCheckpointError
 from mlcore.pretrain import PretrainConfig, pretrain_mlm, read_texts
 
@@ -40,6 +42,9 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=float, default=1.0)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        parser.add_argument("--events", action="store_true",
+                            help="pretrain the behaviour BERT on event tokens instead (masked events, every customer "
+                                 "before --as-of); registered as an events_encoder model version")
 
     def handle(self, *args, **opts):
         if opts["as_of"]:
@@ -49,7 +54,16 @@ class Command(BaseCommand):
                 raise CommandError(f"--as-of must be YYYY-MM-DD, got {opts['as_of']!r}") from None
             as_of = dt.datetime.combine(day, dt.time.min, tzinfo=dt.timezone.utc)
         else:
-            as_of = timezone.now()
+            as_of = None if opts["events"] else timezone.now()
+        if opts["events"]:
+            try:
+                version = events_encoder_pretrain(as_of=as_of, max_train_minutes=opts["max_train_minutes"],
+                                                  stdout=self.stdout)
+            except CrmError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(self.style.SUCCESS(f"registered {version.name}; bert_events_pretrained and stacked "
+                                                 f"start from it"))
+            return
         try:
             texts = read_texts(opts["texts"]) if opts["texts"] else _shop_texts(as_of)
             config = PretrainConfig(

@@ -31,8 +31,11 @@ class Command(BaseCommand):
                             help="Do nothing when customers already exist (for `make demo` reruns).")
         parser.add_argument("--replace", action="store_true", help="Delete the previous demo shop first.")
         parser.add_argument("--quiet", action="store_true", help="No progress and no summary.")
+        parser.add_argument("--orders-only", action="store_true",
+                            help="Only the orders: no visits, reviews, tickets, returns or coupons (a shop that "
+                                 "exports transactions only; the same customers place the same orders)")
 
-    def handle(self, *args, customers, days, seed, end_date, if_empty, replace, quiet, **options):
+    def handle(self, *args, customers, days, seed, end_date, if_empty, replace, quiet, orders_only=False, **options):
         if if_empty:
             existing = demo_shop_customer_count()
             if existing:
@@ -47,7 +50,7 @@ class Command(BaseCommand):
 
         try:
             summary = demo_shop_generate(customers=customers, days=days, seed=seed, end_date=end_date,
-                                         replace=replace, progress=progress)
+                                         replace=replace, progress=progress, orders_only=orders_only)
         except CrmError as exc:
             raise CommandError(exc.message) from exc
         if quiet:

@@ -234,3 +234,15 @@ def test_no_single_signal_gives_churn_away(year_shop):
     routine_rate = len(routine & churned) / len(routine)
     assert serious_rate > routine_rate + 0.1, (serious_rate, routine_rate)
     assert serious_rate < 0.85
+
+
+def test_orders_only_is_the_same_shop_without_anything_but_orders():
+    full = demo_shop_generate(customers=40, days=120, seed=7, end_date=END)
+    orders = list(Event.objects.filter(kind="order").order_by("source_id").values_list(
+        "source_id", "customer__external_id", "occurred_at", "amount"))
+    assert full.events_by_kind["visit"] and full.events_by_kind["review"]
+    only = demo_shop_generate(customers=40, days=120, seed=7, end_date=END, replace=True, orders_only=True)
+    assert set(Event.objects.values_list("kind", flat=True)) == {"order"}
+    assert only.n_events == only.events_by_kind["order"] == full.events_by_kind["order"]
+    assert list(Event.objects.order_by("source_id").values_list(
+        "source_id", "customer__external_id", "occurred_at", "amount")) == orders

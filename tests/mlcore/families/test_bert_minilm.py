@@ -53,14 +53,22 @@ def test_minilm_forward_backward_step_updates_encoder_and_head(minilm_path):
     assert model.head.dense.weight.grad.abs().sum() > 0
 
 
-def test_minilm_family_scores_and_int8_stays_close_to_fp32(minilm_path, tmp_path):
+def test_minilm_family_trains_round_trips_and_int8_encoder_output_stays_close_to_fp32(minilm_path, tmp_path):
     config = BertConfig(model_path=minilm_path, epochs=1, batch_size=8, progress_bar=False, max_length=64)
     family = BertFamily(config)
     report = family.fit(make_rows(32, seed=1), make_rows(16, seed=2))
     assert report.extra["steps"] == 4
     rows = make_rows(48, seed=3)
-    fp32 = family.predict_proba_from_embeddings(family.encode(rows.texts, precision="fp32"), rows.features)
-    int8 = family.predict_proba(rows)
-    assert np.abs(fp32 - int8).max() < 0.05
+    p = family.predict_proba(rows)
     family.save(tmp_path / "minilm")
-    assert np.array_equal(BertFamily.load(tmp_path / "minilm").predict_proba(rows), int8)
+    assert np.array_equal(BertFamily.load(tmp_path / "minilm").predict_proba(rows), p)
+    # int8 vs fp32, asserted on the encoder output itself, so it holds whatever fine-tuning kept (a
+    # head whose text part was zeroed after step 0 made the old probability comparison vacuous): int8
+    # moves each embedding far less than different customers' embeddings differ.
+    texts = rows.texts + ["the parcel arrived broken and I want a refund", "lovely shoes, great fit"]
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    fp32, int8 = unit(family.encode(texts, precision="fp32")), unit(family.encode(texts, precision="int8"))
+    drift = 1 - (fp32 * int8).sum(1)  # cosine distance, text by text
+    between = 1 - fp32 @ fp32.T
+    spread = np.median(between[~np.eye(len(texts), dtype=bool)])
+    assert drift.max() < 0.03 and drift.max() < 0.25 * spread, (drift.max(), spread)
