@@ -410,3 +410,7 @@ CELERY_BEAT_SCHEDULE["pipeline.daily_run"] = {"task": "pipeline.daily_run", "sch
 CELERY_BEAT_SCHEDULE["mlcore.train_weekly"] = {
     "task": "mlcore.train_weekly", "schedule": crontab(day_of_week="sun", hour=2, minute=0),
 }
+
+# --- account managers (new) ---
+# The currency the shop's amounts are in (ISO 4217 code); pages and Slack show "€4,844", not "4844".
+SHOP_CURRENCY = (env("SHOP_CURRENCY", "EUR") or "EUR").upper()

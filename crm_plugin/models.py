@@ -271,6 +271,7 @@ class Alert(models.Model):
         DIGEST = "digest", "Daily digest"
         FOLLOW_UP = "follow_up", "Follow-up question"
         ESCALATION = "escalation", "Escalation to manager"
+        ASSIGNED = "assigned", "Customers assigned to you"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

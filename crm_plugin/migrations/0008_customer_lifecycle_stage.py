@@ -1,5 +1,6 @@
 # The lifecycle stage is stored with the scores (empty until the next scoring run writes it);
-# the owner assignment fields record who moved a customer between books, and when.
+# the owner assignment fields record who moved a customer between books, and when; a new outbox
+# kind tells the new owner.
 
 import django.db.models.deletion
 from django.conf import settings
@@ -28,6 +29,11 @@ class Migration(migrations.Migration):
             model_name='customer',
             name='owner_assigned_by',
             field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+        ),
+        migrations.AlterField(
+            model_name='alert',
+            name='kind',
+            field=models.CharField(choices=[('high_risk', 'Crossed into high risk'), ('sharp_rise', 'Sharp rise'), ('digest', 'Daily digest'), ('follow_up', 'Follow-up question'), ('escalation', 'Escalation to manager'), ('assigned', 'Customers assigned to you')], max_length=16),
         ),
         migrations.AddIndex(
             model_name='customer',
