@@ -59,20 +59,33 @@ class WorklistFilters:
 def _worklist_order(filters: WorklistFilters) -> list:
     column = {"value": F("value_at_risk"), "risk": F("latest_score__probability"), "change": F("risk_change_7d"),
               "yearly": F("value")}.get(filters.sort, F("value_at_risk"))
-    return [column.desc(nulls_last=True) if filters.descending else column.asc(nulls_last=True), "pk"]
+    # Ties (no yearly value yet, the same score) go to the riskier customer first.
+    return [column.desc(nulls_last=True) if filters.descending else column.asc(nulls_last=True),
+            F("latest_score__probability").desc(nulls_last=True), "pk"]
 
 
 def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> QuerySet[Customer]:
     """Visible customers in one lifecycle stage (at risk by default), ordered by value at risk
     (latest probability x value) or the chosen column, unscored last."""
+    return worklist_queryset_from(customer_list_visible_to(user=user), filters=filters)
+
+
+def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilters) -> QuerySet[Customer]:
+    """The worklist's filters and ranking over customers already limited to what a user may see
+    (the CRM page and Slack's `/churn top` rank alike)."""
     qs = (
-        customer_list_visible_to(user=user)
+        visible
         .select_related("owner", "latest_score")
         .annotate(
             value_at_risk=F("latest_score__probability") * Cast("value", FloatField()),
         )
     )
-    if filters.stage:
+    if filters.stage == Customer.Stage.AT_RISK:
+        # Customers not staged yet (scored before stages existed; the next scoring run stages them)
+        # count by their band, so the list is not empty in between.
+        qs = qs.filter(Q(lifecycle_stage=filters.stage)
+                       | Q(lifecycle_stage="", latest_score__band__in=[ChurnScore.Band.HIGH, ChurnScore.Band.MEDIUM]))
+    elif filters.stage:
         qs = qs.filter(lifecycle_stage=filters.stage)
     if filters.owner_id:
         qs = qs.filter(owner_id=filters.owner_id)
