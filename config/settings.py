@@ -414,3 +414,7 @@ CELERY_BEAT_SCHEDULE["mlcore.train_weekly"] = {
 # --- account managers (new) ---
 # The currency the shop's amounts are in (ISO 4217 code); pages and Slack show "€4,844", not "4844".
 SHOP_CURRENCY = (env("SHOP_CURRENCY", "EUR") or "EUR").upper()
+# API docs served from the package (drf-spectacular-sidecar), not a CDN: /api/docs/ works offline.
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS.update({"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+                             "REDOC_DIST": "SIDECAR"})
