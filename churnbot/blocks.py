@@ -29,6 +29,7 @@ from slack_sdk.models.views import View
 
 from churnbot.payloads import ModalMetadata, button_value, outcome_value
 from churnbot.queries import CustomerCard
+from crm_plugin.formatting import reasons_for_people
 from crm_plugin.models import Alert, Customer, Intervention
 
 SECTION_MAX = SectionBlock.text_max_length  # 3000
@@ -88,7 +89,8 @@ def crm_url(customer_pk: int) -> str:
 
 def reasons_text(reasons: Sequence[dict], *, limit: int = SECTION_MAX, top: int = 5) -> str:
     """Bulleted reasons, strongest first, trimmed so the whole text fits `limit` characters."""
-    lines = [f"• {escape(cut(r.get('text') or r.get('code') or '', 300))}" for r in list(reasons)[:top]]
+    shown = reasons_for_people(list(reasons)) or [r for r in reasons if isinstance(r, dict)]
+    lines = [f"• {escape(cut(r.get('text') or r.get('code') or '', 300))}" for r in shown[:top]]
     if not lines:
         return "_No reasons recorded._"
     out: list[str] = []
@@ -159,7 +161,33 @@ def alert_message(alert: Alert, *, footer: str | None = None, digest_items: Sequ
         return _follow_up_message(alert, footer=footer)
     if alert.kind == Alert.Kind.ESCALATION:
         return _escalation_message(alert, footer=footer)
+    if alert.kind == Alert.Kind.ASSIGNED:
+        return _assigned_message(alert)
     return _risk_message(alert, footer=footer)
+
+
+def _assigned_message(alert: Alert) -> tuple[str, list[dict]]:
+    """A manager moved customers into this owner's book: who, and which customers."""
+    data = alert.payload or {}
+    items = list(data.get("customers") or [])
+    count = int(data.get("count") or len(items))
+    lines = [f"• *<{crm_url(int(c['pk']))}|{escape(str(c.get('name') or c.get('external_id')))}>* "
+             f"({escape(str(c.get('external_id', '')))}) · {pct(c.get('probability'))}" for c in items]
+    if count > len(items):
+        lines.append(f"_…and {count - len(items)} more in the CRM_")
+    blocks: list[Block] = [
+        HeaderBlock(text=cut(f"{count} customer{'s' if count != 1 else ''} assigned to you", HEADER_MAX)),
+        section(cut(f"*{escape(str(data.get('by', 'A manager')))}* moved "
+                    f"{'this customer' if count == 1 else 'these customers'} into your book:\n" + "\n".join(lines),
+                    SECTION_MAX)),
+    ]
+    return message(_assigned_summary(alert), blocks)
+
+
+def _assigned_summary(alert: Alert) -> str:
+    data = alert.payload or {}
+    count = int(data.get("count") or 0)
+    return f"{data.get('by', 'A manager')} assigned {count} customer{'s' if count != 1 else ''} to you."
 
 
 def next_best_action_text(suggestion: dict | None) -> str:
@@ -311,6 +339,10 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
     elif alert.kind == Alert.Kind.ESCALATION:
         lines.append(_escalation_summary(alert))
         lines.append(f"  Open in CRM: {crm_url(alert.customer_id)}")
+    elif alert.kind == Alert.Kind.ASSIGNED:
+        lines.append(_assigned_summary(alert))
+        for item in data.get("customers") or []:
+            lines.append(f"  • {item.get('name')} ({item.get('external_id')}) {crm_url(int(item['pk']))}")
     else:
         lines.append(_risk_summary(alert))
         for reason in (data.get("reasons") or [])[:5]:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db.models import QuerySet
 
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention
+from crm_plugin.web.selectors import WorklistFilters, worklist_queryset_from
 
 TOP_MAX = 20
 
@@ -95,11 +96,12 @@ def customer_card_data(*, customer: Customer) -> CustomerCard:
 
 
 def customer_list_riskiest(*, visible: QuerySet[Customer], owner: AccountOwner | None, limit: int) -> list[Customer]:
-    """The riskiest scored customers among `visible`, optionally one owner's book."""
-    rows = visible.filter(latest_score__isnull=False)
-    if owner is not None:
-        rows = rows.filter(owner=owner)
-    return list(rows.select_related("latest_score", "owner").order_by("-latest_score__probability", "pk")[:limit])
+    """The top of the CRM worklist's at-risk tab among `visible`, optionally one owner's book: active
+    customers with a medium or high score, by value at risk. Lapsed customers are win-back cases and
+    never lead the list, as in the CRM and the alert policy."""
+    filters = WorklistFilters(stage=Customer.Stage.AT_RISK, owner_id=owner.pk if owner is not None else None)
+    qs = worklist_queryset_from(visible, filters=filters).filter(latest_score__isnull=False)
+    return list(qs[:limit])
 
 
 def owner_find(*, handle: str) -> AccountOwner | None:

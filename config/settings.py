@@ -61,6 +61,8 @@ SECRET_KEY = SECRET_KEY or "local-only-insecure-key-do-not-use-in-production"  #
 DEBUG = env.bool("DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The currency the shop's amounts are in (ISO 4217 code); pages and Slack show "€4,844", not "4844".
+SHOP_CURRENCY = env.str("SHOP_CURRENCY", "EUR").upper()
 # Links in Slack messages point here.
 SITE_URL = env.str("SITE_URL", "http://localhost:8000").rstrip("/")
 # Local state (model artifacts by default, test logs).
@@ -78,6 +80,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # the API docs' Swagger UI served from the package, not a CDN
     "axes",
     "crm_plugin",
     "demo",
@@ -197,6 +200,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Import shop behaviour, read churn scores, log retention actions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",  # works offline
     # The schema maps every endpoint and field, so /api/schema/ and /api/docs/ need a sign-in or token.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }

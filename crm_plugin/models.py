@@ -47,6 +47,14 @@ class AccountOwner(models.Model):
 class Customer(models.Model):
     """A shop customer, keyed by the shop's own id (`external_id`)."""
 
+    class Stage(models.TextChoices):
+        # The values are mlcore.lifecycle's; the order is the worklist's tabs.
+        AT_RISK = "at_risk", "At risk"
+        NEW = "new", "New"
+        ACTIVE = "active", "Active"
+        WON_BACK = "won_back", "Won back"
+        LAPSED = "lapsed", "Lapsed"
+
     external_id = models.CharField(max_length=128, unique=True)
     name = models.CharField(max_length=200, blank=True, default="")
     email = models.EmailField(blank=True, default="", db_index=True)
@@ -69,6 +77,17 @@ class Customer(models.Model):
         help_text="Latest probability minus that of the earliest score in the 7 days before it; "
                   "empty when there is no such score.",
     )
+    # Written with latest_score (scoring, in bulk, mlcore.lifecycle) so the worklist's tabs, `/churn top`
+    # and the profit card filter on one indexed column instead of each customer's last order.
+    lifecycle_stage = models.CharField(
+        max_length=16, choices=Stage.choices, blank=True, default="", editable=False,
+        help_text="New, active, at risk, lapsed (no order within the horizon) or won back; empty until scored.",
+    )
+    # Who moved the customer into the current owner's book, and when (reassignment by a manager).
+    owner_assigned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    owner_assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
+    )
     # Set by snooze / "not a risk" feedback; respected by the alert policy.
     alerts_snoozed_until = models.DateTimeField(null=True, blank=True)
     not_a_risk_until = models.DateTimeField(null=True, blank=True)
@@ -77,7 +96,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
-        indexes = [models.Index(fields=["risk_change_7d"], name="customer_risk_change_7d")]
+        indexes = [
+            models.Index(fields=["risk_change_7d"], name="customer_risk_change_7d"),
+            models.Index(fields=["lifecycle_stage", "owner"], name="customer_stage_owner"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name or 'Customer'} ({self.external_id})"
@@ -249,6 +271,7 @@ class Alert(models.Model):
         DIGEST = "digest", "Daily digest"
         FOLLOW_UP = "follow_up", "Follow-up question"
         ESCALATION = "escalation", "Escalation to manager"
+        ASSIGNED = "assigned", "Customers assigned to you"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

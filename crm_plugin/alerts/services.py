@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
+from crm_plugin.customers.selectors import customer_list_visible_to
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention, RiskFeedback
 from mlcore.control_group import control_group_member
@@ -358,6 +359,20 @@ def alert_mark_not_a_risk(*, customer: Customer, by: AbstractBaseUser | None, da
     return _feedback(customer=customer, by=by, kind=RiskFeedback.Kind.NOT_A_RISK,
                      days=days if days is not None else settings.ALERT_NOT_A_RISK_DAYS, alert=alert,
                      field_name="not_a_risk_until")
+
+
+def alert_snooze_many(*, customer_ids: list[int], by: AbstractBaseUser, days: int) -> int:
+    """Snooze every selected customer the user may see (all or none); returns how many."""
+    ids = sorted({int(pk) for pk in customer_ids})
+    if not ids:
+        raise CrmError("Select at least one customer to snooze.", code="nothing_selected")
+    with transaction.atomic():
+        customers = list(customer_list_visible_to(user=by).filter(pk__in=ids).order_by("pk"))
+        if len(customers) != len(ids):
+            raise CrmError("Some of the selected customers are not in your book.", code="forbidden")
+        for customer in customers:
+            alert_snooze(customer=customer, by=by, days=days)
+    return len(customers)
 
 
 # --- the outbox state machine used by delivery -------------------------------------------------

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
@@ -57,10 +57,16 @@ class EventBatchApi(APIView):
         operation_id="events_import",
         request=inline_serializer("EventBatchIn", fields={"events": _event_in.__class__(many=True)}),
         responses={
-            201: inline_serializer("EventBatchOut", fields={
-                "rows": serializers.IntegerField(), "added": serializers.IntegerField(),
-                "skipped": serializers.IntegerField(), "customers_created": serializers.IntegerField(),
-            }),
+            201: OpenApiResponse(
+                description="The whole batch is stored (or was already): how many events came, were added, were "
+                            "skipped as already imported, and how many customers were created.",
+                response=inline_serializer("EventBatchOut", fields={
+                    "rows": serializers.IntegerField(help_text="events in the request"),
+                    "added": serializers.IntegerField(help_text="events stored now"),
+                    "skipped": serializers.IntegerField(help_text="events already imported (same source_id and "
+                                                                  "content), left as they were"),
+                    "customers_created": serializers.IntegerField(help_text="customers first seen in this batch"),
+                })),
             400: inline_serializer("EventBatchErrors", fields={
                 "detail": serializers.CharField(), "errors": _problem.__class__(many=True),
             }),

@@ -31,6 +31,12 @@ def user_sees_everyone(user: AbstractBaseUser | AnonymousUser | None) -> bool:
     return bool(owner and owner.is_manager)
 
 
+def can_reassign(*, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """Moving customers between books is a manager's decision (managers and superusers): an account
+    manager could otherwise hand away the customers they are measured on, or take a colleague's."""
+    return user_sees_everyone(user)
+
+
 def customer_list_visible_to(*, user: AbstractBaseUser | AnonymousUser | None) -> QuerySet[Customer]:
     """Customers this user may see: all for managers and admins, the own book for owners, none otherwise."""
     if user_sees_everyone(user):

@@ -24,8 +24,11 @@ def intervention_create(
     alert: Alert | None = None,
     source: str = Intervention.Source.CRM,
     idempotency_key: str | None = None,
+    outcome: str = "",
+    outcome_note: str = "",
 ) -> Intervention:
-    """Log a retention action taken on a customer.
+    """Log a retention action taken on a customer, with its outcome when it is already known
+    (a call that ended with "they'll stay": one submit, not a second form).
 
     With `idempotency_key`, the same key returns the row it created the first time, unchanged,
     also when two requests race (for a caller that may send one action twice: a re-sent form).
@@ -43,12 +46,20 @@ def intervention_create(
         raise CrmError("The follow-up date is in the past.", code="follow_up_in_past")
     if alert is not None and alert.customer_id != customer.pk:
         raise CrmError("That alert is about a different customer.", code="alert_mismatch")
+    valid_outcomes = [value for value in Intervention.Outcome.values if value]
+    if outcome and outcome not in valid_outcomes:
+        raise CrmError(f"Unknown outcome {outcome!r}; choose one of: {', '.join(valid_outcomes)}.",
+                       code="invalid_outcome")
+    if len(outcome_note) > NOTE_MAX:
+        raise CrmError(f"The note is {len(outcome_note)} characters; keep it under {NOTE_MAX}.", code="note_too_long")
+    known = {"outcome": outcome, "outcome_note": outcome_note.strip(), "outcome_at": timezone.now(),
+             "outcome_by": by} if outcome else {}
     try:
         # A savepoint: when a concurrent request inserted the same key first, only this insert is undone.
         with transaction.atomic():
             return Intervention.objects.create(
                 customer=customer, alert=alert, action=action, note=note.strip(), created_by=by,
-                follow_up_on=follow_up_on, source=source, idempotency_key=idempotency_key or None,
+                follow_up_on=follow_up_on, source=source, idempotency_key=idempotency_key or None, **known,
             )
     except IntegrityError:
         existing = _intervention_for_key(key=idempotency_key, customer=customer) if idempotency_key else None

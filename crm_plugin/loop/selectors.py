@@ -210,7 +210,9 @@ class ProfitReport:
 
 
 def profit_threshold_current() -> ProfitReport | None:
-    """The profit-optimal alert threshold over every customer's latest score, next to the one in use.
+    """The profit-optimal alert threshold over the latest scores of the customers the alert policy
+    can alert (every stage but lapsed: no order within the horizon gets no early warning), next to
+    the one in use. Counting lapsed customers made the card promise alerts the policy never sends.
 
     The alert policy alerts on entering the high band, so the line in use is CHURN_BAND_HIGH.
     Value at stake: `Customer.value` (yearly spend) × PROFIT_VALUE_SHARE; cost and success rate
@@ -229,7 +231,7 @@ def profit_threshold_current() -> ProfitReport | None:
 def _profit_threshold_build() -> ProfitReport | bool:
     # Money as float here: the expected profit is an estimate, and 100,000 Decimals cost ~0.2 s.
     rows = list(
-        Customer.objects.filter(latest_score__isnull=False)
+        Customer.objects.filter(latest_score__isnull=False).exclude(lifecycle_stage=Customer.Stage.LAPSED)
         .values_list("latest_score__probability", Cast("value", FloatField()))
     )
     if not rows:

@@ -27,6 +27,7 @@ from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVers
 from mlcore import dataset, metrics, registry
 from mlcore.compare import active_mask, choose_champion
 from mlcore.errors import MlError
+from mlcore.lifecycle import lifecycle_stages
 from mlcore.scoring import band_of, is_text_model, score_rows
 from mlcore.event_tokens import event_tokens
 from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_events, rows_for_features
@@ -402,6 +403,7 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     # Families over event tokens (the behaviour BERT, the stacked family) read the sequences too.
     tokens = (event_tokens(prepare_events(events), snap.customer_ids, as_of)
               if getattr(trained.model, "needs_events", False) else None)
+    order_events = events.loc[events["kind"] == "order", ["customer_id", "kind", "occurred_at"]]
     del events
     # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
     # evidence keeps the real latest action for the reasons). A champion trained before columns
@@ -416,6 +418,12 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
                         text_keys=snap.text_keys if cached is not None else None,
                         occlusion_threshold=settings.CHURN_BAND_HIGH)
     _carry_text_reasons(version, as_of, ids, scored)
+    stages = lifecycle_stages(
+        events=order_events, customer_ids=ids, as_of=as_of, lapse_days=_lapse_days(),
+        first_seen=dict(zip(customers["customer_id"], customers["first_seen_at"])),
+        probabilities=scored.probabilities, medium=settings.CHURN_BAND_MEDIUM,
+    )
+    del order_events
     now = timezone.now()
     spend = snap.features["spend_365"].to_numpy(dtype=np.float64)
     with transaction.atomic():
@@ -429,7 +437,7 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
                 update_conflicts=True, unique_fields=["model_version", "customer"],
                 update_fields=["text_key", "embedding", "updated_at"], batch_size=1000,
             )
-        _customers_point_at_scores(ids, spend, scored.probabilities, score_ids, as_of=as_of)
+        _customers_point_at_scores(ids, spend, scored.probabilities, score_ids, stages, as_of=as_of)
         scoring_run_lease_renew(run_id=run.pk)
     return {"n_customers": len(ids), "n_encoded": scored.n_encoded}
 
@@ -483,9 +491,16 @@ def _churn_scores_upsert(ids: list[int], probabilities: np.ndarray, reasons: lis
     return [written[cid] for cid in ids]
 
 
-def _customers_point_at_scores(ids: list[int], spend: np.ndarray, probabilities: np.ndarray, score_ids: list[int], *,
-                               as_of: datetime) -> None:
-    """Set Customer.value, point latest_score at this run's score and store risk_change_7d, in one pass.
+def _lapse_days() -> int:
+    """Days without an order after which a customer has lapsed: the alert policy's own limit, so the
+    stages and the policy agree on who still gets early warnings."""
+    return settings.ALERT_MAX_DAYS_SINCE_ORDER
+
+
+def _customers_point_at_scores(ids: list[int], spend: np.ndarray, probabilities: np.ndarray, score_ids: list[int],
+                               stages: list[str], *, as_of: datetime) -> None:
+    """Set Customer.value, point latest_score at this run's score, store risk_change_7d and the lifecycle
+    stage, in one pass.
 
     One UPDATE ... FROM the rows (arrays on PostgreSQL, VALUES per 1,000 elsewhere; bulk_update's CASE
     per row cost 1.3 s per 2,000 customers, and a second UPDATE for the 7-day change wrote every row twice).
@@ -505,26 +520,28 @@ def _customers_point_at_scores(ids: list[int], spend: np.ndarray, probabilities:
     window_param = ops.adapt_datetimefield_value(as_of - timedelta(days=RISK_CHANGE_DAYS))
     newer = f"(SELECT ls.as_of FROM {score} ls WHERE ls.id = {customer}.latest_score_id) > %s"
     values = [ops.adapt_decimalfield_value(Decimal(f"{s:.2f}"), field.max_digits, field.decimal_places) for s in spend]
-    if connection.vendor == "postgresql":  # the rows as four arrays: one statement, four parameters
-        batches = [("unnest(%s::bigint[], %s::numeric[], %s::float8[], %s::bigint[]) AS v(column1, column2, column3,"
-                    " column4)", [[int(c) for c in ids], values, [float(p) for p in probabilities], list(score_ids)])]
+    if connection.vendor == "postgresql":  # the rows as five arrays: one statement, five parameters
+        batches = [("unnest(%s::bigint[], %s::numeric[], %s::float8[], %s::bigint[], %s::text[]) AS v(column1, column2,"
+                    " column3, column4, column5)",
+                    [[int(c) for c in ids], values, [float(p) for p in probabilities], list(score_ids), list(stages)])]
     else:  # SQLite (>= 3.33) names unaliased VALUES columns column1, column2, ... as PostgreSQL does
         batches = []
         for start in range(0, len(ids), 1000):  # within SQLite's limit on parameters
             rows = zip(ids[start:start + 1000], values[start:start + 1000], probabilities[start:start + 1000],
-                       score_ids[start:start + 1000])
-            params = [x for cid, v, p, sid in rows for x in (int(cid), v, float(p), int(sid))]
-            batches.append((f"(VALUES {', '.join(['(%s, %s, %s, %s)'] * (len(params) // 4))}) AS v", params))
+                       score_ids[start:start + 1000], stages[start:start + 1000])
+            params = [x for cid, v, p, sid, st in rows for x in (int(cid), v, float(p), int(sid), st)]
+            batches.append((f"(VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * (len(params) // 5))}) AS v", params))
     with connection.cursor() as cursor:
         for source, params in batches:
             cursor.execute(
                 f"UPDATE {customer} SET value = v.column2,"
                 f" latest_score_id = CASE WHEN {newer} THEN {customer}.latest_score_id ELSE v.column4 END,"
+                f" lifecycle_stage = CASE WHEN {newer} THEN {customer}.lifecycle_stage ELSE v.column5 END,"
                 f" risk_change_7d = CASE WHEN {newer} THEN {customer}.risk_change_7d ELSE v.column3 - ("
                 f"  SELECT b.probability FROM {score} b WHERE b.customer_id = {customer}.id AND b.as_of < %s"
                 f"  AND b.as_of >= %s ORDER BY b.as_of, b.id DESC LIMIT 1) END"
                 f" FROM {source} WHERE {customer}.id = v.column1",
-                [as_of_param, as_of_param, as_of_param, window_param, *params],
+                [as_of_param, as_of_param, as_of_param, as_of_param, window_param, *params],
             )
     later = list(Customer.objects.filter(pk__any_of=ids, latest_score__as_of__gt=as_of).values_list("pk", flat=True))
     if later:

@@ -13,6 +13,8 @@ from datetime import datetime
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from crm_plugin.formatting import day
+
 # Colour-blind-safe palette (Okabe-Ito), one per model family / series.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 
@@ -232,7 +234,9 @@ def score_history_chart(
     ]
     count = 5 if width >= 480 else 3
     step = (hi - lo) / (count - 1)
-    ticks = [(lo + i * step, datetime.fromtimestamp(lo + i * step, tz=points[0][0].tzinfo).strftime("%d %b %y")) for i in range(count)]
+    # The pages' one date format (crm_plugin.formatting.day), without the year when it fits.
+    ticks = [(lo + i * step, day(datetime.fromtimestamp(lo + i * step, tz=points[0][0].tzinfo)))
+             for i in range(count)]
     body += _axes(frame, x_label="", y_label="", x_percent=False, y_percent=True, x_ticks=ticks)
     pairs = [(x, float(p[1])) for x, p in zip(xs, points)]
     body.append(_polyline(frame, pairs, PALETTE[0]))

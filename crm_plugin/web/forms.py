@@ -4,12 +4,19 @@ from __future__ import annotations
 from django import forms
 
 from crm_plugin.errors import CrmError
-from crm_plugin.models import ChurnScore, Intervention
+from crm_plugin.models import ChurnScore, Customer, Intervention
+from crm_plugin.web.selectors import WORKLIST_SORTS
 
 ALL = [("", "All")]
 
 
+STAGE_CHOICES = list(Customer.Stage.choices) + [("all", "All stages")]
+
+
 class WorklistFilterForm(forms.Form):
+    # Kept in the URL with the other filters, so a tab and an ordering can be bookmarked.
+    stage = forms.ChoiceField(required=False, choices=STAGE_CHOICES, widget=forms.HiddenInput)
+    sort = forms.ChoiceField(required=False, choices=[], widget=forms.HiddenInput)
     q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "Name, id or email", "type": "search"}))
     owner = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Owner")
     band = forms.ChoiceField(required=False, choices=ALL + list(ChurnScore.Band.choices), label="Band")
@@ -21,8 +28,20 @@ class WorklistFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["owner"].choices = ALL + [(o.pk, o.name) for o in owners]
         self.fields["segment"].choices = ALL + [(s, s.title()) for s in segments]
+        self.fields["sort"].choices = [(k, k) for key in WORKLIST_SORTS for k in (key, f"-{key}")]
         if not owners:
             del self.fields["owner"]
+
+
+class BulkForm(forms.Form):
+    """The worklist's "with selected" bar: which customers, what to do, and for reassigning to whom."""
+
+    do = forms.ChoiceField(choices=[("reassign", "Reassign"), ("snooze", "Snooze"), ("export", "Export")])
+    owner = forms.IntegerField(required=False)  # who may move customers to whom: the service decides
+
+    def selected(self) -> list[int]:
+        """The ticked customers' ids; which of them the user may touch is the services' decision."""
+        return [int(v) for v in self.data.getlist("customers") if str(v).isdigit()]
 
 
 class InterventionFilterForm(forms.Form):
@@ -57,9 +76,12 @@ class InterventionForm(_ServiceErrorsMixin, forms.Form):
     # Choice checks are left to the service so that Slack, the API and this page say the same thing.
     action = forms.CharField(error_messages={"required": "Choose what you did."}, widget=forms.Select(choices=[("", "Choose an action…")] + list(Intervention.Action.choices)))
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What did you do or agree?"}))
+    outcome = forms.CharField(required=False, label="Outcome", widget=forms.Select(
+        choices=[("", "Not known yet")] + [c for c in Intervention.Outcome.choices if c[0]]))
     follow_up_on = forms.DateField(required=False, label="Follow up on", widget=forms.DateInput(attrs={"type": "date"}))
 
-    error_fields = {"invalid_action": "action", "note_too_long": "note", "follow_up_in_past": "follow_up_on"}
+    error_fields = {"invalid_action": "action", "note_too_long": "note", "follow_up_in_past": "follow_up_on",
+                    "invalid_outcome": "outcome"}
 
 
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
 from crm_plugin.customers.selectors import customer_list_visible_to, user_sees_everyone
+from crm_plugin.formatting import top_reason
 
 SPARKLINE_POINTS = 10
 # A rise (Customer.risk_change_7d, over 7 days) smaller than this is float noise or a re-score of unchanged data, not news.
@@ -30,8 +31,23 @@ NO_ACTION_WINDOW_DAYS = 30
 HISTORY_POINTS = 120
 
 
+# The worklist's orderings: key -> (label, column). Each is one indexed or denormalised column, so a
+# sorted page of 100,000 customers is still one ordered query.
+WORKLIST_SORTS = {
+    "value": "Value at risk",
+    "risk": "Churn risk",
+    "change": "Change (7 days)",
+    "yearly": "Yearly value",
+}
+# The stage the worklist opens on: active customers who may still be kept. "all" shows every stage.
+DEFAULT_STAGE = Customer.Stage.AT_RISK
+
+
 @dataclass(frozen=True)
 class WorklistFilters:
+    stage: str = DEFAULT_STAGE  # a Customer.Stage value, or "" for every stage
+    sort: str = "value"
+    descending: bool = True
     owner_id: int | None = None
     band: str = ""
     segment: str = ""
@@ -40,15 +56,37 @@ class WorklistFilters:
     q: str = ""
 
 
+def _worklist_order(filters: WorklistFilters) -> list:
+    column = {"value": F("value_at_risk"), "risk": F("latest_score__probability"), "change": F("risk_change_7d"),
+              "yearly": F("value")}.get(filters.sort, F("value_at_risk"))
+    # Ties (no yearly value yet, the same score) go to the riskier customer first.
+    return [column.desc(nulls_last=True) if filters.descending else column.asc(nulls_last=True),
+            F("latest_score__probability").desc(nulls_last=True), "pk"]
+
+
 def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> QuerySet[Customer]:
-    """Visible customers ordered by value at risk (latest probability x value), unscored last."""
+    """Visible customers in one lifecycle stage (at risk by default), ordered by value at risk
+    (latest probability x value) or the chosen column, unscored last."""
+    return worklist_queryset_from(customer_list_visible_to(user=user), filters=filters)
+
+
+def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilters) -> QuerySet[Customer]:
+    """The worklist's filters and ranking over customers already limited to what a user may see
+    (the CRM page and Slack's `/churn top` rank alike)."""
     qs = (
-        customer_list_visible_to(user=user)
+        visible
         .select_related("owner", "latest_score")
         .annotate(
             value_at_risk=F("latest_score__probability") * Cast("value", FloatField()),
         )
     )
+    if filters.stage == Customer.Stage.AT_RISK:
+        # Customers not staged yet (scored before stages existed; the next scoring run stages them)
+        # count by their band, so the list is not empty in between.
+        qs = qs.filter(Q(lifecycle_stage=filters.stage)
+                       | Q(lifecycle_stage="", latest_score__band__in=[ChurnScore.Band.HIGH, ChurnScore.Band.MEDIUM]))
+    elif filters.stage:
+        qs = qs.filter(lifecycle_stage=filters.stage)
     if filters.owner_id:
         qs = qs.filter(owner_id=filters.owner_id)
     if filters.band:
@@ -56,7 +94,10 @@ def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> Qu
     if filters.segment:
         qs = qs.filter(segment=filters.segment)
     if filters.q:
-        qs = qs.filter(Q(name__icontains=filters.q) | Q(external_id__iexact=filters.q) | Q(email__iexact=filters.q))
+        match = Q(name__icontains=filters.q) | Q(external_id__iexact=filters.q) | Q(email__iexact=filters.q)
+        if filters.q.isdigit():  # the number `/churn customer` and the customer page's URL use
+            match |= Q(pk=int(filters.q))
+        qs = qs.filter(match)
     if filters.risk_rose:
         # Stored by scoring (latest probability minus the earliest score in the 7 days before it),
         # so this is an indexed column test, not a score-history lookup per customer.
@@ -65,7 +106,16 @@ def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> Qu
         since = timezone.now() - timedelta(days=NO_ACTION_WINDOW_DAYS)
         recent = Intervention.objects.filter(customer_id=OuterRef("pk"), created_at__gte=since)
         qs = qs.filter(~Exists(recent))
-    return qs.order_by(F("value_at_risk").desc(nulls_last=True), "pk")
+    return qs.order_by(*_worklist_order(filters))
+
+
+def worklist_stage_counts(*, user: AbstractBaseUser, owner_id: int | None = None) -> dict[str, int]:
+    """How many visible customers are in each lifecycle stage, for the tabs (one grouped query)."""
+    qs = customer_list_visible_to(user=user)
+    if owner_id:
+        qs = qs.filter(owner_id=owner_id)
+    rows = qs.values_list("lifecycle_stage").annotate(n=Count("pk")).order_by()
+    return {stage: n for stage, n in rows}
 
 
 def score_history_for(customer_ids: Iterable[int], *, limit: int = SPARKLINE_POINTS) -> dict[int, list[float]]:
@@ -117,9 +167,7 @@ class WorklistRow:
 
     @property
     def top_reason(self) -> str:
-        reasons = (self.score.reasons if self.score else None) or []
-        first = reasons[0] if reasons and isinstance(reasons[0], dict) else {}
-        return str(first.get("text", ""))
+        return top_reason(self.score.reasons if self.score else None)
 
     @property
     def change(self) -> float | None:

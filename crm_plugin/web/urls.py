@@ -10,6 +10,7 @@ from crm_plugin.web import views
 urlpatterns = [
     path("", views.worklist, name="crm-worklist"),
     path("export.csv", views.worklist_export, name="crm-worklist-export"),
+    path("selected/", views.worklist_bulk, name="crm-worklist-bulk"),
     path("customers/<int:pk>/", views.customer_detail, name="crm-customer"),
     path("interventions/", views.interventions, name="crm-interventions"),
     path("models/", views.model_report, name="crm-models"),

@@ -19,21 +19,27 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from crm_plugin.web import charts
 from crm_plugin.loop import selectors as sl
 from crm_plugin.web import selectors as sv
 from crm_plugin.errors import CrmError
-from crm_plugin.web.forms import InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
+from crm_plugin.web.forms import BulkForm, InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
 from crm_plugin.models import Customer, Event, Intervention, ModelVersion
-from crm_plugin.customers.selectors import customer_list_visible_to, owner_for_user
+from crm_plugin.customers.selectors import can_reassign, customer_list_visible_to, owner_for_user
+from crm_plugin.alerts.selectors import alert_silence_reason
+from crm_plugin.alerts.services import alert_snooze_many
+from crm_plugin.formatting import reasons_for_people
+from crm_plugin.customers.services import customer_reassign
 from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
 
 WORKLIST_PAGE_SIZE = 50
 INTERVENTIONS_PAGE_SIZE = 50
 TIMELINE_STEP = 25
 TIMELINE_MAX = 500
+BULK_SNOOZE_DAYS = 30
 
 
 def _role(user) -> str:
@@ -56,18 +62,63 @@ def _query_without_page(request: HttpRequest) -> str:
 
 def _worklist_filters(request: HttpRequest) -> tuple[WorklistFilterForm, sv.WorklistFilters]:
     user = request.user
-    form = WorklistFilterForm(
-        request.GET or None, owners=sv.owners_for_filter(user=user), segments=sv.segments_for_filter(user=user)
-    )
+    owners = sv.owners_for_filter(user=user)
+    form = WorklistFilterForm(request.GET or None, owners=owners, segments=sv.segments_for_filter(user=user))
+    form.owner_list = owners  # the bulk bar's "reassign to" list too: one query for both
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
+        q = data["q"].strip()
+        stage = data["stage"]
+        # A search with no tab chosen looks in every stage: a name typed in should find the customer
+        # even when they lapsed long ago.
+        if stage == "all" or (not stage and q):
+            stage = ""
+        elif not stage:
+            stage = sv.DEFAULT_STAGE
+        sort = data["sort"] or "-value"
         filters = sv.WorklistFilters(
+            stage=stage, sort=sort.lstrip("-"), descending=sort.startswith("-"),
             owner_id=data.get("owner"), band=data["band"], segment=data["segment"],
-            risk_rose=data["rose"], no_action=data["no_action"], q=data["q"].strip(),
+            risk_rose=data["rose"], no_action=data["no_action"], q=q,
         )
     else:
         filters = sv.WorklistFilters()
     return form, filters
+
+
+def _url_with(request: HttpRequest, **changes) -> str:
+    """This page's query string with some parameters changed (None removes one), page reset."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    return "?" + params.urlencode() if params else "?"
+
+
+def _worklist_tabs(request: HttpRequest, filters: sv.WorklistFilters) -> list[dict]:
+    counts = sv.worklist_stage_counts(user=request.user, owner_id=filters.owner_id)
+    tabs = [{"value": value, "label": label, "count": counts.get(value, 0), "url": _url_with(request, stage=value),
+             "current": filters.stage == value} for value, label in Customer.Stage.choices]
+    tabs.append({"value": "all", "label": "All", "count": sum(counts.values()), "url": _url_with(request, stage="all"),
+                 "current": not filters.stage})
+    return tabs
+
+
+def _worklist_sort_links(request: HttpRequest, filters: sv.WorklistFilters) -> dict[str, dict]:
+    """Per sortable column: the link that sorts by it (descending first, then toggles) and its state."""
+    links = {}
+    for key in sv.WORKLIST_SORTS:
+        current = filters.sort == key
+        descending_next = not (current and filters.descending)
+        links[key] = {
+            "url": _url_with(request, sort=("-" if descending_next else "") + key),
+            "aria": ("descending" if filters.descending else "ascending") if current else "none",
+            "arrow": ("↓" if filters.descending else "↑") if current else "",
+        }
+    return links
 
 
 @login_required
@@ -78,13 +129,66 @@ def worklist(request: HttpRequest) -> HttpResponse:
     rows = sv.worklist_rows(sv.worklist_page_customers(qs, list(page.object_list)))
     for row in rows:
         row.spark = charts.sparkline(row.history)
+    role = _role(request.user)
     return render(request, "crm/worklist.html", {
         "form": form, "page": page, "rows": rows, "query": _query_without_page(request),
-        "export_query": request.GET.urlencode(), "role": _role(request.user),
-        "no_owner": _role(request.user) == "none",
+        "export_query": request.GET.urlencode(), "role": role,
+        "no_owner": role == "none", "filters": filters,
+        "stage_label": dict(Customer.Stage.choices).get(filters.stage, "All stages"),
+        "tabs": _worklist_tabs(request, filters), "sorts": _worklist_sort_links(request, filters),
         "filtered": any([filters.owner_id, filters.band, filters.segment, filters.risk_rose, filters.no_action, filters.q]),
+        "can_reassign": can_reassign(user=request.user),
+        "action_choices": Intervention.Action.choices,
+        "outcome_choices": [c for c in Intervention.Outcome.choices if c[0]],
+        "owners": form.owner_list,
         "nav": "worklist",
     })
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+@login_required
+@require_POST
+def worklist_bulk(request: HttpRequest) -> HttpResponse:
+    """The "with selected" bar: reassign (managers), snooze, or export the ticked customers."""
+    form = BulkForm(request.POST)
+    back = _safe_next(request, reverse("crm-worklist"))
+    if not form.is_valid():
+        messages.error(request, "Choose what to do with the selected customers.")
+        return redirect(back)
+    ids, do = form.selected(), form.cleaned_data["do"]
+    try:
+        if do == "export":
+            if not ids:
+                raise CrmError("Select at least one customer to export.", code="nothing_selected")
+            qs = sv.worklist_queryset(user=request.user, filters=sv.WorklistFilters(stage="")).filter(pk__in=ids)
+            return _csv_response(qs, name="selected")
+        if do == "snooze":
+            count = alert_snooze_many(customer_ids=ids, by=request.user, days=BULK_SNOOZE_DAYS)
+            messages.success(request, f"Snoozed {count} customer{'s' if count != 1 else ''} for {BULK_SNOOZE_DAYS} days: "
+                                      "no alerts about them until then.")
+        else:
+            if not form.cleaned_data.get("owner"):
+                raise CrmError("Choose the owner to move the customers to.", code="invalid_owner")
+            done = customer_reassign(customer_ids=ids, owner=form.cleaned_data["owner"], by=request.user)
+            owner_name = done.notice.owner.name if done.notice else ""
+            if done.moved:
+                messages.success(request, f"Moved {len(done.moved)} customer{'s' if len(done.moved) != 1 else ''} "
+                                          f"to {owner_name}; {owner_name} is told in Slack."
+                                 + (f" {done.unchanged} already in that book." if done.unchanged else ""))
+            else:
+                messages.info(request, "Nothing moved: the selected customers are already in that book.")
+    except CrmError as error:
+        if error.code == "forbidden":
+            raise PermissionDenied(error.message) from error
+        messages.error(request, error.message)
+    return redirect(back)
 
 
 class _Echo:
@@ -112,18 +216,22 @@ def _csv_cell(value) -> object:
 def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
     """The whole current filter as CSV, streamed so 100,000 rows never sit in memory."""
     _, filters = _worklist_filters(request)
-    qs = sv.worklist_queryset(user=request.user, filters=filters)
+    return _csv_response(sv.worklist_queryset(user=request.user, filters=filters), name="at-risk")
+
+
+def _csv_response(qs, *, name: str) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
 
     def rows():
         yield writer.writerow([
-            "external_id", "name", "email", "owner", "segment", "value", "probability", "band", "value_at_risk",
-            "scored_as_of", "top_reason", "last_alert", "last_alert_at", "last_action", "last_action_at", "last_outcome",
+            "external_id", "name", "email", "owner", "segment", "lifecycle_stage", "value", "probability", "band",
+            "value_at_risk", "scored_as_of", "top_reason", "last_alert", "last_alert_at", "last_action",
+            "last_action_at", "last_outcome",
         ])
         for row in sv.worklist_rows_streamed(qs):
             c, s = row.customer, row.score
             yield writer.writerow(_csv_cell(cell) for cell in [
-                c.external_id, c.name, c.email, c.owner.name if c.owner else "", c.segment, c.value,
+                c.external_id, c.name, c.email, c.owner.name if c.owner else "", c.segment, c.lifecycle_stage, c.value,
                 f"{s.probability:.4f}" if s else "", s.band if s else "",
                 f"{c.value_at_risk:.2f}" if c.value_at_risk is not None else "",
                 s.as_of.isoformat() if s else "", row.top_reason,
@@ -136,7 +244,7 @@ def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
 
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="at-risk-{stamp}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
     return response
 
 
@@ -174,16 +282,16 @@ def _evidence_text(evidence) -> str:
 
 
 def _reasons_for_display(reasons) -> list[dict]:
+    """Sentences for people; the raw evidence (feature names, numbers) and weights go in a detail,
+    except quotes from the customer, which are the customer's own words and stay in view."""
     shown = []
-    for reason in reasons if isinstance(reasons, list) else []:
-        if not isinstance(reason, dict) or not reason.get("text"):
-            continue
-        weight = reason.get("weight")
-        shown.append({
-            "text": str(reason["text"]),
-            "weight": weight if isinstance(weight, (int, float)) and not isinstance(weight, bool) else None,
-            "evidence": _evidence_text(reason.get("evidence")),
-        })
+    for reason in reasons_for_people(reasons):
+        evidence = reason["evidence"]
+        if isinstance(evidence, dict):
+            quote = evidence.get("quote") if isinstance(evidence.get("quote"), str) else ""
+        else:  # older scores stored the customer's words as the evidence itself
+            quote = evidence if isinstance(evidence, str) else ""
+        shown.append({**reason, "quote": quote, "evidence": _evidence_text(reason["evidence"])})
     return shown
 
 
@@ -224,7 +332,7 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
                     else:
                         messages.success(request, f"Outcome recorded: {target.get_action_display()} → "
                                                   f"{Intervention.Outcome(outcome_form.cleaned_data['outcome']).label}.")
-                        return redirect(reverse("crm-customer", args=[customer.pk]) + "#interventions")
+                        return redirect(reverse("crm-customer", args=[customer.pk]) + "#log-action")
         else:
             action_form = InterventionForm(request.POST, prefix="act")
             if action_form.is_valid():
@@ -232,13 +340,16 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 try:
                     created = intervention_create(
                         customer=customer, by=request.user, action=data["action"], note=data["note"],
-                        follow_up_on=data["follow_up_on"], source=Intervention.Source.CRM,
+                        follow_up_on=data["follow_up_on"], source=Intervention.Source.CRM, outcome=data["outcome"],
                     )
                 except CrmError as error:
                     action_form.add_service_error(error)
                 else:
-                    messages.success(request, f"Logged: {created.get_action_display()} for {customer.name or customer.external_id}.")
-                    return redirect(reverse("crm-customer", args=[customer.pk]) + "#interventions")
+                    outcome = f" → {created.get_outcome_display()}" if created.outcome else ""
+                    messages.success(request, f"Logged: {created.get_action_display()}{outcome} for "
+                                              f"{customer.name or customer.external_id}.")
+                    # From a worklist row: back to the same list (filters, page), the message on top.
+                    return redirect(_safe_next(request, reverse("crm-customer", args=[customer.pk]) + "#log-action"))
 
     kind = request.GET.get("kind", "")
     if kind not in Event.Kind.values:
@@ -253,6 +364,7 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     value_at_risk = (Decimal(str(score.probability)) * customer.value).quantize(Decimal("0.01")) if score else None
     status = 400 if (request.method == "POST") else 200
     interventions_shown = sv.customer_interventions(customer=customer)
+    alerts_shown = sv.customer_alerts(customer=customer)
     outcome_errors = _outcome_errors(request, outcome_form)
     if outcome_errors and outcome_errors["pk"] not in {iv.pk for iv in interventions_shown}:
         outcome_errors["pk"] = None  # shown above the list instead of under one action
@@ -270,7 +382,8 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "event_kind": kind, "event_kinds": Event.Kind.choices,
         "event_counts": sv.customer_event_counts(customer=customer),
         "interventions": interventions_shown, "outcome_errors": outcome_errors,
-        "alerts": sv.customer_alerts(customer=customer),
+        "alerts": alerts_shown,
+        "alert_silence": alert_silence_reason(customer=customer, alerts=alerts_shown),
         "suggestion": sl.next_best_action_for_page(customer=customer),
         "action_form": action_form,
         "outcome_choices": [c for c in Intervention.Outcome.choices if c[0]],

@@ -113,10 +113,13 @@ def shop(transactional_db):
     BacktestRun.objects.create(as_of=now - timedelta(days=100), horizon_days=90, n_customers=2000, churn_rate=0.31,
                                results={"families": {"bert": _curves(0.8), "lightgbm": _curves(0.7), "logreg": _curves(0.5)}})
 
-    reasons = [
-        {"code": "recency", "text": "No order for 64 days; usually orders every 20", "weight": 0.31, "evidence": None},
-        {"code": "review", "text": "1-star review 12 days ago", "weight": 0.18, "evidence": "Arrived broken and nobody answers my emails."},
-        {"code": "ticket", "text": "Open support ticket: refund not processed", "weight": 0.11, "evidence": "Still waiting for my refund"},
+    reasons = [  # the shape mlcore.reasons writes
+        {"code": "no_recent_order", "text": "no order for 64 days (usually every 20)", "weight": 0.31,
+         "evidence": {"days_since_last_order": 64, "usual_gap_days": 20, "last_order": "2026-09-28"}},
+        {"code": "bad_review", "text": "1-star review 12 days ago: 'Arrived broken and nobody answers my emails.'",
+         "weight": 0.18, "evidence": {"rating": 1, "days_ago": 12, "quote": "Arrived broken and nobody answers my emails."}},
+        {"code": "open_ticket", "text": "open ticket for 10 days: Still waiting for my refund", "weight": 0.11,
+         "evidence": {"open_tickets": 1, "open_for_days": 10, "quote": "Still waiting for my refund"}},
     ]
     names = ["Clara Quinn", "Diego Ramos", "Elif Yilmaz", "Femi Adeyemi", "Grace Liu", "Hugo Martin", "Ines Costa",
              "Jonas Berg", "Kira Novak", "Liam Walsh", "Mia Rossi", "Noah Fischer"]
@@ -135,7 +138,10 @@ def shop(transactional_db):
             band = "high" if probability >= 0.6 else "medium" if probability >= 0.3 else "low"
             latest = ChurnScore.objects.create(customer=customer, model_version=champion, as_of=now - timedelta(days=day * 3),
                                                probability=probability, band=band, reasons=reasons[: 1 + index % 3])
-        Customer.objects.filter(pk=customer.pk).update(latest_score=latest)
+        # As scoring stages them: Jonas stopped ordering long ago (lapsed, yet scored high), the rest
+        # still order: at risk with a medium or high score, active otherwise.
+        stage = "lapsed" if name == "Jonas Berg" else "at_risk" if latest.band != "low" else "active"
+        Customer.objects.filter(pk=customer.pk).update(latest_score=latest, lifecycle_stage=stage)
         for n in range(8):
             Event.objects.create(customer=customer, kind="order", occurred_at=now - timedelta(days=70 + 25 * n),
                                  amount=Decimal("35.90") + n, quantity=1 + n % 3, source_id=f"o-{index}-{n}",

@@ -32,7 +32,7 @@ def test_owner_works_the_list_and_logs_an_action(browser, live_server, shop, scr
     sign_in(page, base, "ana")
     expect(page.get_by_role("heading", name="At-risk customers")).to_be_visible()
     rows = page.locator("table.worklist tbody tr")
-    expect(rows).to_have_count(8)  # Ana's book only
+    expect(rows).to_have_count(6)  # Ana's book only, at risk: not the lapsed or the low-risk customer
     expect(page.locator("table.worklist")).not_to_contain_text("Elif Yilmaz")  # Ben's customer
     expect(rows.first.locator("svg.spark")).to_be_visible()
     page.screenshot(path=str(screenshots / "worklist-1280.png"), full_page=True)
@@ -40,7 +40,7 @@ def test_owner_works_the_list_and_logs_an_action(browser, live_server, shop, scr
     page.get_by_label("Band").select_option("high")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url(re.compile(r"band=high"))
-    bands = page.locator("table.worklist tbody tr td[data-label=Band]").all_inner_texts()
+    bands = page.locator("table.worklist tbody tr td[data-label='Churn risk'] .badge").all_inner_texts()
     assert bands and set(bands) == {"High"}
 
     first = page.locator("table.worklist tbody tr a.strong").first

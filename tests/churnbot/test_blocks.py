@@ -102,7 +102,7 @@ def test_the_customer_card_top_list_and_help_escape_names_and_input(slack, nasty
     card = slack.command(f"customer {nasty.external_id}", user_id="UANA").json()
     assert_escaped(card["text"], card["blocks"])
     top = slack.command("top", user_id="UANA").json()
-    assert top["text"] == "Your 10 riskiest customers: 2 customers"
+    assert top["text"] == "Your 10 riskiest customers: 1 customers"  # Calm Carl is not at risk
     assert [t for t in mrkdwn_texts(top["blocks"]) if ESCAPED in t]
     assert not [t for t in mrkdwn_texts(top["blocks"]) if "<!channel>" in t or "<script>" in t]
     help_ = slack.command(f"top {NASTY}", user_id="UANA").json()
@@ -121,3 +121,17 @@ def test_help_escapes_the_problem_it_quotes():
     assert_escaped(text, blocks)
     assert json.dumps(blocks).count("&lt;id or email&gt;") == 1
     assert escape("a < b & c > d") == "a &lt; b &amp; c &gt; d"
+
+
+def test_the_new_owner_is_told_about_customers_moved_into_their_book(nasty, slack_standin):
+    from crm_plugin.customers.services import customer_reassign
+    from tests.crm_plugin.factories import AccountOwnerFactory, UserFactory
+
+    manager = AccountOwnerFactory(name="Maria", is_manager=True, user=UserFactory(username="maria"))
+    ben = AccountOwnerFactory(name="Ben", slack_user_id="UBEN")
+    done = customer_reassign(customer_ids=[nasty.pk], owner=ben, by=manager.user)
+    assert alert_deliver(alert_id=done.notice.pk) == "sent"
+    [message] = slack_standin.posted("DBEN")
+    assert message["text"] == "maria assigned 1 customer to you."
+    blocks = str(message["blocks"])
+    assert "1 customer assigned to you" in blocks and ESCAPED in blocks and "<script>" not in blocks

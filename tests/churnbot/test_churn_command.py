@@ -69,7 +69,7 @@ def test_customer_card_shows_risk_trend_reasons_last_order_and_actions(slack, bo
     assert "Risky Rita" in text and "owner: Ana" in text
     assert "82%" in text and "high" in text
     assert "7 days ▲ +32 pts" in text and "30 days ▲ +52 pts" in text
-    assert "no order for 64 days" in text
+    assert "No order for 64 days; usually orders every 20 days" in text  # reasons in a manager's words
     assert "Last order:* " in text and "59.90" in text and "64 days ago" in text
     assert "Call on" in text and "left a voicemail" in text
     actions = next(b for b in body["blocks"] if b["type"] == "actions")
@@ -99,12 +99,31 @@ def test_manager_sees_any_customer(slack, book):
 
 
 def test_top_lists_the_callers_own_riskiest_first(slack, book):
+    # The CRM's at-risk tab: active customers with a medium or high score, by value at risk.
     text = _all_text(slack.command("top", user_id="UANA").json())
-    assert text.index("Risky Rita") < text.index("Calm Carl")
+    assert "Risky Rita" in text
+    assert "Calm Carl" not in text  # low risk: not on the at-risk list
     assert "Bobs Betty" not in text
 
 
+def test_top_leaves_out_lapsed_customers_and_ranks_by_value_at_risk(slack, book):
+    from crm_plugin.models import Customer
+
+    gone = CustomerFactory(owner=book["ana"], name="Gone Gina", value=Decimal("9000"))
+    _scored(gone, [(0, 0.99)], ModelVersionFactory())
+    big = CustomerFactory(owner=book["ana"], name="Big Bea", value=Decimal("5000"))
+    _scored(big, [(0, 0.40)], ModelVersionFactory())
+    Customer.objects.filter(pk=gone.pk).update(lifecycle_stage="lapsed")
+    Customer.objects.filter(pk=big.pk).update(lifecycle_stage="at_risk")
+    text = _all_text(slack.command("top", user_id="UANA").json())
+    assert "Gone Gina" not in text
+    assert text.index("Big Bea") < text.index("Risky Rita")
+
+
 def test_top_n_limits_the_list(slack, book):
+    from crm_plugin.models import Customer
+
+    Customer.objects.filter(pk=book["calm"].pk).update(lifecycle_stage="at_risk")
     text = _all_text(slack.command("top 1", user_id="UANA").json())
     assert "Risky Rita" in text and "Calm Carl" not in text
 

@@ -227,7 +227,7 @@ def test_reasons_that_do_not_fit_end_with_how_many_were_left_out():
     reasons = [{"text": f"reason {i} " + "y" * 200} for i in range(5)]
     text = reasons_text(reasons, limit=500)
     assert len(text) <= 500
-    assert text.startswith("• reason 0") and text.endswith("more_")
+    assert text.startswith("• Reason 0") and text.endswith("more_")
 
 
 def test_block_limits_are_checked_by_slack_sdk_before_sending():

@@ -31,3 +31,15 @@ def test_a_token_is_enough_for_the_schema():
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=AccountOwnerFactory().user).key}")
     assert api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").status_code == 200
+
+
+def test_the_docs_load_their_assets_from_this_server_not_a_cdn(client, django_user_model):
+    user = django_user_model.objects.create_user("reader", password="x")
+    client.force_login(user)
+    page = client.get("/api/docs/").content.decode()
+    assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert {"/api/customers/", "/api/interventions/", "/api/interventions/{id}/outcome/"} <= set(schema["paths"])
+    created = schema["paths"]["/api/events/"]["post"]["responses"]["201"]
+    assert "The whole batch is stored" in created["description"]

@@ -81,9 +81,11 @@ class ChurnScoreFactory(factory.django.DjangoModelFactory):
     probability = 0.75
     band = ChurnScore.Band.HIGH
     reasons = factory.LazyFunction(lambda: [
-        {"code": "recency", "text": "no order for 64 days (usually every 20)", "weight": 0.31, "evidence": None},
-        {"code": "review", "text": "1-star review 12 days ago: 'arrived broken'", "weight": 0.12,
-         "evidence": "arrived broken"},
+        # The shape mlcore.reasons writes: a code, the model's sentence, the weight and the facts behind it.
+        {"code": "no_recent_order", "text": "no order for 64 days (usually every 20)", "weight": 0.31,
+         "evidence": {"days_since_last_order": 64, "usual_gap_days": 20, "last_order": "2026-09-01"}},
+        {"code": "bad_review", "text": "1-star review 12 days ago: 'arrived broken'", "weight": 0.12,
+         "evidence": {"rating": 1, "days_ago": 12, "quote": "arrived broken", "product": ""}},
     ])
 
 

@@ -15,8 +15,12 @@ def band_for(probability: float) -> str:
     return "high" if probability >= 0.6 else "medium" if probability >= 0.3 else "low"
 
 
-def scored_customer(*, owner, probabilities=(0.5,), value="1000.00", version=None, reasons=None, **fields) -> Customer:
-    """A customer with one score per probability (oldest first, a day apart) and latest_score set."""
+def scored_customer(*, owner, probabilities=(0.5,), value="1000.00", version=None, reasons=None, stage=None,
+                    **fields) -> Customer:
+    """A customer with one score per probability (oldest first, a day apart) and latest_score set.
+
+    The lifecycle stage is what scoring would store for a customer still ordering (at risk for a
+    medium or high score, active otherwise) unless `stage` says otherwise."""
     customer = CustomerFactory(owner=owner, value=Decimal(value), **fields)
     version = version or ModelVersionFactory()
     now = timezone.now()
@@ -27,7 +31,9 @@ def scored_customer(*, owner, probabilities=(0.5,), value="1000.00", version=Non
             customer=customer, model_version=version, probability=probability, band=band_for(probability),
             as_of=now - timedelta(days=len(probabilities) - 1 - index), **extra,
         )
-    Customer.objects.filter(pk=customer.pk).update(latest_score=score)
+    if stage is None:
+        stage = "at_risk" if probabilities and probabilities[-1] >= 0.3 else "active"
+    Customer.objects.filter(pk=customer.pk).update(latest_score=score, lifecycle_stage=stage)
     customer_risk_change_refresh(customer_ids=[customer.pk])  # as scoring does after writing latest_score
     customer.refresh_from_db()
     return customer

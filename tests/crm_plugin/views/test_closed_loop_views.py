@@ -266,6 +266,8 @@ def test_profit_inputs_take_decimal_money_from_the_latest_scores(ana, version):
     from crm_plugin.loop.selectors import profit_threshold_current
 
     scored_customer(owner=ana, probabilities=[0.2, 0.9], value="1000.00", version=version)  # latest: 0.9
+    # Lapsed customers get no early warning from the policy, so the card does not count them either.
+    scored_customer(owner=ana, probabilities=[0.95], value="9000.00", version=version, stage="lapsed")
     report = profit_threshold_current()
     assert report.n_customers == 1
     assert report.choice.expected_profit == pytest.approx(0.9 * 1000 * 0.3 * 0.2 - 10)

@@ -48,10 +48,11 @@ def test_manager_can_open_any_customer(client, maria, customer):
 
 def test_header_probability_reasons_and_chart(ana_client, customer):
     content = ana_client.get(url(customer)).content.decode()
-    for text in ["Clara Quinn", "SHOP-77", "Ana", "vip", "2,500.00", "1.1 years", "82%", "High risk",
-                 "value at risk 2,050", "no order for 64 days (usually every 20)"]:
+    for text in ["Clara Quinn", "SHOP-77", "Ana", "vip", "€2,500", "1.1 years", "82%", "High risk",
+                 "<strong>€2,050</strong> at risk of €2,500 a year", "No order for 64 days; usually orders every 20 days",
+                 "+52 pts in 7 days"]:
         assert text in content, text
-    assert '<blockquote class="evidence">arrived broken</blockquote>' in content
+    assert '<blockquote class="evidence">“arrived broken”</blockquote>' in content
     assert "Churn probability over time: from 30%" in content  # the SVG's accessible summary
     assert content.count("<circle") >= 3
 
@@ -88,7 +89,8 @@ def test_log_an_action_redirects_and_shows_it(ana_client, ana, customer):
         "form": "action", "act-action": "call", "act-note": "Offered free returns", "act-follow_up_on": follow_up,
     })
     assert response.status_code == 302
-    assert response["Location"] == url(customer) + "#interventions"
+    # Back at the form, where the confirmation is shown: in view after the submit, on a phone too.
+    assert response["Location"] == url(customer) + "#log-action"
     intervention = Intervention.objects.get(customer=customer)
     assert (intervention.action, intervention.created_by, intervention.source) == ("call", ana.user, "crm")
     page = ana_client.get(url(customer)).content.decode()
@@ -183,3 +185,66 @@ def test_reasons_with_odd_evidence_shapes_render_as_text(ana_client, ana, versio
     # jsonb on PostgreSQL does not keep key order
     assert "days_since_order: 80; usual_gap: 21" in content or "usual_gap: 21; days_since_order: 80" in content
     assert content.count('class="r-text"') == 2
+
+
+def test_log_a_call_with_its_outcome_in_one_submit(ana_client, ana, customer):
+    response = ana_client.post(url(customer), {
+        "form": "action", "act-action": "call", "act-note": "Will order again next week", "act-outcome": "retained",
+    })
+    assert response.status_code == 302
+    intervention = Intervention.objects.get(customer=customer)
+    assert (intervention.outcome, intervention.outcome_by) == ("retained", ana.user)
+    assert intervention.outcome_at is not None
+    page = ana_client.get(url(customer)).content.decode()
+    log_card = page[page.index('id="log-action"'):page.index('id="interventions"')]
+    assert "Logged: Call → Retained for Clara Quinn." in log_card
+
+
+def test_an_unknown_outcome_is_shown_next_to_the_outcome(ana_client, customer):
+    response = ana_client.post(url(customer), {"form": "action", "act-action": "call", "act-outcome": "happy"})
+    assert response.status_code == 400
+    assert "Unknown outcome &#x27;happy&#x27;" in response.content.decode()
+    assert not Intervention.objects.filter(customer=customer).exists()
+
+
+def test_logging_from_a_worklist_row_returns_to_the_same_list(ana_client, customer):
+    back = "/?sort=-risk&page=1"
+    response = ana_client.post(url(customer), {"form": "action", "act-action": "email", "next": back})
+    assert response["Location"] == back
+    assert ana_client.post(url(customer), {"form": "action", "act-action": "email",
+                                           "next": "https://evil.example/"})["Location"].startswith(url(customer))
+
+
+def test_the_page_says_why_there_was_no_alert(ana_client, customer):
+    from crm_plugin.models import Customer
+
+    content = ana_client.get(url(customer)).content.decode()
+    assert "No new alert: already high risk at the previous score" in content
+    Customer.objects.filter(pk=customer.pk).update(lifecycle_stage="lapsed")
+    assert "No alert: lapsed, no order for over 90 days" in ana_client.get(url(customer)).content.decode()
+    Customer.objects.filter(pk=customer.pk).update(lifecycle_stage="at_risk",
+                                                   alerts_snoozed_until=timezone.now() + timedelta(days=3))
+    assert "No alert: snoozed until" in ana_client.get(url(customer)).content.decode()
+
+
+def test_raw_feature_names_and_weights_only_in_the_evidence_detail(ana_client, customer):
+    content = ana_client.get(url(customer)).content.decode()
+    reasons = content[content.index('id="reasons"'):content.index('id="timeline"')]
+    shown, detail = reasons.split('<details class="evidence-detail">')
+    assert "days_since_last_order" not in shown and "0.31" not in shown
+    assert "days_since_last_order" in detail and "0.31" in detail
+
+
+def test_reasons_nobody_can_act_on_are_left_out(ana_client, ana, version):
+    c = scored_customer(owner=ana, name="Coupons", probabilities=[0.7], version=version, reasons=[
+        {"code": "coupons", "text": "0 coupons in the last year, 0 redeemed", "weight": 0.2,
+         "evidence": {"coupons_365": 0, "redeemed": 0}},
+        {"code": "orders_down", "text": "1 orders in the last 90 days (1 in the last year)", "weight": 0.1,
+         "evidence": {"orders_90": 1, "orders_365": 1}},
+        {"code": "spend_down", "text": "spend down 40% vs previous 90 days (60.00 vs 100.00)", "weight": 0.1,
+         "evidence": {"spend_90": 60.0, "spend_previous_90": 100.0}},
+    ])
+    content = ana_client.get(url(c)).content.decode()
+    shown = content[content.index('<ol class="reasons">'):content.index('<details class="evidence-detail">')]
+    assert "coupons" not in shown and "1 orders" not in shown
+    assert "Spending down 40% on the previous 90 days (€60 vs €100)" in shown

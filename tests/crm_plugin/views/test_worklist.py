@@ -74,7 +74,7 @@ def test_unscored_customers_come_last(ana_client, ana, version):
 
     CustomerFactory(owner=ana, name="Never scored")
     scored_customer(owner=ana, name="Scored", probabilities=[0.1], value="10", version=version)
-    assert names(ana_client.get("/")) == ["Scored", "Never scored"]
+    assert names(ana_client.get("/", {"stage": "all"})) == ["Scored", "Never scored"]
 
 
 def test_band_and_segment_filters(ana_client, ana, version):
@@ -82,7 +82,8 @@ def test_band_and_segment_filters(ana_client, ana, version):
     scored_customer(owner=ana, name="High regular", probabilities=[0.7], segment="regular", version=version)
     scored_customer(owner=ana, name="Low vip", probabilities=[0.1], segment="vip", version=version)
     assert set(names(ana_client.get("/", {"band": "high"}))) == {"High vip", "High regular"}
-    assert set(names(ana_client.get("/", {"segment": "vip"}))) == {"High vip", "Low vip"}
+    assert set(names(ana_client.get("/", {"segment": "vip"}))) == {"High vip"}  # the at-risk tab
+    assert set(names(ana_client.get("/", {"segment": "vip", "stage": "all"}))) == {"High vip", "Low vip"}
     assert names(ana_client.get("/", {"band": "high", "segment": "vip"})) == ["High vip"]
 
 
@@ -112,7 +113,7 @@ def test_rows_show_trend_reason_last_alert_and_last_action(ana_client, ana, vers
     content = ana_client.get("/").content.decode()
     assert "80%" in content
     assert 'aria-label="trend over 3 scores: 20% to 80%"' in content
-    assert "no order for 64 days (usually every 20)" in content
+    assert "No order for 64 days; usually orders every 20 days" in content
     assert "Sharp rise" in content
     assert "Email" in content
     assert "+60" in content
@@ -141,7 +142,7 @@ def test_csv_export_streams_the_current_filter(ana_client, ana, version):
     assert rows[0]["value_at_risk"] == "1500.00"
     assert rows[0]["owner"] == "Ana"
     assert rows[0]["last_action"] == "Call"
-    assert rows[0]["top_reason"] == "no order for 64 days (usually every 20)"
+    assert rows[0]["top_reason"] == "No order for 64 days; usually orders every 20 days"
 
 
 def test_csv_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(ana_client, ana, version):
@@ -152,7 +153,7 @@ def test_csv_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(ana_cl
         reasons=[{"code": "review", "text": "\tarrived broken", "weight": 0.3, "evidence": None}],
     )
     scored_customer(owner=ana, name="\rCR first", external_id="plain", probabilities=[0.1], version=version)
-    response = ana_client.get(reverse("crm-worklist-export"))
+    response = ana_client.get(reverse("crm-worklist-export"), {"stage": "all"})
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
     evil = next(r for r in rows if r["external_id"].endswith("-2+3"))
     assert evil["name"] == '\'=HYPERLINK("http://evil.example","Click")'
@@ -198,3 +199,85 @@ def test_csv_export_query_count_does_not_grow_with_rows(client, maria, version):
         body = b"".join(client.get(reverse("crm-worklist-export")).streaming_content)
     assert body.count(b"\n") == 51
     assert len(many) == len(few)
+
+
+# --- lifecycle tabs, sorting, search by number ------------------------------------------------
+
+def test_the_worklist_opens_on_at_risk_customers_with_tabs_for_the_other_stages(ana_client, ana, version):
+    scored_customer(owner=ana, name="Gone", probabilities=[0.95], value="9000", version=version, stage="lapsed")
+    scored_customer(owner=ana, name="Slipping", probabilities=[0.7], value="1000", version=version)
+    scored_customer(owner=ana, name="Fine", probabilities=[0.1], value="5000", version=version)
+    response = ana_client.get("/")
+    assert names(response) == ["Slipping"]
+    content = response.content.decode()
+    assert 'data-stage="lapsed">Lapsed <span class="n">1</span>' in content
+    assert names(ana_client.get("/", {"stage": "lapsed"})) == ["Gone"]
+    assert names(ana_client.get("/", {"stage": "all"})) == ["Gone", "Slipping", "Fine"]
+    # A search with no tab looks in every stage.
+    assert names(ana_client.get("/", {"q": "Gone"})) == ["Gone"]
+
+
+def test_sortable_columns_keep_the_filters_in_the_url(ana_client, ana, version):
+    scored_customer(owner=ana, name="Big", probabilities=[0.4], value="9000", version=version, segment="vip")
+    scored_customer(owner=ana, name="Risky", probabilities=[0.9], value="100", version=version, segment="vip")
+    assert names(ana_client.get("/", {"segment": "vip"})) == ["Big", "Risky"]
+    response = ana_client.get("/", {"segment": "vip", "sort": "-risk"})
+    assert names(response) == ["Risky", "Big"]
+    content = response.content.decode()
+    assert 'aria-sort="descending"><a href="?segment=vip&amp;sort=risk">' in content
+    assert names(ana_client.get("/", {"segment": "vip", "sort": "risk"})) == ["Big", "Risky"]
+
+
+def test_searching_by_the_number_slack_accepts_finds_the_customer(ana_client, ana, version):
+    c = scored_customer(owner=ana, name="Numbered", probabilities=[0.7], version=version)
+    scored_customer(owner=ana, name="Other", probabilities=[0.7], version=version)
+    assert names(ana_client.get("/", {"q": str(c.pk)})) == ["Numbered"]
+
+
+# --- manager tools: reassign, snooze, export a selection ---------------------------------------
+
+def test_a_manager_reassigns_two_customers_and_the_new_owner_is_told(client, maria, ana, ben, version):
+    from crm_plugin.models import Customer
+
+    a = scored_customer(owner=ana, name="One", probabilities=[0.7], version=version)
+    b = scored_customer(owner=ana, name="Two", probabilities=[0.8], version=version)
+    client.force_login(maria.user)
+    response = client.post(reverse("crm-worklist-bulk"), {"do": "reassign", "owner": ben.pk,
+                                                         "customers": [a.pk, b.pk], "next": "/?stage=all"})
+    assert response.status_code == 302 and response["Location"] == "/?stage=all"
+    moved = Customer.objects.filter(pk__in=[a.pk, b.pk])
+    assert {c.owner_id for c in moved} == {ben.pk}
+    assert {c.owner_assigned_by_id for c in moved} == {maria.user.pk}
+    notice = Alert.objects.get(kind="assigned")
+    assert (notice.owner, notice.status, notice.payload["count"], notice.payload["by"]) == (ben, "pending", 2, "maria")
+    page = client.get("/?stage=all").content.decode()
+    assert "Moved 2 customers to Ben; Ben is told in Slack." in page
+
+
+def test_an_account_manager_cannot_reassign(ana_client, ana, ben, version):
+    a = scored_customer(owner=ana, name="Mine", probabilities=[0.7], version=version)
+    response = ana_client.post(reverse("crm-worklist-bulk"), {"do": "reassign", "owner": ben.pk, "customers": [a.pk]})
+    assert response.status_code == 403
+    a.refresh_from_db()
+    assert a.owner == ana and not Alert.objects.filter(kind="assigned").exists()
+    assert "Reassign" not in ana_client.get("/").content.decode()
+
+
+def test_bulk_snooze_only_of_customers_in_ones_book(ana_client, ana, ben, version):
+    mine = scored_customer(owner=ana, name="Mine", probabilities=[0.7], version=version)
+    theirs = scored_customer(owner=ben, name="Theirs", probabilities=[0.7], version=version)
+    assert ana_client.post(reverse("crm-worklist-bulk"), {"do": "snooze", "customers": [mine.pk, theirs.pk]}).status_code == 403
+    mine.refresh_from_db()
+    assert mine.alerts_snoozed_until is None
+    ana_client.post(reverse("crm-worklist-bulk"), {"do": "snooze", "customers": [mine.pk]})
+    mine.refresh_from_db()
+    assert mine.alerts_snoozed_until is not None
+
+
+def test_bulk_export_of_a_selection(ana_client, ana, ben, version):
+    a = scored_customer(owner=ana, name="A", probabilities=[0.7], version=version)
+    scored_customer(owner=ana, name="B", probabilities=[0.7], version=version)
+    theirs = scored_customer(owner=ben, name="Theirs", probabilities=[0.7], version=version)
+    response = ana_client.post(reverse("crm-worklist-bulk"), {"do": "export", "customers": [a.pk, theirs.pk]})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert [r["name"] for r in rows] == ["A"]
