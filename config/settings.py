@@ -410,3 +410,17 @@ CELERY_BEAT_SCHEDULE["pipeline.daily_run"] = {"task": "pipeline.daily_run", "sch
 CELERY_BEAT_SCHEDULE["mlcore.train_weekly"] = {
     "task": "mlcore.train_weekly", "schedule": crontab(day_of_week="sun", hour=2, minute=0),
 }
+
+# --- scale (new) ---
+# Score retention (crm_plugin/scoring/retention.py): every daily score for SCORE_KEEP_DAILY_DAYS
+# before a customer's latest score, then the last score of each week; scores alerts point at and
+# the latest are always kept. At least 7 days (the 7-day change) and ALERT_SHARP_RISE_DAYS.
+SCORE_KEEP_DAILY_DAYS = env_int("SCORE_KEEP_DAILY_DAYS", 90)
+if SCORE_KEEP_DAILY_DAYS < max(7, ALERT_SHARP_RISE_DAYS):
+    raise ImproperlyConfigured("SCORE_KEEP_DAILY_DAYS must be at least 7 and at least ALERT_SHARP_RISE_DAYS")
+# Customers per pruning transaction: short locks, flat memory.
+SCORE_PRUNE_BATCH_CUSTOMERS = env_int("SCORE_PRUNE_BATCH_CUSTOMERS", 5000)
+if SCORE_PRUNE_BATCH_CUSTOMERS < 1:
+    raise ImproperlyConfigured("SCORE_PRUNE_BATCH_CUSTOMERS must be at least 1")
+# Before the 05:00 daily job, so pruning and scoring do not compete for the database.
+CELERY_BEAT_SCHEDULE["crm.scores_prune"] = {"task": "crm.scores_prune", "schedule": crontab(hour=3, minute=30)}

@@ -11,6 +11,7 @@ import datetime as dt
 from celery import shared_task
 from django.conf import settings
 
+from crm_plugin.scoring.retention import churn_scores_prune
 from crm_plugin.scoring.services import churn_scores_compute_chunk, model_train_all, scoring_run_fail, scoring_run_finish
 
 
@@ -45,3 +46,9 @@ def train_models(as_of: str | None = None, families: list[str] | None = None,
 @shared_task(name="mlcore.train_weekly")
 def train_weekly() -> list[int]:
     return train_models(families=list(settings.ML_TRAIN_FAMILIES), max_train_minutes=settings.ML_BERT_MAX_TRAIN_MINUTES)
+
+
+@shared_task(name="crm.scores_prune")
+def scores_prune() -> str:
+    """Beat, daily: thin old score history to a score a week (crm_plugin/scoring/retention.py)."""
+    return str(churn_scores_prune())
