@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.db.models import FloatField, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
@@ -211,12 +212,15 @@ def next_best_action_model(*, as_of: datetime | None = None, outcome_days: int |
 
 
 def _customer_rows(customers: list[Customer]) -> pd.DataFrame:
+    # The newest score per customer by one index probe each, not their whole history (a row a day).
+    newest = ChurnScore.objects.filter(customer_id=OuterRef("pk")).order_by("-as_of", "-pk").values("probability")[:1]
     latest = {}
-    for cid, probability in (ChurnScore.objects.filter(customer__in=customers)
-                             .order_by("customer_id", "-as_of", "-pk").values_list("customer_id", "probability")):
-        latest.setdefault(cid, probability)
+    ids = [c.pk for c in customers]
+    for start in range(0, len(ids), 2000):
+        latest.update(Customer.objects.filter(pk__any_of=ids[start:start + 2000])
+                      .annotate(p=Subquery(newest, output_field=FloatField())).values_list("pk", "p"))
     return pd.DataFrame({
-        "probability": [latest.get(c.pk, np.nan) for c in customers],
+        "probability": [np.nan if latest.get(c.pk) is None else latest[c.pk] for c in customers],
         "value": [float(c.value or 0) for c in customers],
         "segment": [c.segment or "" for c in customers],
     })
