@@ -104,7 +104,7 @@ def main() -> None:
     from django.test import Client
 
     from crm_plugin.models import Customer
-    from crm_plugin.loop.selectors import loop_data_fingerprint
+    from crm_plugin.loop.report import loop_data_fingerprint
 
     if args.rebuild or not Customer.objects.exists():
         _build(args.customers, args.alerts)
