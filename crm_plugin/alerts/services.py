@@ -84,10 +84,16 @@ EPSILON = 1e-9
 
 
 def _day_scores(as_of: datetime):
-    """One score per customer at `as_of`: the newest row when several model versions scored that day."""
-    newer = ChurnScore.objects.filter(customer_id=OuterRef("customer_id"), as_of=as_of).filter(
-        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk")))
-    return ChurnScore.objects.filter(as_of=as_of).filter(~Exists(newer))
+    """One score per customer at `as_of`: the newest row when several model versions scored that day.
+
+    A scalar subquery that walks the (customer, as_of) index from `as_of` down and stops at the first
+    row, not NOT EXISTS or `as_of = %s` in the subquery: on a young shop PostgreSQL's statistics know
+    no rows for the new day, and it then compared every pair of the day's scores (44 s for 10,000
+    customers instead of milliseconds; quadratic in the customers).
+    """
+    newest = (ChurnScore.objects.filter(customer_id=OuterRef("customer_id"), as_of__lte=as_of)
+              .order_by("-as_of", "-created_at", "-pk").values("pk")[:1])
+    return ChurnScore.objects.filter(as_of=as_of, pk=Subquery(newest))
 
 
 def _score_facts(as_of: datetime):
