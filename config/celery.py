@@ -9,7 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("churn")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()  # each installed app's tasks.py
-app.autodiscover_tasks(["crm_plugin.scoring"])  # crm_plugin keeps its tasks with the concept they serve
+app.autodiscover_tasks(["crm_plugin.scoring", "crm_plugin.loop"])  # crm_plugin keeps its tasks with the concept they serve
 
 
 @app.task(name="config.ping")

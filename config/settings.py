@@ -253,6 +253,8 @@ CELERY_BEAT_SCHEDULE = {
     # Hourly is enough: a follow-up or an escalation is created once (idempotency keys).
     "churnbot.follow_ups_send": {"task": "churnbot.follow_ups_send", "schedule": 3600},
     "churnbot.escalations_send": {"task": "churnbot.escalations_send", "schedule": 3600},
+    # Before the 05:00 daily job, so pruning and scoring do not compete for the database.
+    "crm.scores_prune": {"task": "crm.scores_prune", "schedule": crontab(hour=3, minute=30)},
     "mlcore.train_weekly": {"task": "mlcore.train_weekly", "schedule": crontab(day_of_week="sun", hour=2, minute=0)},
 }
 
@@ -280,6 +282,13 @@ CHURN_BAND_MEDIUM = env.float("CHURN_BAND_MEDIUM", 0.3)
 require(0 < CHURN_BAND_MEDIUM < CHURN_BAND_HIGH < 1, "need 0 < CHURN_BAND_MEDIUM < CHURN_BAND_HIGH < 1")
 # Customers per scoring task.
 SCORE_CHUNK_SIZE = env.int("SCORE_CHUNK_SIZE", 2000)
+# Score retention (crm_plugin/scoring/retention.py): every daily score for SCORE_KEEP_DAILY_DAYS
+# before a customer's latest score, then the last score of each week; scores alerts point at and
+# the latest are always kept. At least 7 days (the 7-day change) and ALERT_SHARP_RISE_DAYS.
+SCORE_KEEP_DAILY_DAYS = env.int("SCORE_KEEP_DAILY_DAYS", 90)
+# Customers per pruning transaction: short locks, flat memory.
+SCORE_PRUNE_BATCH_CUSTOMERS = env.int("SCORE_PRUNE_BATCH_CUSTOMERS", 5000)
+require(SCORE_PRUNE_BATCH_CUSTOMERS >= 1, "SCORE_PRUNE_BATCH_CUSTOMERS must be at least 1")
 # A scoring run with no chunk finished for this long has stopped (its worker died): it is marked
 # failed when the next run starts, and `run_daily` stops waiting for it.
 SCORING_LEASE_SECONDS = env.int("SCORING_LEASE_SECONDS", 900)
@@ -363,6 +372,8 @@ ALERT_NOT_A_RISK_DAYS = env.int("ALERT_NOT_A_RISK_DAYS", 90)
 # churned by our own definition. 0 alerts lapsed customers too.
 ALERT_MAX_DAYS_SINCE_ORDER = env.int("ALERT_MAX_DAYS_SINCE_ORDER", CHURN_HORIZON_DAYS)
 require(0 < ALERT_SHARP_RISE < 1, "ALERT_SHARP_RISE must be between 0 and 1")
+require(SCORE_KEEP_DAILY_DAYS >= max(7, ALERT_SHARP_RISE_DAYS),
+        "SCORE_KEEP_DAILY_DAYS must be at least 7 and at least ALERT_SHARP_RISE_DAYS")
 require(ALERT_MAX_DAYS_SINCE_ORDER >= 0, "ALERT_MAX_DAYS_SINCE_ORDER must be 0 (no limit) or a number of days")
 # An alert nobody acted on within CHURN_ESCALATION_DAYS escalates once to the owner's manager
 # (DM), or to CHURN_ESCALATION_CHANNEL when set (a Slack channel id such as C012AB3CD).

@@ -372,3 +372,23 @@ class RiskFeedback(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class LoopSnapshot(models.Model):
+    """The closed loop computed once and read by every page and Slack: the report (lift, funnel,
+    next-best-action evidence) and the fitted next-best-action model.
+
+    Written by the daily job and by a refresh task when the loop's data changed; reading every
+    alert episode and fitting the model took seconds, too slow for a web request.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    as_of = models.DateTimeField(help_text="Episodes known by then were used.")
+    fingerprint = models.CharField(max_length=40, help_text="The loop's data and settings it was computed from.")
+    report = models.JSONField(default=dict)
+    model = models.BinaryField(help_text="The fitted next-best-action model (pickle), signed with the SECRET_KEY.")
+    model_signature = models.CharField(max_length=128)
+    seconds = models.FloatField(default=0, help_text="Time it took to compute.")
+
+    class Meta:
+        ordering = ["-created_at"]

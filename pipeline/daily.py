@@ -4,7 +4,8 @@
 2. scores for every customer: chunks as a Celery chord on the `score` queue;
 3. when the chord's callback has closed the run (committed), `daily_after_scoring`: the alert
    policy over the run's scores, escalations of unanswered alerts, follow-up questions that are
-   due, and delivery of everything pending (Slack, or the console without a token).
+   due, delivery of everything pending (Slack, or the console without a token), and the closed
+   loop (lift, funnel, next-best-action model) computed and stored for the pages and Slack.
 
 With a broker, step 3 is chained after the chord, so a worker runs it when scoring finishes;
 `run_daily` waits for it (bounded), beat does not. In-process (eager) everything runs in order.
@@ -24,6 +25,7 @@ from django.utils import timezone
 from churnbot.tasks import alerts_queue_pending
 from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
 from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
+from crm_plugin.loop.services import closed_loop_refresh
 from crm_plugin.scoring.services import champion_get, churn_scores_riskiest, model_train_all
 from crm_plugin.scoring.runs import scoring_run_start, scoring_run_wait
 
@@ -60,8 +62,11 @@ def daily_after_scoring(*, run_id: int, say: Callable[[str], None] = _quiet) -> 
         say(f"escalations: {escalations.escalated}, follow-up questions: {len(follow_ups)}")
     queued = alerts_queue_pending()  # in-process, the console backend prints each DM here
     say(f"alerts to deliver: {queued}")
+    # After the policy and escalations (their alerts are in the funnel): the lift, the funnel and
+    # the fitted next-best-action model that pages and Slack read, so none of them computes it.
+    loop = closed_loop_refresh()
     return {"run": run.pk, "policy": str(policy), "escalated": escalations.escalated,
-            "follow_ups": len(follow_ups), "queued": queued}
+            "follow_ups": len(follow_ups), "queued": queued, "loop_seconds": loop.seconds}
 
 
 def daily_job_run(*, then: Signature, as_of: dt.datetime | None = None, stdout=None,

@@ -9,12 +9,14 @@ falls inside an earlier episode of the same customer belongs to that episode.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.db.models import Count, FloatField, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
@@ -137,11 +139,11 @@ def _lift_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def retention_lift_measured(*, as_of: datetime | None = None, outcome_days: int | None = None,
-                            confidence: float = 0.95) -> LiftBreakdown:
+                            confidence: float = 0.95, episodes: pd.DataFrame | None = None) -> LiftBreakdown:
     """Churn of alerted vs held-out customers: overall (randomised), per action (standardised on
     segment, since managers choose actions by segment) and per segment, each with its interval or
     the reason there is not enough data yet."""
-    frame = alert_episodes(as_of=as_of, outcome_days=outcome_days)
+    frame = alert_episodes(as_of=as_of, outcome_days=outcome_days) if episodes is None else episodes
     frame = _lift_frame(frame) if len(frame) else pd.DataFrame({c: [] for c in ("is_control", "churned", "action", "segment")})
     if not len(frame):
         frame = frame.astype({"is_control": bool, "churned": int})
@@ -171,9 +173,12 @@ class FunnelRow:
         return {**self.__dict__, "acted_share": self.acted_share}
 
 
-def alert_funnel_by_owner(*, as_of: datetime | None = None, outcome_days: int | None = None) -> list[FunnelRow]:
-    """Alert -> action -> outcome per owner (delivered alerts only; held-out ones are nobody's to act on)."""
-    frame = alert_episodes(as_of=as_of, outcome_days=outcome_days, known_only=False)
+def alert_funnel_by_owner(*, as_of: datetime | None = None, outcome_days: int | None = None,
+                          episodes: pd.DataFrame | None = None) -> list[FunnelRow]:
+    """Alert -> action -> outcome per owner (delivered alerts only; held-out ones are nobody's to act on).
+
+    `episodes`: `alert_episodes(known_only=False)` already read by the caller."""
+    frame = alert_episodes(as_of=as_of, outcome_days=outcome_days, known_only=False) if episodes is None else episodes
     names = dict(AccountOwner.objects.values_list("pk", "name"))
     if not len(frame):
         return []
@@ -196,9 +201,11 @@ def alert_funnel_by_owner(*, as_of: datetime | None = None, outcome_days: int | 
 
 
 def next_best_action_model(*, as_of: datetime | None = None, outcome_days: int | None = None,
-                           learner: str = NBA_LEARNER) -> NextBestActionModel:
-    """A next-best-action model fitted on every known episode (actions vs the held-out group)."""
-    frame = alert_episodes(as_of=as_of, outcome_days=outcome_days)
+                           learner: str = NBA_LEARNER, episodes: pd.DataFrame | None = None) -> NextBestActionModel:
+    """A next-best-action model fitted on every known episode (actions vs the held-out group).
+
+    `episodes`: the known episodes (`alert_episodes()`) already read by the caller."""
+    frame = alert_episodes(as_of=as_of, outcome_days=outcome_days) if episodes is None else episodes
     rule = EvidenceRule(min_treated=settings.UPLIFT_MIN_N, min_control=settings.UPLIFT_MIN_N,
                         min_events=settings.UPLIFT_MIN_EVENTS)
     model = NextBestActionModel(feature_columns=NBA_FEATURES, rule=rule, learner=learner, action_labels=ACTION_LABELS)
@@ -211,12 +218,15 @@ def next_best_action_model(*, as_of: datetime | None = None, outcome_days: int |
 
 
 def _customer_rows(customers: list[Customer]) -> pd.DataFrame:
+    # The newest score per customer by one index probe each, not their whole history (a row a day).
+    newest = ChurnScore.objects.filter(customer_id=OuterRef("pk")).order_by("-as_of", "-pk").values("probability")[:1]
     latest = {}
-    for cid, probability in (ChurnScore.objects.filter(customer__in=customers)
-                             .order_by("customer_id", "-as_of", "-pk").values_list("customer_id", "probability")):
-        latest.setdefault(cid, probability)
+    ids = [c.pk for c in customers]
+    for start in range(0, len(ids), 2000):
+        latest.update(Customer.objects.filter(pk__any_of=ids[start:start + 2000])
+                      .annotate(p=Subquery(newest, output_field=FloatField())).values_list("pk", "p"))
     return pd.DataFrame({
-        "probability": [latest.get(c.pk, np.nan) for c in customers],
+        "probability": [np.nan if latest.get(c.pk) is None else latest[c.pk] for c in customers],
         "value": [float(c.value or 0) for c in customers],
         "segment": [c.segment or "" for c in customers],
     })
@@ -244,11 +254,23 @@ def recommendation_payload(recommendation: Recommendation) -> dict:
             "evidence": recommendation.evidence_text, "method": recommendation.method}
 
 
-def closed_loop_report(*, as_of: datetime | None = None, outcome_days: int | None = None) -> dict:
-    """Everything the model report / API shows about the loop, JSON-ready."""
-    lift = retention_lift_measured(as_of=as_of, outcome_days=outcome_days)
-    model = next_best_action_model(as_of=as_of, outcome_days=outcome_days)
-    return {
+def _known(episodes: pd.DataFrame) -> pd.DataFrame:
+    """What `alert_episodes(known_only=True)` returns, from the full frame."""
+    if not len(episodes):
+        return episodes
+    return episodes[episodes["outcome_known"].astype(bool)].reset_index(drop=True)
+
+
+def closed_loop_compute(*, as_of: datetime | None = None,
+                        outcome_days: int | None = None) -> tuple[dict, NextBestActionModel]:
+    """The report (as `closed_loop_report`) and the fitted next-best-action model, reading the
+    episodes once: the lift, the model and the funnel each read them, and that read is most of the cost."""
+    as_of = as_of or timezone.now()
+    episodes = alert_episodes(as_of=as_of, outcome_days=outcome_days, known_only=False)
+    known = _known(episodes)
+    lift = retention_lift_measured(as_of=as_of, outcome_days=outcome_days, episodes=known)
+    model = next_best_action_model(as_of=as_of, outcome_days=outcome_days, episodes=known)
+    report = {
         "outcome_days": _outcome_days(outcome_days),
         "control_share": settings.CONTROL_GROUP_SHARE,
         "lift": lift.as_dict(),
@@ -257,6 +279,28 @@ def closed_loop_report(*, as_of: datetime | None = None, outcome_days: int | Non
             "by_action": {a: e.summary(ACTION_LABELS.get(a, a)) for a, e in lift.by_action.items()},
             "by_segment": {s: e.summary(f"alerted {s or 'no segment'}") for s, e in lift.by_segment.items()},
         },
-        "funnel": [row.as_dict() for row in alert_funnel_by_owner(as_of=as_of, outcome_days=outcome_days)],
+        "funnel": [row.as_dict() for row in alert_funnel_by_owner(as_of=as_of, outcome_days=outcome_days,
+                                                                  episodes=episodes)],
         "next_best_action_evidence": model.evidence_summary(),
     }
+    return report, model
+
+
+def closed_loop_report(*, as_of: datetime | None = None, outcome_days: int | None = None) -> dict:
+    """Everything the model report / API shows about the loop, JSON-ready."""
+    return closed_loop_compute(as_of=as_of, outcome_days=outcome_days)[0]
+
+
+def loop_data_fingerprint() -> str:
+    """Changes when an alert or an action is added or an outcome recorded (2 small queries), or a
+    loop setting changes: what the report and the next-best-action model are computed from."""
+    alerts = Alert.objects.aggregate(last=Max("pk"), n=Count("pk"))
+    actions = Intervention.objects.aggregate(
+        last=Max("pk"), n=Count("pk"), last_outcome=Max("outcome_at"),
+        churned=Count("pk", filter=Q(outcome=Intervention.Outcome.CHURNED)),
+        retained=Count("pk", filter=Q(outcome=Intervention.Outcome.RETAINED)),
+    )
+    loop_settings = (settings.CHURN_OUTCOME_DAYS, settings.CHURN_ESCALATION_DAYS, settings.CONTROL_GROUP_SHARE,
+                     settings.UPLIFT_MIN_N, settings.UPLIFT_MIN_EVENTS)
+    raw = repr((sorted(alerts.items()), sorted(actions.items()), loop_settings))
+    return hashlib.sha1(raw.encode()).hexdigest()

@@ -5,13 +5,14 @@ The numbers come from the same services as `GET /api/lift/` and the Slack card
 may see what and turns the results into rows a template can print without arithmetic.
 
 Reading every alert episode and fitting the next-best-action model takes seconds once there
-are thousands of alerts, too slow for every page view. The report and the fitted model are
-therefore cached, keyed on a fingerprint of the data they are built from (alerts, actions,
-recorded outcomes and the loop settings), so a new alert, action or outcome is reflected on
-the next request. Orders are left out on purpose: they arrive all day, and an order only
-changes a result once its outcome window has closed, i.e. as time passes. What the
-fingerprint cannot see (windows closing, a late-imported order, an edited segment) waits at
-most `LOOP_CACHE_SECONDS`.
+are thousands of alerts, too slow for any page view. They are computed ahead - by the daily job,
+and by a queued refresh when the data they are built from changed (alerts, actions, recorded
+outcomes and the loop settings: `loop_data_fingerprint`) - and stored (`LoopSnapshot`); pages
+and Slack read the stored result, kept per process until the fingerprint changes. Orders are
+left out of the fingerprint on purpose: they arrive all day, and an order only changes a result
+once its outcome window has closed, i.e. as time passes. What the fingerprint cannot see
+(windows closing, a late-imported order, an edited segment) is refreshed once a stored result is
+older than `LOOP_CACHE_SECONDS`.
 """
 from __future__ import annotations
 
@@ -21,35 +22,19 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Count, FloatField, Max, Q
+from django.utils import timezone
+from django.db.models import FloatField, Max
 from django.db.models.functions import Cast
 
-from crm_plugin.models import Alert, ChurnScore, Customer, Intervention
+from crm_plugin.models import ChurnScore, Customer, LoopSnapshot
 from crm_plugin.customers.selectors import owner_for_user, user_sees_everyone
-from crm_plugin.loop.report import (
-    ACTION_LABELS,
-    closed_loop_report,
-    next_best_action_for,
-    next_best_action_model,
-)
+from crm_plugin.loop.report import ACTION_LABELS, loop_data_fingerprint, next_best_action_for
+from crm_plugin.loop.services import closed_loop_refresh, loop_snapshot_model
+from crm_plugin.loop.tasks import loop_refresh
 from mlcore.profit import ThresholdChoice, profit_threshold
 from mlcore.uplift import NextBestActionModel
 
 LOOP_CACHE_SECONDS = 600
-
-
-def loop_data_fingerprint() -> str:
-    """Changes when an alert or an action is added or an outcome recorded (2 small queries)."""
-    alerts = Alert.objects.aggregate(last=Max("pk"), n=Count("pk"))
-    actions = Intervention.objects.aggregate(
-        last=Max("pk"), n=Count("pk"), last_outcome=Max("outcome_at"),
-        churned=Count("pk", filter=Q(outcome=Intervention.Outcome.CHURNED)),
-        retained=Count("pk", filter=Q(outcome=Intervention.Outcome.RETAINED)),
-    )
-    loop_settings = (settings.CHURN_OUTCOME_DAYS, settings.CHURN_ESCALATION_DAYS, settings.CONTROL_GROUP_SHARE,
-                     settings.UPLIFT_MIN_N, settings.UPLIFT_MIN_EVENTS)
-    raw = repr((sorted(alerts.items()), sorted(actions.items()), loop_settings))
-    return hashlib.sha1(raw.encode()).hexdigest()
 
 
 def _cached(name: str, fingerprint: str, build):
@@ -61,14 +46,45 @@ def _cached(name: str, fingerprint: str, build):
     return value
 
 
+def _snapshot_for(fingerprint: str) -> LoopSnapshot:
+    """The stored closed loop for the data as it is now, or the newest one while a refresh is queued.
+
+    Stale (the data changed) or older than LOOP_CACHE_SECONDS (outcome windows close as time
+    passes): a refresh is queued once per process and change, and this request gets what is
+    stored. In-process (no broker: a laptop, the tests) the refresh runs right here, so the answer
+    is current. With nothing stored yet (before the first daily job) it is computed here, once.
+    """
+    newest = LoopSnapshot.objects.order_by("-pk").first()
+    old = newest is not None and (timezone.now() - newest.created_at).total_seconds() > LOOP_CACHE_SECONDS
+    if newest is not None and newest.fingerprint == fingerprint and not old:
+        return newest
+    if cache.add(f"crm:loop:refresh-queued:{fingerprint}:{newest.pk if newest else 0}", True, LOOP_CACHE_SECONDS):
+        loop_refresh.delay(asked_at=timezone.now().isoformat())
+        newest = LoopSnapshot.objects.order_by("-pk").first()  # the refresh itself, when it ran in-process
+    if newest is None:  # nothing stored yet and the worker has not got to it: this once, here
+        newest = closed_loop_refresh()
+    return newest
+
+
+def _loop_current() -> tuple[dict, NextBestActionModel]:
+    """(report, fitted model), kept in this process until the loop's data changes."""
+    fingerprint = loop_data_fingerprint()
+
+    def build():
+        snapshot = _snapshot_for(fingerprint)
+        return snapshot.report, loop_snapshot_model(snapshot=snapshot)
+
+    return _cached("snapshot", fingerprint, build)
+
+
 def closed_loop_report_cached() -> dict:
-    """`closed_loop_report()` (the `/api/lift/` payload), rebuilt when the loop's data changes."""
-    return _cached("report", loop_data_fingerprint(), closed_loop_report)
+    """`closed_loop_report()` (the `/api/lift/` payload) as stored by the daily job or the last refresh."""
+    return _loop_current()[0]
 
 
 def next_best_action_model_cached() -> NextBestActionModel:
-    """The fitted next-best-action model of `closed_loop.next_best_action_model()`, rebuilt when the data changes."""
-    return _cached("nba-model", loop_data_fingerprint(), next_best_action_model)
+    """The next-best-action model as fitted by the daily job or the last refresh (never in the request)."""
+    return _loop_current()[1]
 
 
 def loop_report_visible(*, user: AbstractBaseUser) -> bool:

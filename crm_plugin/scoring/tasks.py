@@ -11,6 +11,7 @@ import datetime as dt
 from celery import shared_task
 from django.conf import settings
 
+from crm_plugin.scoring.retention import churn_scores_prune
 from crm_plugin.scoring.services import (
     churn_scores_compute_chunk, events_encoder_pretrain, model_train_all, scoring_run_fail, scoring_run_finish,
 )
@@ -53,3 +54,9 @@ def train_weekly() -> list[int]:
 def train_events_encoder(as_of: str | None = None, max_train_minutes: float | None = None) -> int:
     """Masked-event pretraining of the behaviour BERT on every customer (queue `train`); returns the version id."""
     return events_encoder_pretrain(as_of=as_of_from_text(as_of), max_train_minutes=max_train_minutes).pk
+
+
+@shared_task(name="crm.scores_prune")
+def scores_prune() -> str:
+    """Beat, daily: thin old score history to a score a week (crm_plugin/scoring/retention.py)."""
+    return str(churn_scores_prune())

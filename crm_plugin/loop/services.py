@@ -1,0 +1,60 @@
+"""The closed loop computed ahead of the pages: the report and the next-best-action model, stored.
+
+Reading every alert episode and fitting the next-best-action model takes seconds on a large book
+(and grows with the alerts), so no web request or Slack command does it. The daily job stores a
+`LoopSnapshot` after the alert policy; when the loop's data changes during the day (an action
+logged, an outcome recorded) a request queues `crm.loop_refresh` and is answered from the
+snapshot it has meanwhile.
+"""
+from __future__ import annotations
+
+import pickle
+import time
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from crm_plugin.errors import CrmError
+from crm_plugin.loop.report import closed_loop_compute, loop_data_fingerprint
+from crm_plugin.models import LoopSnapshot
+from mlcore.uplift import NextBestActionModel
+
+SIGNING_SALT = "crm_plugin.loop.snapshot"
+# Older snapshots are deleted; a few are kept so a page reading one while a refresh lands is unaffected.
+SNAPSHOTS_KEPT = 3
+
+
+def _signature(data: bytes) -> str:
+    return salted_hmac(SIGNING_SALT, data, algorithm="sha256").hexdigest()
+
+
+def closed_loop_refresh(*, as_of: datetime | None = None) -> LoopSnapshot:
+    """Compute the closed-loop report and fit the next-best-action model once, and store both.
+
+    The fingerprint is taken before the data is read: a change while it is computed makes the new
+    snapshot stale at once (and so refreshed again) instead of being missed.
+    """
+    fingerprint = loop_data_fingerprint()
+    as_of = as_of or timezone.now()
+    started = time.perf_counter()
+    report, model = closed_loop_compute(as_of=as_of)
+    data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    with transaction.atomic():
+        snapshot = LoopSnapshot.objects.create(
+            as_of=as_of, fingerprint=fingerprint, report=report, model=data, model_signature=_signature(data),
+            seconds=round(time.perf_counter() - started, 3))
+        keep = LoopSnapshot.objects.order_by("-pk").values_list("pk", flat=True)[:SNAPSHOTS_KEPT]
+        LoopSnapshot.objects.exclude(pk__in=list(keep)).delete()
+    return snapshot
+
+
+def loop_snapshot_model(*, snapshot: LoopSnapshot) -> NextBestActionModel:
+    """The snapshot's fitted model. Only bytes signed with this deployment's SECRET_KEY are unpickled:
+    write access to the table alone must not be a way to run code in the web process."""
+    data = bytes(snapshot.model)
+    if not constant_time_compare(_signature(data), snapshot.model_signature):
+        raise CrmError(f"closed-loop snapshot #{snapshot.pk} fails its signature; it is ignored.",
+                       code="bad_signature")
+    return pickle.loads(data)  # noqa: S301 - signed above
