@@ -80,7 +80,7 @@ class Customer(models.Model):
     # Written with latest_score (scoring, in bulk, mlcore.lifecycle) so the worklist's tabs, `/churn top`
     # and the profit card filter on one indexed column instead of each customer's last order.
     lifecycle_stage = models.CharField(
-        max_length=16, choices=Stage.choices, blank=True, default="", editable=False,
+        max_length=16, choices=Stage.choices, blank=True, default="", db_default="", editable=False,
         help_text="New, active, at risk, lapsed (no order within the horizon) or won back; empty until scored.",
     )
     # Who moved the customer into the current owner's book, and when (reassignment by a manager).

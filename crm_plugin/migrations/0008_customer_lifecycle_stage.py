@@ -1,4 +1,5 @@
-# The lifecycle stage is stored with the scores (empty until the next scoring run writes it);
+# The lifecycle stage is stored with the scores (empty until the next scoring run writes it; a
+# database default too, because the importer inserts customers with its own SQL);
 # the owner assignment fields record who moved a customer between books, and when; a new outbox
 # kind tells the new owner.
 
@@ -18,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='customer',
             name='lifecycle_stage',
-            field=models.CharField(blank=True, choices=[('at_risk', 'At risk'), ('new', 'New'), ('active', 'Active'), ('won_back', 'Won back'), ('lapsed', 'Lapsed')], default='', editable=False, help_text='New, active, at risk, lapsed (no order within the horizon) or won back; empty until scored.', max_length=16),
+            field=models.CharField(blank=True, choices=[('at_risk', 'At risk'), ('new', 'New'), ('active', 'Active'), ('won_back', 'Won back'), ('lapsed', 'Lapsed')], db_default='', default='', editable=False, help_text='New, active, at risk, lapsed (no order within the horizon) or won back; empty until scored.', max_length=16),
         ),
         migrations.AddField(
             model_name='customer',
