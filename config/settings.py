@@ -422,5 +422,10 @@ if SCORE_KEEP_DAILY_DAYS < max(7, ALERT_SHARP_RISE_DAYS):
 SCORE_PRUNE_BATCH_CUSTOMERS = env_int("SCORE_PRUNE_BATCH_CUSTOMERS", 5000)
 if SCORE_PRUNE_BATCH_CUSTOMERS < 1:
     raise ImproperlyConfigured("SCORE_PRUNE_BATCH_CUSTOMERS must be at least 1")
+# How far beyond the daily window the daily beat task looks (older weeks were thinned before):
+# a day's pruning then costs about a day's rows. Four weeks ride out a pause of the beat.
+SCORE_PRUNE_LOOKBACK_DAYS = env_int("SCORE_PRUNE_LOOKBACK_DAYS", 28)
+if SCORE_PRUNE_LOOKBACK_DAYS < 7:
+    raise ImproperlyConfigured("SCORE_PRUNE_LOOKBACK_DAYS must be at least 7")
 # Before the 05:00 daily job, so pruning and scoring do not compete for the database.
 CELERY_BEAT_SCHEDULE["crm.scores_prune"] = {"task": "crm.scores_prune", "schedule": crontab(hour=3, minute=30)}
