@@ -7,7 +7,7 @@ alert on an old score) in its own database, then times
      SCORE_PRUNE_LOOKBACK_DAYS), which is what every day costs from then on.
 
     .venv/bin/python benchmarks/scores_prune.py --customers 10000 --days 200
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_bench_scale12_prune ...
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_bench_prune ...
 
 The database is rebuilt on every run: never point it at real data.
 """
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.benchdb import ensure_database, setup_django  # noqa: E402
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_scale12_prune"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_prune"
 
 
 def build(n_customers: int, days: int, start_offset: int = 1) -> None:
