@@ -9,9 +9,9 @@ Prints the time, scores/s and a fingerprint of the decisions (alert kind, status
 customer), so two versions of the policy can be compared for the same decisions.
 
     .venv/bin/python benchmarks/alert_policy.py --customers 100000 [--repeat 3] [--rebuild]
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_bench_scale12 ...
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_bench_policy ...
 
-The database (default churn_bench_scale12) is created if missing and rebuilt when its customer
+The database (default churn_bench_policy) is created if missing and rebuilt when its customer
 count differs or with --rebuild: never point it at real data.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.benchdb import ensure_database, setup_django  # noqa: E402
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_scale12"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_policy"
 DAYS = 8
 
 

@@ -1,7 +1,7 @@
 """Benchmark: one ordinary day of the whole product on PostgreSQL, every stage timed.
 
     .venv/bin/python benchmarks/daily_cycle.py --customers 10000 [--family bert] [--active-share 0.04]
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_bench_scale12 ...  (the default)
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_bench_daily ...  (the default)
 
 The shop (N customers, 8-14 events each over a year, 20 owners with Slack ids, a champion of
 --family, yesterday's scores) is built once into the database named by BENCH_DATABASE_URL, which
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.benchdb import ensure_database, setup_django  # noqa: E402
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_scale12"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_daily"
 N_OWNERS = 20
 
 

@@ -289,6 +289,10 @@ SCORE_KEEP_DAILY_DAYS = env.int("SCORE_KEEP_DAILY_DAYS", 90)
 # Customers per pruning transaction: short locks, flat memory.
 SCORE_PRUNE_BATCH_CUSTOMERS = env.int("SCORE_PRUNE_BATCH_CUSTOMERS", 5000)
 require(SCORE_PRUNE_BATCH_CUSTOMERS >= 1, "SCORE_PRUNE_BATCH_CUSTOMERS must be at least 1")
+# How far beyond the daily window the daily beat task looks (older weeks were thinned before):
+# a day's pruning then costs about a day's rows. Four weeks ride out a pause of the beat.
+SCORE_PRUNE_LOOKBACK_DAYS = env.int("SCORE_PRUNE_LOOKBACK_DAYS", 28)
+require(SCORE_PRUNE_LOOKBACK_DAYS >= 7, "SCORE_PRUNE_LOOKBACK_DAYS must be at least 7")
 # A scoring run with no chunk finished for this long has stopped (its worker died): it is marked
 # failed when the next run starts, and `run_daily` stops waiting for it.
 SCORING_LEASE_SECONDS = env.int("SCORING_LEASE_SECONDS", 900)

@@ -22,6 +22,7 @@ from crm_plugin.models import (
     EncoderCacheEntry,
     Event,
     Intervention,
+    LoopSnapshot,
     ModelVersion,
     RiskFeedback,
     ScoringRun,
@@ -295,6 +296,15 @@ class EncoderCacheEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="Embedding")
     def embedding_bytes(self, entry: EncoderCacheEntry) -> str:
         return f"{len(entry.embedding or b'')} bytes"
+
+
+@admin.register(LoopSnapshot)
+class LoopSnapshotAdmin(ReadOnlyAdmin):
+    """The stored closed loop (written by the daily job and refreshes): when and how long, for operators."""
+
+    list_display = ("created_at", "as_of", "seconds", "fingerprint")
+    exclude = ("model", "model_signature")
+    date_hierarchy = "created_at"
 
 
 @admin.register(BacktestRun)

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, FloatField, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, FloatField, Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin.customers.selectors import customer_list_visible_to

@@ -16,22 +16,25 @@ older than `LOOP_CACHE_SECONDS`.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.utils import timezone
-from django.db.models import FloatField, Max
-from django.db.models.functions import Cast
 
 from crm_plugin.models import ChurnScore, Customer, LoopSnapshot
 from crm_plugin.customers.selectors import owner_for_user, user_sees_everyone
-from crm_plugin.loop.report import ACTION_LABELS, loop_data_fingerprint, next_best_action_for
-from crm_plugin.loop.services import closed_loop_refresh, loop_snapshot_model
+from crm_plugin.loop.report import (
+    ACTION_LABELS,
+    ProfitReport,
+    loop_data_fingerprint,
+    next_best_action_for,
+    profit_fingerprint,
+    profit_threshold_build,
+)
+from crm_plugin.loop.services import LoopComputed, closed_loop_refresh, loop_snapshot_contents
 from crm_plugin.loop.tasks import loop_refresh
-from mlcore.profit import ThresholdChoice, profit_threshold
 from mlcore.uplift import NextBestActionModel
 
 LOOP_CACHE_SECONDS = 600
@@ -66,13 +69,13 @@ def _snapshot_for(fingerprint: str) -> LoopSnapshot:
     return newest
 
 
-def _loop_current() -> tuple[dict, NextBestActionModel]:
-    """(report, fitted model), kept in this process until the loop's data changes."""
+def _loop_current() -> tuple[dict, LoopComputed]:
+    """(report, fitted model and profit threshold), kept in this process until the loop's data changes."""
     fingerprint = loop_data_fingerprint()
 
     def build():
         snapshot = _snapshot_for(fingerprint)
-        return snapshot.report, loop_snapshot_model(snapshot=snapshot)
+        return snapshot.report, loop_snapshot_contents(snapshot=snapshot)
 
     return _cached("snapshot", fingerprint, build)
 
@@ -84,7 +87,7 @@ def closed_loop_report_cached() -> dict:
 
 def next_best_action_model_cached() -> NextBestActionModel:
     """The next-best-action model as fitted by the daily job or the last refresh (never in the request)."""
-    return _loop_current()[1]
+    return _loop_current()[1].model
 
 
 def loop_report_visible(*, user: AbstractBaseUser) -> bool:
@@ -218,13 +221,6 @@ def funnel_for_owner(*, user: AbstractBaseUser) -> list[FunnelView]:
 # --- where to draw the alert line --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProfitReport:
-    choice: ThresholdChoice
-    n_customers: int
-    threshold_in_use: float
-
-
 def profit_threshold_current() -> ProfitReport | None:
     """The profit-optimal alert threshold over the latest scores of the customers the alert policy
     can alert (every stage but lapsed: no order within the horizon gets no early warning), next to
@@ -233,32 +229,18 @@ def profit_threshold_current() -> ProfitReport | None:
     The alert policy alerts on entering the high band, so the line in use is CHURN_BAND_HIGH.
     Value at stake: `Customer.value` (yearly spend) × PROFIT_VALUE_SHARE; cost and success rate
     from PROFIT_ACTION_COST and PROFIT_SUCCESS_RATE. None when nobody has been scored yet.
-    Cached until a new score is written or the settings change (reading 100,000 scores takes ~0.4 s);
-    an edited customer value shows after at most LOOP_CACHE_SECONDS.
+    The daily job stores it with the closed loop (reading every latest score is linear in the
+    customers: ~0.4 s at 100,000); after a newer score or a settings change it is computed here
+    and kept in this process. An edited customer value shows after at most LOOP_CACHE_SECONDS.
     """
-    # Scoring writes new rows (a new newest id); a count would scan millions of score rows.
-    inputs = (ChurnScore.objects.aggregate(last=Max("pk"))["last"], settings.PROFIT_ACTION_COST, settings.PROFIT_SUCCESS_RATE,
-              settings.PROFIT_VALUE_SHARE, settings.CHURN_BAND_HIGH)
-    fingerprint = hashlib.sha1(repr(inputs).encode()).hexdigest()
-    report = _cached("profit", fingerprint, _profit_threshold_build)
+    fingerprint = profit_fingerprint()
+
+    def build():
+        stored = _loop_current()[1]
+        return stored.profit if stored.profit_fingerprint == fingerprint else profit_threshold_build()
+
+    report = _cached("profit", fingerprint, build)
     return report or None
-
-
-def _profit_threshold_build() -> ProfitReport | bool:
-    # Money as float here: the expected profit is an estimate, and 100,000 Decimals cost ~0.2 s.
-    rows = list(
-        Customer.objects.filter(latest_score__isnull=False).exclude(lifecycle_stage=Customer.Stage.LAPSED)
-        .values_list("latest_score__probability", Cast("value", FloatField()))
-    )
-    if not rows:
-        return False  # cached as "nobody scored yet" (None would mean "not cached")
-    probabilities = [p for p, _ in rows]
-    values = [v or 0.0 for _, v in rows]
-    choice = profit_threshold(
-        probabilities, values, action_cost=settings.PROFIT_ACTION_COST, success_rate=settings.PROFIT_SUCCESS_RATE,
-        value_horizon_share=settings.PROFIT_VALUE_SHARE, current_threshold=settings.CHURN_BAND_HIGH,
-    )
-    return ProfitReport(choice=choice, n_customers=len(rows), threshold_in_use=settings.CHURN_BAND_HIGH)
 
 
 # --- next-best action on the customer page ----------------------------------------------

@@ -51,12 +51,14 @@ class ScorePruneSummary:
                 f"{self.deleted}, kept {self.kept_alerted} that alerts point at")
 
 
-def _doomed_scores(customer_ids: list[int], daily_days: int) -> tuple[list[int], int, int]:
+def _doomed_scores(customer_ids: list[int], daily_days: int, lookback_days: int | None) -> tuple[list[int], int, int]:
     """Ids of scores these customers no longer need; (ids, examined, kept because of an alert)."""
-    older = ChurnScore.objects.filter(
-        customer_id__any_of=customer_ids,
-        as_of__lt=F("customer__latest_score__as_of") - timedelta(days=daily_days),
-    )
+    cutoff = F("customer__latest_score__as_of") - timedelta(days=daily_days)
+    older = ChurnScore.objects.filter(customer_id__any_of=customer_ids, as_of__lt=cutoff)
+    if lookback_days is not None:
+        # Weeks further back were thinned by earlier runs. Safe at any bound: a week with a row
+        # inside it has its last row inside it too, and only rows inside are candidates.
+        older = older.filter(as_of__gte=cutoff - timedelta(days=lookback_days))
     ranked = (
         older.annotate(
             # Newest first within the customer's week (in TIME_ZONE): rank 1 is the week's point.
@@ -102,11 +104,14 @@ def _delete(ids: list[int]) -> int:
 
 
 def churn_scores_prune(*, daily_days: int | None = None, batch_customers: int | None = None,
-                       dry_run: bool = False) -> ScorePruneSummary:
+                       lookback_days: int | None = None, dry_run: bool = False) -> ScorePruneSummary:
     """Thin each customer's score history to one score a week beyond the daily window.
 
     Works through the customers in batches of `batch_customers`, one short transaction each, so
     scoring and the pages never wait on a long lock and memory stays flat at any shop size.
+    `lookback_days`: only look at scores up to that many days beyond the daily window (the daily
+    beat task: what crossed it since the last runs), so a day's pruning costs a day's rows and not
+    the whole history; None looks at everything (the first run, or after a long pause).
     Idempotent: a second run right after the first deletes nothing.
     """
     daily_days = settings.SCORE_KEEP_DAILY_DAYS if daily_days is None else daily_days
@@ -117,6 +122,8 @@ def churn_scores_prune(*, daily_days: int | None = None, batch_customers: int | 
     if daily_days < settings.ALERT_SHARP_RISE_DAYS:
         raise CrmError(f"Keep daily scores for at least ALERT_SHARP_RISE_DAYS ({settings.ALERT_SHARP_RISE_DAYS}) "
                        f"days, not {daily_days}.", code="invalid_days")
+    if lookback_days is not None and (not isinstance(lookback_days, int) or lookback_days < 7):
+        raise CrmError(f"Look back at least a week (7 days), not {lookback_days!r}.", code="invalid_days")
     if not isinstance(batch, int) or batch < 1:
         raise CrmError(f"A batch needs at least one customer, not {batch!r}.", code="invalid_batch")
     summary = ScorePruneSummary(dry_run=dry_run)
@@ -129,7 +136,7 @@ def churn_scores_prune(*, daily_days: int | None = None, batch_customers: int | 
             break
         last = ids[-1]
         with transaction.atomic():
-            doomed, examined, kept = _doomed_scores(ids, daily_days)
+            doomed, examined, kept = _doomed_scores(ids, daily_days, lookback_days)
             summary.customers += len(ids)
             summary.examined += examined
             summary.kept_alerted += kept

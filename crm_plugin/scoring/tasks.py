@@ -58,5 +58,6 @@ def train_events_encoder(as_of: str | None = None, max_train_minutes: float | No
 
 @shared_task(name="crm.scores_prune")
 def scores_prune() -> str:
-    """Beat, daily: thin old score history to a score a week (crm_plugin/scoring/retention.py)."""
-    return str(churn_scores_prune())
+    """Beat, daily: thin the scores that crossed the daily window lately to a score a week
+    (crm_plugin/scoring/retention.py); `manage.py scores_prune` looks at the whole history."""
+    return str(churn_scores_prune(lookback_days=settings.SCORE_PRUNE_LOOKBACK_DAYS))

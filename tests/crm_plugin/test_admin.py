@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from crm_plugin.loop.services import closed_loop_refresh
 from crm_plugin.models import (
     Alert,
     BacktestRun,
@@ -68,6 +69,7 @@ def shop():
                                        note="Called, will try a coupon")
     RiskFeedback.objects.create(customer=customer, alert=alert, kind=RiskFeedback.Kind.SNOOZE,
                                 until=timezone.now() + timedelta(days=7))
+    closed_loop_refresh()  # the stored closed loop (LoopSnapshot), as the daily job leaves it
     return {"customer": customer, "version": version, "score": score, "alert": alert, "intervention": intervention}
 
 

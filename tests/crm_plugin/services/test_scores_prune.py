@@ -144,3 +144,16 @@ def test_the_command_and_the_beat_task(version, capsys):
     assert "deleted" in scores_prune.delay().get()
     assert ChurnScore.objects.count() < 120
     assert Customer.objects.get(pk=customer.pk).latest_score.as_of == NOW
+
+
+def test_the_daily_lookback_thins_what_crossed_the_window_and_leaves_older_weeks_alone(version):
+    customer = CustomerFactory()
+    _history(customer, version, 200)
+    recent = churn_scores_prune(daily_days=90, lookback_days=14)
+    assert recent.examined == 14 and recent.deleted >= 10  # only days 91-104
+    older = [a for a in _as_ofs(customer) if a < NOW - timedelta(days=104)]
+    assert len(older) == 200 - 105  # untouched beyond the lookback
+    rest = churn_scores_prune(daily_days=90)
+    assert rest.deleted > 70
+    with pytest.raises(CrmError, match="at least a week"):
+        churn_scores_prune(lookback_days=3)

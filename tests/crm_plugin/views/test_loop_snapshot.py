@@ -9,7 +9,7 @@ from crm_plugin.errors import CrmError
 from crm_plugin.loop import report as loop_report_module
 from crm_plugin.loop import tasks as loop_tasks
 from crm_plugin.loop.report import closed_loop_report, loop_data_fingerprint
-from crm_plugin.loop.services import closed_loop_refresh, loop_snapshot_model
+from crm_plugin.loop.services import closed_loop_refresh, loop_snapshot_contents
 from crm_plugin.models import LoopSnapshot
 from tests.crm_plugin.views.builders import alerted_group, scored_customer
 from tests.crm_plugin.views.test_closed_loop_views import _loop_settings, loop, section, text_of  # noqa: F401
@@ -25,6 +25,7 @@ def _no_fitting(monkeypatch):
     monkeypatch.setattr(loop_report_module, "alert_episodes", refuse)
     monkeypatch.setattr(loop_report_module, "closed_loop_compute", refuse)
     monkeypatch.setattr("crm_plugin.loop.services.closed_loop_compute", refuse)
+    monkeypatch.setattr("crm_plugin.loop.selectors.profit_threshold_build", refuse)  # reads every latest score
 
 
 def test_the_refresh_stores_the_report_and_a_model_that_suggests_the_same(loop, ana, version):
@@ -32,7 +33,7 @@ def test_the_refresh_stores_the_report_and_a_model_that_suggests_the_same(loop, 
     assert snapshot.fingerprint == loop_data_fingerprint()
     assert snapshot.report == closed_loop_report(as_of=snapshot.as_of)
     customer = scored_customer(owner=ana, probabilities=[0.85], segment="regular", value="500.00", version=version)
-    model = loop_snapshot_model(snapshot=LoopSnapshot.objects.get(pk=snapshot.pk))
+    model = loop_snapshot_contents(snapshot=LoopSnapshot.objects.get(pk=snapshot.pk)).model
     fitted = loop_report_module.next_best_action_model(as_of=snapshot.as_of)
     assert model.recommend_many(loop_report_module._customer_rows([customer])) == \
         fitted.recommend_many(loop_report_module._customer_rows([customer]))
@@ -43,7 +44,9 @@ def test_report_customer_page_and_slack_read_the_stored_loop_without_fitting(cli
     closed_loop_refresh()  # what the daily job does after the alert policy
     _no_fitting(monkeypatch)
     client.force_login(maria.user)
-    assert "coupon 20.0% of 50" in text_of(section(client.get(REPORT).content.decode(), "lift"))
+    report = client.get(REPORT).content.decode()
+    assert "coupon 20.0% of 50" in text_of(section(report, "lift"))
+    assert "latest score of 1 customer." in text_of(section(report, "threshold"))
     client.force_login(ana.user)
     page = client.get(reverse("crm-customer", args=[customer.pk])).content.decode()
     assert "Suggested next step Coupon" in text_of(section(page, "next-action"))
@@ -80,7 +83,7 @@ def test_a_snapshot_that_fails_its_signature_is_not_unpickled(loop):
     snapshot = closed_loop_refresh()
     LoopSnapshot.objects.filter(pk=snapshot.pk).update(model=b"\x80\x04K\x01.")
     with pytest.raises(CrmError, match="fails its signature"):
-        loop_snapshot_model(snapshot=LoopSnapshot.objects.get(pk=snapshot.pk))
+        loop_snapshot_contents(snapshot=LoopSnapshot.objects.get(pk=snapshot.pk))
 
 
 def test_only_the_newest_snapshots_are_kept(ana, version):
