@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from mlcore.compare import N_BOOT, REFERENCE, paired_bootstrap
-from mlcore.compare import active_mask
+from mlcore.compare import N_BOOT, REFERENCE, active_mask, paired_bootstrap
 from mlcore.dataset import evaluation_summary, labelled_rows, training_rows
 from mlcore.errors import MlError, NotEnoughData
 from mlcore.metrics import curves, evaluate
