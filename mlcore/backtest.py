@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from mlcore.compare import N_BOOT, REFERENCE, paired_bootstrap
-from mlcore.compare import active_mask
+from mlcore.compare import N_BOOT, REFERENCE, active_mask, paired_bootstrap
 from mlcore.dataset import evaluation_summary, labelled_rows, training_rows
 from mlcore.errors import MlError, NotEnoughData
 from mlcore.metrics import curves, evaluate
@@ -121,9 +120,17 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         entry["valid_active_pr_auc"] = _round(trained.valid_metrics.get("active_pr_auc"))
         results["_scores"]["p"][name] = p
         entry["hit_time_budget"] = bool(trained.fit_report.hit_time_budget)
-        if "best_step" in (trained.fit_report.extra or {}):  # bert: 0 = fine-tuning never beat the probe
-            entry["steps"] = trained.fit_report.extra.get("steps")
-            entry["best_step"] = trained.fit_report.extra["best_step"]
+        extra = trained.fit_report.extra or {}
+        if "best_step" in extra:  # bert families: 0 = fine-tuning never beat the probe it starts from
+            entry["steps"] = extra.get("steps")
+            entry["best_step"] = extra["best_step"]
+            entry["validations"] = extra.get("validations")
+        if "fold_best_steps" in extra:  # stacked: the fold models' best steps, and how the trees used them
+            entry["fold_best_steps"] = extra["fold_best_steps"]
+        if (trained.params.get("pretraining") or extra.get("pretraining")):
+            pre = trained.params.get("pretraining") or extra.get("pretraining")
+            entry["pretraining"] = {k: pre.get(k) for k in ("steps", "epochs", "eval_loss_before", "eval_loss_after",
+                                                             "eval_loss_unigram")}
         entry["active"] = ({k: _round(v) for k, v in evaluate(y[active], p[active], w[active]).items()}
                            if active.any() else {})
         entry.update(curves(y, p, w))
@@ -133,7 +140,15 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         say(f"{name}: ROC-AUC {_fmt(entry['roc_auc'])}, PR-AUC {_fmt(entry['pr_auc'])}, lift@10% "
             f"{_fmt(entry['lift_at_10pct'])}, capture@10% {_fmt(entry['capture_at_10pct'])}, Brier {_fmt(entry['brier'])}, "
             f"ECE {_fmt(entry['ece'])}; active: ROC-AUC {_fmt(entry['active'].get('roc_auc'))}, PR-AUC "
-            f"{_fmt(entry['active'].get('pr_auc'))}; train {entry['train_seconds']:.0f}s, total {seconds:.0f}s")
+            f"{_fmt(entry['active'].get('pr_auc'))}; train {entry['train_seconds']:.0f}s, total {seconds:.0f}s"
+            + (f"; steps {entry['steps']}, best step {entry['best_step']}, {entry['validations']} validations"
+               if "best_step" in entry else ""))
+        if entry.get("pretraining"):
+            pre = entry["pretraining"]
+            say(f"  {name} pretraining: {pre['steps']} steps ({pre['epochs']} epochs), held-out masked-event loss "
+                f"{pre['eval_loss_before']} -> {pre['eval_loss_after']} (field frequencies {pre['eval_loss_unigram']})")
+        if entry.get("fold_best_steps"):
+            say(f"  {name} fold models' best steps: {entry['fold_best_steps']}")
     if errors and len(errors) == len(families):
         raise errors[0]
     if not keep_scores:

@@ -135,6 +135,7 @@ def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
                                                    **overrides)), extra
     from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
 
+    started = time.perf_counter()
     half = minutes / 2 if minutes else None
     arch = {k: overrides[k] for k in ("layers", "hidden", "heads", "max_events", "batch_size") if k in overrides}
     out = Path(tempfile.mkdtemp(prefix="events-mlm-", dir=options.work_dir)) / "encoder"
@@ -143,7 +144,9 @@ def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
     report, _ = pretrain_events(unlabelled_sequences(train, valid), out_dir=out,
                                 config=EventPretrainConfig(max_train_minutes=half, seed=options.seed, **arch))
     extra["pretraining"] = report.to_dict()
-    model = BehaviourBertFamily(BehaviourConfig(max_train_minutes=half, seed=options.seed, pretrained_path=str(out),
+    # Fine-tuning gets what is left of the whole budget (pretraining's own overheads included).
+    left = max(0.1 * minutes, minutes - (time.perf_counter() - started) / 60) if minutes else None
+    model = BehaviourBertFamily(BehaviourConfig(max_train_minutes=left, seed=options.seed, pretrained_path=str(out),
                                                 **overrides))
     import shutil
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVersion, ScoringRun
-from mlcore import dataset, metrics, registry
+from mlcore import dataset, registry
 from mlcore.compare import active_mask, choose_champion
 from mlcore.errors import MlError
 from mlcore.lifecycle import lifecycle_stages

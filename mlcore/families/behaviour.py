@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mlcore.event_tokens import MAX_EVENTS, N_FIELDS, PAD, VOCAB_SIZE
+from mlcore.event_tokens import MAX_EVENTS, PAD, VOCAB_SIZE
 from mlcore.families.base import FitReport, ProgressCallback, Rows
 from mlcore.metrics import pr_auc
 
