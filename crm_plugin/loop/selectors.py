@@ -16,12 +16,14 @@ older than `LOOP_CACHE_SECONDS`.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from crm_plugin.models import ChurnScore, Customer, LoopSnapshot
 from crm_plugin.customers.selectors import owner_for_user, user_sees_everyone
@@ -38,6 +40,9 @@ from crm_plugin.loop.tasks import loop_refresh
 from mlcore.uplift import NextBestActionModel
 
 LOOP_CACHE_SECONDS = 600
+# One immediate retry (a pooled connection gone stale); more would keep the page waiting.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+logger = logging.getLogger(__name__)
 
 
 def _cached(name: str, fingerprint: str, build):
@@ -62,7 +67,13 @@ def _snapshot_for(fingerprint: str) -> LoopSnapshot:
     if newest is not None and newest.fingerprint == fingerprint and not old:
         return newest
     if cache.add(f"crm:loop:refresh-queued:{fingerprint}:{newest.pk if newest else 0}", True, LOOP_CACHE_SECONDS):
-        loop_refresh.delay(asked_at=timezone.now().isoformat())
+        try:
+            # Bounded like every publish from a request: a dead broker must not turn a page into a
+            # slow 500; the page then shows what is stored and the next daily job refreshes it.
+            loop_refresh.apply_async(kwargs={"asked_at": timezone.now().isoformat()}, ignore_result=True,
+                                     retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+        except BrokerError as exc:
+            logger.warning("broker unavailable, closed-loop refresh not queued (%s)", exc)
         newest = LoopSnapshot.objects.order_by("-pk").first()  # the refresh itself, when it ran in-process
     if newest is None:  # nothing stored yet and the worker has not got to it: this once, here
         newest = closed_loop_refresh()

@@ -56,7 +56,7 @@ def test_report_customer_page_and_slack_read_the_stored_loop_without_fitting(cli
 def test_with_a_broker_a_stale_loop_is_served_and_a_refresh_queued_once(client, maria, ana, loop, version, monkeypatch):
     closed_loop_refresh()
     queued = []
-    monkeypatch.setattr(loop_tasks.loop_refresh, "delay", lambda **kwargs: queued.append(kwargs))
+    monkeypatch.setattr(loop_tasks.loop_refresh, "apply_async", lambda **kwargs: queued.append(kwargs))
     # An outcome recorded since: the stored loop is stale, a worker would refresh it.
     from crm_plugin.models import Intervention
 
@@ -68,6 +68,24 @@ def test_with_a_broker_a_stale_loop_is_served_and_a_refresh_queued_once(client, 
     for _ in range(2):
         assert "coupon 20.0% of 50" in text_of(section(client.get(REPORT).content.decode(), "lift"))
     assert len(queued) == 1
+
+
+def test_with_the_broker_down_the_stored_loop_is_still_served(client, maria, loop, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from crm_plugin.models import Intervention
+
+    closed_loop_refresh()
+
+    def broker_down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(loop_tasks.loop_refresh, "apply_async", broker_down)
+    Intervention.objects.filter(outcome="retained").order_by("pk").first().delete()  # the data changed
+    _no_fitting(monkeypatch)
+    client.force_login(maria.user)
+    response = client.get(REPORT)
+    assert response.status_code == 200 and "coupon 20.0% of 50" in text_of(section(response.content.decode(), "lift"))
 
 
 def test_the_refresh_task_catches_up_and_skips_a_second_ask(loop):
