@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mlcore.event_pretrain import EventPretrainConfig, pretrain_events  # noqa: E402
+from mlcore.families.event_pretrain import EventPretrainConfig, pretrain_events  # noqa: E402
 from mlcore.event_tokens import FIELD_SIZES, FIELDS, MAX_EVENTS, OFFSETS  # noqa: E402
 from mlcore.families.base import Rows  # noqa: E402
 from mlcore.families.behaviour import BehaviourBertFamily, BehaviourConfig  # noqa: E402

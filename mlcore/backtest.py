@@ -188,19 +188,19 @@ def backtest_table(results: dict) -> str:
     if results.get("n_active"):
         lines.append(f"active customers (ordered within {results['horizon_days']} days before as_of: "
                      f"{results['n_active']}, churn rate {results['active_churn_rate']:.1%}):")
-        lines.append(f"  {head[0]:<14}" + "".join(f"{h:>10}" for h in head[1:-1]))
+        lines.append(f"  {head[0]:<22}" + "".join(f"{h:>10}" for h in head[1:-1]))
         for name, data in results["families"].items():
             if data.get("active"):
                 cells = [_fmt(data["active"].get(k)) for k in ACTIVE_FIRST_KEYS]
-                lines.append(f"  {name:<14}" + "".join(f"{c:>10}" for c in cells))
+                lines.append(f"  {name:<22}" + "".join(f"{c:>10}" for c in cells))
     lines.append(f"whole book ({results['n_customers']} customers, churn rate {results['churn_rate']:.1%}):")
-    lines.append(f"  {head[0]:<14}" + "".join(f"{h:>10}" for h in head[1:]))
+    lines.append(f"  {head[0]:<22}" + "".join(f"{h:>10}" for h in head[1:]))
     for name, data in results["families"].items():
         if "error" in data:
-            lines.append(f"  {name:<14}  failed: {data['error']}")
+            lines.append(f"  {name:<22}  failed: {data['error']}")
             continue
         cells = [_fmt(data.get(k)) for k in ACTIVE_FIRST_KEYS] + [f"{data.get('train_seconds') or 0:.0f}"]
-        lines.append(f"  {name:<14}" + "".join(f"{c:>10}" for c in cells))
+        lines.append(f"  {name:<22}" + "".join(f"{c:>10}" for c in cells))
     lines.append(f"as_of {results['as_of']}, horizon {results['horizon_days']} days")
     evaluation = results.get("evaluation") or {}
     if evaluation.get("left_out") or evaluation.get("held_out_weighted"):
@@ -294,13 +294,13 @@ def comparison_table(summary: dict) -> str:
              f"bootstrap interval ({comp['n_boot']} resamples of the customers of each date)"]
     for side, title in (("active", "active customers (the primary metric)"), ("all", "whole book")):
         lines.append(f"{title}:")
-        lines.append(f"  {'family':<16}{'PR-AUC':>9}{'ROC-AUC':>9}{'Brier':>8}{'ECE':>8}   difference to {ref} [95% CI]")
+        lines.append(f"  {'family':<24}{'PR-AUC':>9}{'ROC-AUC':>9}{'Brier':>8}{'ECE':>8}   difference to {ref} [95% CI]")
         for name, entry in comp["families"].items():
             m = entry[side]
             d = m.get("vs_reference")
             diff = "-" if name == ref else ("n/a" if not d else
                                             f"{d['diff']:+.4f} [{_signed(d['low'])} .. {_signed(d['high'])}]")
-            lines.append(f"  {name:<16}{_fmt(m.get('pr_auc')):>9}{_fmt(m.get('roc_auc')):>9}{_fmt(m.get('brier')):>8}"
+            lines.append(f"  {name:<24}{_fmt(m.get('pr_auc')):>9}{_fmt(m.get('roc_auc')):>9}{_fmt(m.get('brier')):>8}"
                          f"{_fmt(m.get('ece')):>8}   {diff}")
     for s in summary.get("skipped") or []:
         lines.append(f"skipped {s['as_of']}: {s['error']}")

@@ -107,3 +107,9 @@ def field_of_id() -> np.ndarray:
     for j, name in enumerate(FIELDS):
         out[OFFSETS[name]: OFFSETS[name] + FIELD_SIZES[name]] = j
     return out
+
+
+def unlabelled_sequences(*arrays: np.ndarray | None) -> np.ndarray:
+    """Every distinct event sequence of the given token arrays (e.g. training and validation rows'): no label is read."""
+    seqs = np.concatenate([a for a in arrays if a is not None])
+    return np.unique(seqs, axis=0) if len(seqs) < 200_000 else seqs

@@ -112,12 +112,6 @@ def validation_slices(valid: Rows) -> tuple[Rows, Rows, bool]:
     return valid.take(~calib), valid.take(calib), True
 
 
-def unlabelled_sequences(*parts: Rows) -> np.ndarray:
-    """Every distinct (customer, cutoff) event sequence of the given rows: pretraining reads no label."""
-    seqs = np.concatenate([p.events for p in parts if p.events is not None])
-    return np.unique(seqs, axis=0) if len(seqs) < 200_000 else seqs
-
-
 def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
     """The behaviour BERT; bert_events_pretrained first spends half the budget on masked-event pretraining."""
     from mlcore.families.behaviour import BehaviourBertFamily, BehaviourConfig
@@ -133,7 +127,8 @@ def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
         extra["pretrained_from"] = given_name or Path(given).name
         return BehaviourBertFamily(BehaviourConfig(max_train_minutes=minutes, seed=options.seed, pretrained_path=given,
                                                    **overrides)), extra
-    from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
+    from mlcore.event_tokens import unlabelled_sequences
+    from mlcore.families.event_pretrain import EventPretrainConfig, pretrain_events
 
     started = time.perf_counter()
     half = minutes / 2 if minutes else None
@@ -141,7 +136,7 @@ def _behaviour(name: str, train: Rows, valid: Rows, options: TrainOptions):
     out = Path(tempfile.mkdtemp(prefix="events-mlm-", dir=options.work_dir)) / "encoder"
     # Unlabelled: every customer's history at every training cutoff and at the validation cutoff
     # (all before as_of); labels are never read.
-    report, _ = pretrain_events(unlabelled_sequences(train, valid), out_dir=out,
+    report, _ = pretrain_events(unlabelled_sequences(train.events, valid.events), out_dir=out,
                                 config=EventPretrainConfig(max_train_minutes=half, seed=options.seed, **arch))
     extra["pretraining"] = report.to_dict()
     # Fine-tuning gets what is left of the whole budget (pretraining's own overheads included).

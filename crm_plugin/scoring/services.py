@@ -302,7 +302,8 @@ def events_encoder_pretrain(*, as_of: datetime | None = None, max_train_minutes:
     scores and is never champion. Training bert_events_pretrained and stacked starts from the
     latest one trained at or before their as_of.
     """
-    from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
+    # torch and transformers load only where pretraining runs (a train worker), not in every web process
+    from mlcore.families.event_pretrain import EventPretrainConfig, pretrain_events
 
     as_of = as_of_aware(as_of or last_event_day())
     as_of_check(as_of)

@@ -8,7 +8,7 @@ mean-pooled output joins the standardised numeric features in a wide-and-deep he
     features -> signed log1p -> (x - train mean) / train sd, clip +-5                     (d)
     logit = wide(d) + deep([h ; d])        wide starts as a logistic regression on the features
 
-The encoder can start from masked-event pretraining (mlcore.event_pretrain) instead of random.
+The encoder can start from masked-event pretraining (mlcore.families.event_pretrain) instead of random.
 Training plans its steps from the time budget after measuring a few, so the warmup + linear
 decay schedule reaches its peak and decays inside the budget, and the full validation set is
 scored at least `min_evals` times per run whatever the budget; early stopping keeps the best.

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from mlcore.event_tokens import PAD
+from mlcore.event_tokens import PAD, unlabelled_sequences
 from mlcore.families.base import FitReport, ProgressCallback, Rows
 from mlcore.families.behaviour import (
     BehaviourBertFamily, BehaviourConfig, EventEncoder, _trim, load_encoder_state,
 )
+from mlcore.families.event_pretrain import EventPretrainConfig, pretrain_events
 from mlcore.families.gbm import LightgbmFamily
 
 META_FILE = "stacked.json"
@@ -116,13 +117,10 @@ class StackedFamily:
         # (1) the label-free encoder: the registered pretraining, else masked-event pretraining now
         pretrain_report, scratch = None, None
         if not given:
-            from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
-            from mlcore.training import unlabelled_sequences
-
             shape = {k: events_cfg[k] for k in ("layers", "hidden", "heads", "max_events", "batch_size") if k in events_cfg}
             scratch = tempfile.TemporaryDirectory(prefix="stacked-mlm-")
             given = str(Path(scratch.name) / "enc")
-            report, _ = pretrain_events(unlabelled_sequences(train, valid), out_dir=given, config=EventPretrainConfig(
+            report, _ = pretrain_events(unlabelled_sequences(train.events, valid.events), out_dir=given, config=EventPretrainConfig(
                 max_train_minutes=budget * cfg.pretrain_share if budget else None, seed=cfg.seed, **shape))
             pretrain_report = report.to_dict()
         arch, state = load_encoder_state(given)

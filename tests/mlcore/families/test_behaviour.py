@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from mlcore.dataset import training_rows
-from mlcore.event_pretrain import EventPretrainConfig, pretrain_events
+from mlcore.families.event_pretrain import EventPretrainConfig, pretrain_events
 from mlcore.event_tokens import FIELDS, OFFSETS
 from mlcore.families.behaviour import BehaviourBertFamily, BehaviourConfig
 from tests.mlcore.synth import synth_frames
