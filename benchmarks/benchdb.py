@@ -2,7 +2,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from urllib.parse import urlparse
+
+
+def bench_database_url(default: str) -> str:
+    """BENCH_DATABASE_URL, else `default`. The benchmarks rebuild their database, so a name without
+    "bench" in it is refused rather than wiped."""
+    url = os.environ.get("BENCH_DATABASE_URL", default)
+    if "bench" not in urlparse(url).path:
+        sys.exit(f"refusing to rebuild {url!r}: the database name must contain 'bench'")
+    return url
 
 
 def ensure_database(url: str) -> None:

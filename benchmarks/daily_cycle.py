@@ -38,7 +38,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.benchdb import ensure_database, setup_django  # noqa: E402
+from benchmarks.benchdb import bench_database_url, ensure_database, setup_django  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_daily"
 N_OWNERS = 20
@@ -280,9 +280,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)  # the child that builds the template
     args = parser.parse_args()
-    template_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    if "bench" not in urlparse(template_url).path:
-        sys.exit(f"refusing to rebuild {template_url!r}: the database name must contain 'bench'")
+    template_url = bench_database_url(DEFAULT_URL)
     if args.build_only:
         setup_django(template_url)
         build(args)

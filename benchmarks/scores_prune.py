@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.benchdb import ensure_database, setup_django  # noqa: E402
+from benchmarks.benchdb import bench_database_url, ensure_database, setup_django  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/churn_bench_prune"
 
@@ -90,9 +90,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=200)
     args = parser.parse_args()
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    if "bench" not in url:
-        sys.exit(f"refusing to rebuild {url!r}: the database name must contain 'bench'")
+    url = bench_database_url(DEFAULT_URL)
     ensure_database(url)
     setup_django(url, migrate=True)
     from django.conf import settings
