@@ -40,10 +40,10 @@ demo: migrate
 serve: migrate
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-# The whole suite, in parallel (one test process per core; the tests that use the real Celery
-# worker share one process). Uses DATABASE_URL when set (CI sets PostgreSQL), else SQLite; the
+# The whole suite, in parallel: test modules spread over one process per core (the tests that use
+# the real Celery worker share one module, so one process). Uses DATABASE_URL when set (CI sets PostgreSQL), else SQLite; the
 # worker tests need Redis at $(TEST_BROKER) and PostgreSQL, and say so when absent.
-PYTEST := CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(TEST_BROKER)}" $(BIN)/python -m pytest -n auto --dist loadgroup
+PYTEST := CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(TEST_BROKER)}" $(BIN)/python -m pytest -n auto --dist loadfile
 test: setup-dev
 	$(PYTEST) $(PYTEST_ARGS)
 

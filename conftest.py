@@ -20,18 +20,6 @@ ROOT = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, every test that talks to the real Celery worker runs in one test process.
-
-    The worker is started once per test process and consumes a shared Redis database: two test
-    processes would each start one, and either worker could take the other's tasks (and write to
-    the other's test database).
-    """
-    for item in items:
-        if "celery_worker" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("celery_worker"))
-
-
 def service_missing(reason: str) -> None:
     """Skip the test (fail it under CI) because a service it needs is absent."""
     if IN_CI:
