@@ -149,7 +149,7 @@ def main() -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from crm_plugin.alerts.services import alert_policy_apply
+    from crm_plugin.alerts.policy import alert_policy_apply
     from crm_plugin.models import Alert, ChurnScore, Customer
 
     if args.rebuild or Customer.objects.count() != args.customers or not Alert.objects.filter(idempotency_key__startswith="bench-old-").exists():

@@ -173,7 +173,9 @@ def the_day(args, state: dict) -> dict:
     from django.utils import timezone
 
     from churnbot.tasks import alerts_queue_pending
-    from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
+    from crm_plugin.alerts.escalations import alert_escalations_create
+    from crm_plugin.alerts.follow_ups import alert_follow_ups_create
+    from crm_plugin.alerts.policy import alert_policy_apply
     from crm_plugin.events.importing import events_import_file
     from crm_plugin.loop.services import closed_loop_refresh
     from crm_plugin.models import Alert, Customer

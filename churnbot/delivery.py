@@ -25,13 +25,8 @@ from churnbot.console import CONSOLE_CHANNEL, console_post
 from churnbot.identity import slack_user_for_owner
 from churnbot.queries import alert_get, digest_items
 from crm_plugin.models import Alert
-from crm_plugin.alerts.services import (
-    AlertClaim,
-    alert_claim_for_delivery,
-    alert_ids_due_for_delivery,
-    alert_mark_failed,
-    alert_mark_sent,
-    alert_release,
+from crm_plugin.alerts.outbox import (
+    AlertClaim, alert_claim_for_delivery, alert_ids_due_for_delivery, alert_mark_failed, alert_mark_sent, alert_release,
 )
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner
-from crm_plugin.alerts.services import account_owner_link_slack
+from crm_plugin.customers.services import account_owner_link_slack
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,9 @@ from slack_sdk.errors import SlackApiError
 
 from churnbot.delivery import DeliveryDeferred, alert_deliver, alert_message_annotate
 from churnbot.enqueue import enqueue_many_after_commit
-from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create, alert_ids_due_for_delivery
+from crm_plugin.alerts.escalations import alert_escalations_create
+from crm_plugin.alerts.follow_ups import alert_follow_ups_create
+from crm_plugin.alerts.outbox import alert_ids_due_for_delivery
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from crm_plugin.models import (
     RiskFeedback,
     ScoringRun,
 )
-from crm_plugin.alerts.services import alert_resend
+from crm_plugin.alerts.outbox import alert_resend
 from crm_plugin.interventions.services import intervention_record_outcome
 
 CUSTOMER_SEARCH = ("customer__external_id", "customer__name", "customer__email", "customer__owner__name")

@@ -29,12 +29,9 @@ from django.utils import timezone
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention, ModelVersion
 from crm_plugin.loop import report as closed_loop
-from crm_plugin.alerts.services import (
-    alert_claim_for_delivery,
-    alert_escalations_create,
-    alert_mark_sent,
-    alert_policy_apply,
-)
+from crm_plugin.alerts.escalations import alert_escalations_create
+from crm_plugin.alerts.outbox import alert_claim_for_delivery, alert_mark_sent
+from crm_plugin.alerts.policy import alert_policy_apply
 from demo.shop import demo_shop_generate
 from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
 from mlcore.simulation import world as W

@@ -24,7 +24,9 @@ from django.utils import timezone
 
 from churnbot.tasks import alerts_queue_pending
 from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
-from crm_plugin.alerts.services import alert_escalations_create, alert_follow_ups_create, alert_policy_apply
+from crm_plugin.alerts.escalations import alert_escalations_create
+from crm_plugin.alerts.follow_ups import alert_follow_ups_create
+from crm_plugin.alerts.policy import alert_policy_apply
 from crm_plugin.loop.services import closed_loop_refresh
 from crm_plugin.scoring.services import champion_get, churn_scores_riskiest, model_train_all
 from crm_plugin.scoring.runs import scoring_run_start, scoring_run_wait

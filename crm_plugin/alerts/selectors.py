@@ -17,7 +17,7 @@ def alert_silence_reason(*, customer: Customer, alerts: Sequence[Alert], now: da
     """Why the latest score brought no alert, in the alert policy's own order; None when it did.
 
     `alerts` are the customer's newest alerts (the page has them already), so this adds no query.
-    The policy checks the same things (crm_plugin.alerts.services._select): a manager reading this
+    The policy checks the same things (crm_plugin.alerts.policy._select): a manager reading this
     sees the rule that applied, not a guess.
     """
     now = now or timezone.now()

@@ -1,4 +1,4 @@
-"""Writes about customers themselves: moving them between account owners' books."""
+"""Writes about customers and their account owners: moving customers between books, linking an owner to Slack."""
 from __future__ import annotations
 
 import uuid
@@ -67,3 +67,15 @@ def customer_reassign(*, customer_ids: Sequence[int], owner: AccountOwner | int,
             },
         )
     return Reassignment(moved=moved, unchanged=len(customers) - len(moved), notice=notice)
+
+
+@transaction.atomic
+def account_owner_link_slack(*, owner: AccountOwner, slack_user_id: str) -> AccountOwner:
+    """Remember an owner's Slack user id (resolved once by email)."""
+    if not slack_user_id or len(slack_user_id) > 32:
+        raise CrmError("A Slack user id looks like U012ABCDEF.", code="invalid_slack_id")
+    if AccountOwner.objects.filter(slack_user_id=slack_user_id).exclude(pk=owner.pk).exists():
+        raise CrmError(f"Slack user {slack_user_id} is already linked to another owner.", code="slack_id_taken")
+    AccountOwner.objects.filter(pk=owner.pk).update(slack_user_id=slack_user_id)
+    owner.slack_user_id = slack_user_id
+    return owner

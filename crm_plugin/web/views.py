@@ -30,7 +30,7 @@ from crm_plugin.web.forms import BulkForm, InterventionFilterForm, InterventionF
 from crm_plugin.models import Customer, Event, Intervention, ModelVersion
 from crm_plugin.customers.selectors import can_reassign, customer_list_visible_to, owner_for_user
 from crm_plugin.alerts.selectors import alert_silence_reason
-from crm_plugin.alerts.services import alert_snooze_many
+from crm_plugin.alerts.feedback import alert_snooze_many
 from crm_plugin.formatting import reasons_for_people
 from crm_plugin.customers.services import customer_reassign
 from crm_plugin.interventions.services import intervention_create, intervention_record_outcome

@@ -14,7 +14,8 @@ from churnbot.delivery import DeliveryDeferred, alert_deliver
 from churnbot.tasks import alerts_queue_pending
 from churnbot.tasks import deliver_alert
 from crm_plugin.models import Alert
-from crm_plugin.alerts.services import alert_claim_for_delivery, alert_policy_apply, alert_resend
+from crm_plugin.alerts.outbox import alert_claim_for_delivery, alert_resend
+from crm_plugin.alerts.policy import alert_policy_apply
 from tests.crm_plugin.factories import (
     AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, EventFactory, ModelVersionFactory,
 )

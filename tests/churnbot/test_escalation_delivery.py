@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from churnbot.delivery import alert_deliver
 from crm_plugin.models import Alert
-from crm_plugin.alerts.services import alert_escalations_create
+from crm_plugin.alerts.escalations import alert_escalations_create
 from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, ModelVersionFactory
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from churnbot.tasks import follow_ups_send
 from crm_plugin.models import Alert, Intervention, RiskFeedback
-from crm_plugin.alerts.services import alert_policy_apply
+from crm_plugin.alerts.policy import alert_policy_apply
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory
 
 pytestmark = pytest.mark.django_db

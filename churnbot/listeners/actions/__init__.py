@@ -14,7 +14,7 @@ from churnbot.listeners._common import owner_and_customer, tell, tell_problem
 from churnbot.payloads import ModalMetadata, parse_button_value, parse_outcome_value, parse_snooze_value
 from churnbot.queries import alert_get, intervention_get
 from crm_plugin.errors import CrmError
-from crm_plugin.alerts.services import alert_mark_not_a_risk, alert_snooze
+from crm_plugin.alerts.feedback import alert_mark_not_a_risk, alert_snooze
 from crm_plugin.interventions.services import intervention_record_outcome
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer
-from crm_plugin.alerts.services import alert_mark_not_a_risk, alert_policy_apply, alert_snooze
+from crm_plugin.alerts.feedback import alert_mark_not_a_risk, alert_snooze
+from crm_plugin.alerts.policy import alert_policy_apply
 from tests.crm_plugin.factories import (
     AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, EventFactory, ModelVersionFactory,
 )

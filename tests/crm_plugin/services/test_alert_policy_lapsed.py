@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from crm_plugin.models import Alert, ChurnScore, Customer, Event
-from crm_plugin.alerts.services import alert_policy_apply
+from crm_plugin.alerts.policy import alert_policy_apply
 from mlcore.control_group import control_group_member
 from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, CustomerFactory, EventFactory, ModelVersionFactory
 

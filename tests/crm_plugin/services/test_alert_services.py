@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Alert
-from crm_plugin.alerts.services import account_owner_link_slack, alert_follow_ups_create, alert_resend
+from crm_plugin.alerts.follow_ups import alert_follow_ups_create
+from crm_plugin.alerts.outbox import alert_resend
+from crm_plugin.customers.services import account_owner_link_slack
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory
 
 pytestmark = pytest.mark.django_db

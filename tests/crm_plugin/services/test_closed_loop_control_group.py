@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from churnbot.delivery import alert_deliver
 from crm_plugin.models import Alert, Customer
-from crm_plugin.alerts.services import alert_ids_due_for_delivery, alert_policy_apply
+from crm_plugin.alerts.outbox import alert_ids_due_for_delivery
+from crm_plugin.alerts.policy import alert_policy_apply
 from mlcore.control_group import control_group_member
 from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, ModelVersionFactory
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from churnbot.blocks import alert_message, customer_card
 from churnbot.queries import customer_card_data
 from crm_plugin.models import Alert, ChurnScore, Customer, Event, Intervention
-from crm_plugin.alerts.services import alert_policy_apply
+from crm_plugin.alerts.policy import alert_policy_apply
 from crm_plugin.loop.report import (
     alert_episodes,
     alert_funnel_by_owner,

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.models import Alert
-from crm_plugin.alerts.services import alert_escalations_create, alert_snooze
+from crm_plugin.alerts.escalations import alert_escalations_create
+from crm_plugin.alerts.feedback import alert_snooze
 from tests.crm_plugin.factories import (
     AccountOwnerFactory,
     ChurnScoreFactory,

@@ -1,11 +1,10 @@
-"""Alerts: the policy that decides who hears about which risky customer, snooze / "not a risk"
-feedback, the outbox state machine used by delivery, re-sends, and follow-up questions.
+"""The alert policy: which risky customers their owner hears about today, and how.
 
-The policy is a pipeline of small steps (score selection -> triggers -> eligibility (still
-ordering: an early warning about a customer who already lapsed is noise) -> suppression ->
-control group -> routing -> persistence): the control group only sets a candidate's status to
-`held_out`; routing leaves such candidates alone (they use no cap) and persistence stores them
-with `is_control=True`, never delivered. Unanswered alerts escalate (`alert_escalations_create`).
+A pipeline of small steps (score selection -> triggers -> eligibility (still ordering: an early
+warning about a customer who already lapsed is noise) -> suppression -> control group -> routing
+-> persistence): the control group only sets a candidate's status to `held_out`; routing leaves
+such candidates alone (they use no cap) and persistence stores them with `is_control=True`,
+never delivered.
 """
 from __future__ import annotations
 
@@ -14,26 +13,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, FloatField, Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
-from crm_plugin.customers.selectors import customer_list_visible_to
 from crm_plugin.errors import CrmError
-from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention, RiskFeedback
+from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event
 from mlcore.control_group import control_group_member
 
 RISK_KINDS = (Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE)
 # Alerts that used up an owner's immediate quota for the day.
 QUOTA_STATUSES = (Alert.Status.PENDING, Alert.Status.SENDING, Alert.Status.SENT, Alert.Status.FAILED)
-SNOOZE_DAYS_MAX = 365
 REASONS_IN_PAYLOAD = 5
 # pg_advisory_xact_lock key of the alert policy (any constant no other lock in the product uses).
 POLICY_LOCK_KEY = 0x616C657274
 
-
-# --- policy ------------------------------------------------------------------------------------
 
 @dataclass
 class AlertPolicySummary:
@@ -293,7 +287,11 @@ def _route(as_of: datetime, candidates: list[_Candidate]) -> list[_Candidate]:
 
 def _suggest(as_of: datetime, candidates: list[_Candidate]) -> None:
     """The next-best action (with its evidence) for every customer who will hear about it."""
-    from crm_plugin.loop.report import next_best_action_model, next_best_actions, recommendation_payload
+    from crm_plugin.loop.report import (
+        next_best_action_model,
+        next_best_actions,
+        recommendation_payload,
+    )
 
     told = [c for c in candidates if c.status != Alert.Status.HELD_OUT]
     if not told:
@@ -391,285 +389,4 @@ def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
     candidates = _route(as_of, candidates)
     _suggest(as_of, candidates)
     _persist(as_of, candidates, summary)
-    return summary
-
-
-# --- feedback: snooze and "not a risk" --------------------------------------------------------
-
-def _feedback(*, customer: Customer, by: AbstractBaseUser | None, kind: str, days: int, alert: Alert | None,
-              field_name: str) -> RiskFeedback:
-    if not isinstance(days, int) or not 1 <= days <= SNOOZE_DAYS_MAX:
-        raise CrmError(f"Choose between 1 and {SNOOZE_DAYS_MAX} days, not {days!r}.", code="invalid_days")
-    if alert is not None and alert.customer_id != customer.pk:
-        raise CrmError("That alert is about a different customer.", code="alert_mismatch")
-    until = timezone.now() + timedelta(days=days)
-    feedback = RiskFeedback.objects.create(customer=customer, alert=alert, kind=kind, until=until, created_by=by)
-    Customer.objects.filter(pk=customer.pk).update(**{field_name: until, "updated_at": timezone.now()})
-    setattr(customer, field_name, until)
-    return feedback
-
-
-@transaction.atomic
-def alert_snooze(*, customer: Customer, by: AbstractBaseUser | None, days: int, alert: Alert | None = None) -> RiskFeedback:
-    """No alerts about this customer for `days` days."""
-    return _feedback(customer=customer, by=by, kind=RiskFeedback.Kind.SNOOZE, days=days, alert=alert,
-                     field_name="alerts_snoozed_until")
-
-
-@transaction.atomic
-def alert_mark_not_a_risk(*, customer: Customer, by: AbstractBaseUser | None, days: int | None = None,
-                          alert: Alert | None = None) -> RiskFeedback:
-    """The owner knows better: no alerts for `days` (default ALERT_NOT_A_RISK_DAYS)."""
-    return _feedback(customer=customer, by=by, kind=RiskFeedback.Kind.NOT_A_RISK,
-                     days=days if days is not None else settings.ALERT_NOT_A_RISK_DAYS, alert=alert,
-                     field_name="not_a_risk_until")
-
-
-def alert_snooze_many(*, customer_ids: list[int], by: AbstractBaseUser, days: int) -> int:
-    """Snooze every selected customer the user may see (all or none); returns how many."""
-    ids = sorted({int(pk) for pk in customer_ids})
-    if not ids:
-        raise CrmError("Select at least one customer to snooze.", code="nothing_selected")
-    with transaction.atomic():
-        customers = list(customer_list_visible_to(user=by).filter(pk__in=ids).order_by("pk"))
-        if len(customers) != len(ids):
-            raise CrmError("Some of the selected customers are not in your book.", code="forbidden")
-        for customer in customers:
-            alert_snooze(customer=customer, by=by, days=days)
-    return len(customers)
-
-
-# --- the outbox state machine used by delivery -------------------------------------------------
-
-@dataclass(frozen=True)
-class AlertClaim:
-    """A claimed alert. `uncertain`: an earlier attempt may have reached Slack; look before posting."""
-
-    alert: Alert
-    uncertain: bool
-    first_claimed_at: datetime
-
-
-def _delivery_state(alert: Alert) -> dict:
-    return dict((alert.payload or {}).get("delivery") or {})
-
-
-def alert_claim_for_delivery(*, alert_id: int, lease_seconds: int | None = None) -> AlertClaim | None:
-    """Move one alert from pending (or an abandoned `sending`) to `sending`, or return None.
-
-    A conditional update on (status, attempts) makes the claim exclusive on every database:
-    of two workers racing for the same row exactly one sees its update count as 1.
-    """
-    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.SLACK_SENDING_LEASE_SECONDS)
-    now = timezone.now()
-    with transaction.atomic():
-        alert = Alert.objects.select_for_update(of=("self",)).select_related("owner", "customer", "score").filter(pk=alert_id).first()
-        if alert is None:
-            return None
-        state = _delivery_state(alert)
-        uncertain = bool(state.get("uncertain"))
-        if alert.status == Alert.Status.SENDING:
-            claimed_at = datetime.fromisoformat(state["claimed_at"]) if state.get("claimed_at") else None
-            if claimed_at is not None and now - claimed_at < lease:
-                return None  # another worker is on it right now
-            uncertain = True  # a worker died mid-attempt: it may or may not have posted
-        elif alert.status != Alert.Status.PENDING:
-            return None
-        first = state.get("first_claimed_at") or now.isoformat()
-        new_state = {**state, "claimed_at": now.isoformat(), "first_claimed_at": first, "uncertain": uncertain}
-        won = Alert.objects.filter(pk=alert.pk, status=alert.status, attempts=alert.attempts).update(
-            status=Alert.Status.SENDING, attempts=alert.attempts + 1, payload={**(alert.payload or {}), "delivery": new_state},
-        )
-        if not won:
-            return None
-        alert.refresh_from_db()
-        return AlertClaim(alert=alert, uncertain=uncertain, first_claimed_at=datetime.fromisoformat(first))
-
-
-@transaction.atomic
-def alert_mark_sent(*, alert: Alert, channel: str, ts: str) -> Alert:
-    """Record where the message landed. Only a claimed (`sending`) row can become sent."""
-    state = {**_delivery_state(alert), "uncertain": False}
-    Alert.objects.filter(pk=alert.pk, status=Alert.Status.SENDING).update(
-        status=Alert.Status.SENT, slack_channel=channel, slack_ts=ts, sent_at=timezone.now(), last_error="",
-        payload={**(alert.payload or {}), "delivery": state},
-    )
-    alert.refresh_from_db()
-    return alert
-
-
-@transaction.atomic
-def alert_release(*, alert: Alert, error: str, uncertain: bool) -> Alert:
-    """Back to pending after a transient failure; `uncertain` when Slack may have posted anyway."""
-    state = {**_delivery_state(alert), "uncertain": uncertain or bool(_delivery_state(alert).get("uncertain"))}
-    Alert.objects.filter(pk=alert.pk, status=Alert.Status.SENDING).update(
-        status=Alert.Status.PENDING, last_error=error[:2000], payload={**(alert.payload or {}), "delivery": state},
-    )
-    alert.refresh_from_db()
-    return alert
-
-
-@transaction.atomic
-def alert_mark_failed(*, alert: Alert, error: str) -> Alert:
-    """A permanent failure (no such Slack user, app not in the workspace): an operator must act."""
-    Alert.objects.filter(pk=alert.pk, status=Alert.Status.SENDING).update(
-        status=Alert.Status.FAILED, last_error=error[:2000],
-    )
-    alert.refresh_from_db()
-    return alert
-
-
-@transaction.atomic
-def alert_resend(*, alert: Alert) -> Alert:
-    """Queue a failed alert again (after fixing the cause); sent alerts are never re-sent."""
-    alert = Alert.objects.select_for_update().get(pk=alert.pk)
-    if alert.status != Alert.Status.FAILED:
-        raise CrmError(f"Only failed alerts can be re-sent; this one is {alert.get_status_display().lower()}.",
-                       code="not_failed")
-    alert.status = Alert.Status.PENDING
-    alert.last_error = ""
-    alert.save(update_fields=["status", "last_error"])
-    return alert
-
-
-def alert_ids_due_for_delivery(*, lease_seconds: int | None = None) -> list[int]:
-    """Pending alerts plus `sending` ones whose worker has gone quiet for longer than the lease."""
-    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.SLACK_SENDING_LEASE_SECONDS)
-    now = timezone.now()
-    ids = list(Alert.objects.filter(status=Alert.Status.PENDING).order_by("created_at", "pk").values_list("pk", flat=True))
-    for pk, payload in Alert.objects.filter(status=Alert.Status.SENDING).values_list("pk", "payload"):
-        claimed = ((payload or {}).get("delivery") or {}).get("claimed_at")
-        if claimed is None or now - datetime.fromisoformat(claimed) >= lease:
-            ids.append(pk)
-    return ids
-
-
-# --- Slack identity -----------------------------------------------------------------------------
-
-@transaction.atomic
-def account_owner_link_slack(*, owner: AccountOwner, slack_user_id: str) -> AccountOwner:
-    """Remember an owner's Slack user id (resolved once by email)."""
-    if not slack_user_id or len(slack_user_id) > 32:
-        raise CrmError("A Slack user id looks like U012ABCDEF.", code="invalid_slack_id")
-    if AccountOwner.objects.filter(slack_user_id=slack_user_id).exclude(pk=owner.pk).exists():
-        raise CrmError(f"Slack user {slack_user_id} is already linked to another owner.", code="slack_id_taken")
-    AccountOwner.objects.filter(pk=owner.pk).update(slack_user_id=slack_user_id)
-    owner.slack_user_id = slack_user_id
-    return owner
-
-
-# --- follow-ups -----------------------------------------------------------------------------------
-
-@transaction.atomic
-def alert_follow_ups_create(*, today: date | None = None) -> list[Alert]:
-    """Queue "how did it go?" questions for actions whose follow-up date has come. Once per action."""
-    today = today or timezone.localdate()
-    due = (
-        Intervention.objects.select_for_update(of=("self",))
-        .filter(follow_up_on__lte=today, follow_up_sent_at__isnull=True, outcome=Intervention.Outcome.PENDING)
-        .select_related("customer", "customer__owner", "created_by")
-    )
-    created = []
-    for intervention in due:
-        owner = _owner_of_user(intervention.created_by) or intervention.customer.owner
-        if owner is None:
-            continue
-        try:
-            with transaction.atomic():
-                alert, new = Alert.objects.get_or_create(
-                    idempotency_key=f"follow_up:{intervention.pk}",
-                    defaults=dict(customer=intervention.customer, owner=owner, kind=Alert.Kind.FOLLOW_UP, payload={
-                        "intervention": intervention.pk, "action": intervention.action, "note": intervention.note[:500],
-                        "logged_on": timezone.localdate(intervention.created_at).isoformat(),
-                    }),
-                )
-        except IntegrityError:
-            continue
-        Intervention.objects.filter(pk=intervention.pk).update(follow_up_sent_at=timezone.now())
-        if new:
-            created.append(alert)
-    return created
-
-
-def _owner_of_user(user: AbstractBaseUser | None) -> AccountOwner | None:
-    if user is None:
-        return None
-    return AccountOwner.objects.filter(user=user).first()
-
-
-# --- escalation -----------------------------------------------------------------------------------
-
-# Alerts older than this (beyond the escalation delay) are not escalated any more: turning the
-# feature on, or a long outage, must not flood managers with stale cases.
-ESCALATION_LOOKBACK_DAYS = 7
-
-
-@dataclass
-class EscalationSummary:
-    """What one escalation sweep did."""
-
-    escalated: int = 0
-    skipped_no_target: int = 0
-    alert_ids: list[int] = field(default_factory=list)
-
-
-def _alert_time(alert: Alert) -> datetime:
-    return alert.score.as_of if alert.score_id and alert.score else alert.created_at
-
-
-@transaction.atomic
-def alert_escalations_create(*, as_of: datetime | None = None, days: int | None = None) -> EscalationSummary:
-    """Escalate alerts nobody acted on within `days` (CHURN_ESCALATION_DAYS) to the owner's manager.
-
-    Delivered risk alerts (sent, or rolled into a digest) count; held-out ones never (nobody was
-    told). "Acted on" means an intervention logged for the customer, or a snooze / not-a-risk
-    answer, since the alert. The target is the owner's manager by DM, else the channel
-    CHURN_ESCALATION_CHANNEL; with neither the alert is counted as skipped. Once per alert
-    (idempotency key `escalation:<alert id>`), delivered by the same outbox as every alert.
-    """
-    as_of = as_of or timezone.now()
-    if timezone.is_naive(as_of):
-        raise CrmError("as_of must be timezone-aware.", code="naive_datetime")
-    days = settings.CHURN_ESCALATION_DAYS if days is None else days
-    if not isinstance(days, int) or days < 1:
-        raise CrmError(f"Escalate after at least 1 day, not {days!r}.", code="invalid_days")
-    due_before = as_of - timedelta(days=days)
-    not_before = due_before - timedelta(days=ESCALATION_LOOKBACK_DAYS)
-    candidates = (
-        Alert.objects.filter(kind__in=RISK_KINDS, status__in=(Alert.Status.SENT, Alert.Status.DIGESTED),
-                             is_control=False, customer__isnull=False, owner__isnull=False,
-                             score__as_of__lte=due_before, score__as_of__gt=not_before)
-        .select_related("customer", "owner", "owner__manager", "score")
-        .order_by("score__as_of", "pk")
-    )
-    summary = EscalationSummary()
-    channel = settings.CHURN_ESCALATION_CHANNEL
-    done = set(Alert.objects.filter(kind=Alert.Kind.ESCALATION, idempotency_key__startswith="escalation:")
-               .values_list("idempotency_key", flat=True))
-    for alert in candidates:
-        if f"escalation:{alert.pk}" in done:
-            continue
-        since = _alert_time(alert)
-        acted = Intervention.objects.filter(customer_id=alert.customer_id, created_at__gte=since).exists()
-        answered = RiskFeedback.objects.filter(customer_id=alert.customer_id, created_at__gte=since).exists()
-        if acted or answered:
-            continue
-        manager = alert.owner.manager if alert.owner.manager_id != alert.owner_id else None
-        if manager is None and not channel:
-            summary.skipped_no_target += 1
-            continue
-        waited = (as_of - since).days
-        payload = {
-            "alert": alert.pk, "owner": alert.owner.name, "owner_id": alert.owner_id,
-            "trigger": alert.kind, "alerted_on": timezone.localdate(since).isoformat(), "days_waiting": waited,
-            "probability": (alert.payload or {}).get("probability"), "band": (alert.payload or {}).get("band"),
-            "channel": "" if manager is not None else channel,
-        }
-        escalation, created = Alert.objects.get_or_create(
-            idempotency_key=f"escalation:{alert.pk}",
-            defaults=dict(customer=alert.customer, owner=manager, kind=Alert.Kind.ESCALATION, payload=payload),
-        )
-        if created:
-            summary.escalated += 1
-            summary.alert_ids.append(escalation.pk)
     return summary
