@@ -9,60 +9,41 @@ nothing. A `source_id` already stored counts as that event only when the row rep
 customer's ids in advance. Memory stays flat: neither the file nor its customer ids are held
 in Python.
 
-Every value that reaches the database is checked here first (text, not objects; no NUL
-characters or unpaired surrogates, which PostgreSQL cannot store; bounded lengths and nesting),
-so a bad value is a row problem, never a database error.
+Values are checked and normalised in `parse.py`, files read in `readers.py`, and the staging
+table and the SQL that writes from it are in `staging.py`.
 """
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
-import math
-import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
+from crm_plugin.events.parse import (
+    EVENT_OPTIONAL,
+    EVENT_REQUIRED,
+    FORMATS,
+    KINDS,
+    TRANSACTION_COLUMNS,
+    TRANSACTION_OPTIONAL,
+    BadValue,
+    Problems,
+    record_normalise,
+)
+from crm_plugin.events.readers import csv_records, decoded_lines, jsonl_records
+from crm_plugin.events.staging import (
+    Staging,
+    event_ids_resolve,
+    source_ids_check,
+    staging_write,
+    stored_source_ids_check,
+)
 from crm_plugin.models import AccountOwner, Customer, Event
-
-FORMATS = ("csv", "jsonl", "transactions")
-KINDS = tuple(Event.Kind.values)
-MAX_PROBLEMS = 20
-MAX_TEXT = 10_000
-MAX_ID = 128
-MAX_SOURCE_ID = 200
-MAX_NAME = 200
-MAX_LINE_BYTES = 1_000_000
-# The documented attributes are flat; a little nesting is allowed, deep trees are refused before
-# anything recurses over them.
-MAX_ATTRIBUTE_DEPTH = 10
-# Ids of events sent without a source_id start with this (see _write_from_staging); a sender may
-# not use it, or it could claim the id of another customer's future event.
-CONTENT_ID_PREFIX = "h:"
-MAX_AMOUNT = Decimal("9999999999.99")
-FUTURE_SLACK = timedelta(days=1)
-
-TRANSACTION_COLUMNS = ("customer_id", "timestamp", "amount")
-TRANSACTION_OPTIONAL = ("quantity",)
-EVENT_REQUIRED = ("customer_id", "occurred_at")
-EVENT_OPTIONAL = ("kind", "amount", "quantity", "rating", "text", "attributes", "source_id",
-                  "name", "email", "segment", "owner_email")
-
-STAGING_COLUMNS = ("row_no", "line", "customer_ext", "kind", "occurred_at", "amount", "quantity", "rating", "text",
-                   "attributes", "source_id", "content_hash", "name", "email", "segment", "owner_id")
 
 
 @dataclass(frozen=True)
@@ -81,607 +62,20 @@ class ImportSummary:
                 f"{self.customers_created} customers created in {self.seconds:.1f} s ({rate:,.0f} rows/s)")
 
 
-class _Problems:
-    """Collects row problems: the first MAX_PROBLEMS in full, then only a count."""
-
-    def __init__(self) -> None:
-        self.items: list[dict] = []
-        self.count = 0
-
-    def add(self, row: int | None, field: str | None, message: str, line: int | None = None) -> None:
-        self.count += 1
-        if len(self.items) < MAX_PROBLEMS:
-            self.items.append({"row": row, "line": line, "field": field, "message": message})
-
-    def raise_if_any(self, source: str) -> None:
-        if not self.count:
-            return
-        lines = []
-        for p in self.items:
-            if p["row"] is None:
-                where = "file" if p["line"] is None else f"line {p['line']}"
-            else:
-                where = f"row {p['row']}"
-                if p["line"] is not None and p["line"] != p["row"]:
-                    where += f" (line {p['line']})"
-            if p["field"]:
-                where += f", column '{p['field']}'"
-            lines.append(f"  {where}: {p['message']}")
-        if self.count > len(self.items):
-            lines.append(f"  ... and {self.count - len(self.items)} more")
-        noun = "problem" if self.count == 1 else "problems"
-        if any(p["row"] is not None and p["line"] is not None and p["line"] != p["row"] for p in self.items):
-            # Spreadsheet users look for the line (the header is line 1); programs count data rows.
-            lines.append("  (row N is the N-th data row; line N is the line in the file, as a spreadsheet "
-                         "numbers it, with the header as line 1)")
-        raise CrmError(f"{source}: nothing was imported, {self.count} {noun}:\n" + "\n".join(lines),
-                       problems=self.items, code="invalid_import")
-
-
-# --- parsing one value -------------------------------------------------------------------
-
-class _Bad(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-# NUL cannot be stored in PostgreSQL text or jsonb; an unpaired surrogate (a lone \ud800-\udfff,
-# which JSON's \u escapes can produce) is not Unicode and cannot be encoded as UTF-8.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _check_storable(value: str, field: str, where: str = "") -> None:
-    found = _UNSTORABLE.search(value)
-    if found is None:
-        return
-    if found.group() == "\x00":
-        raise _Bad(field, f"{where}contains a NUL character (\\u0000), which cannot be stored; remove it")
-    raise _Bad(field, f"{where}contains an unpaired surrogate ({ascii(found.group())[1:-1]}), which is not "
-                      "valid Unicode; send the text as UTF-8")
-
-
-def _json_type(value: Any) -> str:
-    """How a value that is not what a field wants looks in JSON, for the error message."""
-    if isinstance(value, dict):
-        return "a JSON object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float, Decimal)):
-        return "a number"
-    return type(value).__name__
-
-
-def _show(value: Any, limit: int = 60, *, quote: bool = True) -> str:
-    """A value for an error message (quoted, or as plain text), cut short: messages echo input."""
-    text = repr(value) if quote else str(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _text(raw: Any, field: str, limit: int, *, required: bool = False) -> str:
-    if raw is None:
-        value = ""
-    elif isinstance(raw, str):
-        value = raw.strip()
-    elif isinstance(raw, int) and not isinstance(raw, bool):
-        value = str(raw)  # a numeric id sent as a JSON number
-    else:
-        raise _Bad(field, f"must be text, not {_json_type(raw)}")
-    _check_storable(value, field)
-    if required and not value:
-        raise _Bad(field, "is empty")
-    if len(value) > limit:
-        raise _Bad(field, f"is {len(value)} characters long; the limit is {limit}")
-    return value
-
-
-def _timestamp(raw: Any, field: str, now: datetime) -> datetime:
-    value = _text(raw, field, 64, required=True)
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise _Bad(field, f"{value!r} is not a date; use ISO 8601 (2026-03-01 or 2026-03-01T14:30:00+00:00) "
-                          "or YYYYMMDD") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt_timezone.utc)
-    if parsed > now + FUTURE_SLACK:
-        raise _Bad(field, f"{value!r} is in the future")
-    if parsed.year < 1990:
-        raise _Bad(field, f"{value!r} is before 1990")
-    return parsed.astimezone(dt_timezone.utc)
-
-
-def _decimal(raw: Any, field: str) -> Decimal | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
-        raise _Bad(field, f"must be a number, not {_json_type(raw)}")
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise _Bad(field, f"{_show(raw)} is not a number (use a dot for decimals, no currency sign)") from None
-    if not value.is_finite():
-        raise _Bad(field, f"{_show(raw)} is not a finite number")
-    if abs(value) > MAX_AMOUNT:
-        raise _Bad(field, f"{_show(raw)} is too large (at most {MAX_AMOUNT})")
-    return value.quantize(Decimal("0.01"))
-
-
-def _int(raw: Any, field: str, low: int, high: int) -> int | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
-        raise _Bad(field, f"must be a whole number, not {_json_type(raw)}")
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise _Bad(field, f"{_show(raw)} is not a whole number") from None
-    if not value.is_finite() or value != value.to_integral_value():
-        raise _Bad(field, f"{_show(raw)} is not a whole number")
-    if not low <= value <= high:
-        raise _Bad(field, f"{_show(raw, quote=False)} is out of range ({low} to {high})")
-    return int(value)
-
-
-def _attributes(raw: Any) -> dict:
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, dict):
-        value = raw
-    elif isinstance(raw, str):
-        try:
-            value = json.loads(raw)
-        except RecursionError:
-            raise _Bad("attributes", f"nests deeper than {MAX_ATTRIBUTE_DEPTH} levels") from None
-        except ValueError:
-            raise _Bad("attributes", "is not valid JSON") from None
-    else:
-        value = raw
-    if not isinstance(value, dict):
-        raise _Bad("attributes", "must be a JSON object like {\"category\": \"shoes\"}")
-    _check_json_tree(value)
-    if len(json.dumps(value)) > MAX_TEXT:
-        raise _Bad("attributes", f"is longer than {MAX_TEXT} characters")
-    return value
-
-
-def _check_json_tree(root: dict) -> None:
-    """Every key and string in `attributes` must be storable, numbers finite, nesting shallow.
-
-    Walks with an explicit stack, so a deep tree is refused instead of exhausting Python's.
-    """
-    stack: list[tuple[Any, int]] = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_ATTRIBUTE_DEPTH:
-            raise _Bad("attributes", f"nests deeper than {MAX_ATTRIBUTE_DEPTH} levels")
-        if isinstance(node, dict):
-            for key, child in node.items():
-                if not isinstance(key, str):
-                    raise _Bad("attributes", f"has a key that is {_json_type(key)}; keys must be text")
-                _check_storable(key, "attributes", "a key ")
-                stack.append((child, depth + 1))
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-        elif isinstance(node, str):
-            _check_storable(node, "attributes", "a value ")
-        elif isinstance(node, float) and not math.isfinite(node):
-            raise _Bad("attributes", "holds NaN or Infinity, which JSON does not allow")
-        elif not (node is None or isinstance(node, (bool, int, float))):
-            raise _Bad("attributes", f"holds {_json_type(node)}, which JSON cannot store")
-
-
-# --- reading files -----------------------------------------------------------------------
-
-# Stands in for a line that could not be read, so the readers still count it as a row.
-_UNREADABLE = "\ufffe\n"
-
-
-def _raw_lines(handle) -> Iterator[tuple[bytes | None, int]]:
-    """Yield (line, size); None for a line over MAX_LINE_BYTES, which is skipped without being held."""
-    while chunk := handle.readline(MAX_LINE_BYTES + 1):
-        if len(chunk) <= MAX_LINE_BYTES:
-            yield chunk, len(chunk)
-            continue
-        size = len(chunk)
-        while not chunk.endswith(b"\n") and (chunk := handle.readline(MAX_LINE_BYTES + 1)):
-            size += len(chunk)
-        yield None, size
-
-
-def _decoded_lines(handle, problems: _Problems, on_bytes: Callable[[int], None]) -> Iterator[str]:
-    """Decode a byte stream line by line so an encoding error can name its line."""
-    for number, (raw, size) in enumerate(_raw_lines(handle), start=1):
-        on_bytes(size)
-        if raw is None:
-            problems.add(None, None, f"is {size:,} bytes long; the limit is {MAX_LINE_BYTES:,}", line=number)
-            yield _UNREADABLE
-            continue
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            problems.add(None, None, f"is not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
-                         line=number)
-            yield _UNREADABLE
-            continue
-        yield text
-
-
-def _csv_records(lines: Iterator[str], problems: _Problems, *, required: tuple[str, ...],
-                 optional: tuple[str, ...]) -> Iterator[tuple[int, int, dict]]:
-    csv.field_size_limit(MAX_LINE_BYTES)
-    reader = csv.reader(lines)
-    try:
-        header = next(reader)
-    except StopIteration:
-        problems.add(None, None, "the file is empty")
-        return
-    if header == [_UNREADABLE.strip()]:
-        return  # already reported
-    header = [h.strip().lower() for h in header]
-    repeated = sorted(h for h, n in Counter(header).items() if n > 1)
-    if repeated:
-        # csv.DictReader-style zipping would let the last one silently win.
-        problems.add(None, None, f"column(s) {', '.join(repr(h) for h in repeated)} appear more than once in the "
-                                 "header; give each column once", line=1)
-        return
-    missing = [c for c in required if c not in header]
-    if missing:
-        problems.add(None, None, f"missing column(s): {', '.join(missing)}; the header has: {', '.join(header) or '(nothing)'}",
-                     line=1)
-        return
-    unknown = [h for h in header if h not in required + optional]
-    if unknown:
-        problems.add(None, None, f"unknown column(s): {', '.join(unknown)}; allowed: {', '.join(required + optional)}",
-                     line=1)
-        return
-    row_number = 0
-    try:
-        for values in reader:
-            if not values or all(not v.strip() for v in values):
-                continue
-            row_number += 1
-            if values == [_UNREADABLE.strip()]:
-                continue  # already reported
-            if len(values) != len(header):
-                problems.add(row_number, None, f"has {len(values)} fields, the header has {len(header)}",
-                             line=reader.line_num)
-                continue
-            yield row_number, reader.line_num, dict(zip(header, values))
-    except csv.Error as exc:
-        problems.add(row_number + 1, None, f"is not valid CSV: {exc}", line=reader.line_num)
-    if row_number == 0 and not problems.count:
-        problems.add(None, None, "the file has a header but no data rows")
-
-
-def _jsonl_records(lines: Iterator[str], problems: _Problems) -> Iterator[tuple[int, int, dict]]:
-    row_number = 0
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        row_number += 1
-        if line == _UNREADABLE:
-            continue  # already reported
-        try:
-            record = json.loads(line)
-        except RecursionError:
-            problems.add(row_number, None, "is not valid JSON (nested too deeply)", line=line_number)
-            continue
-        except ValueError as exc:
-            problems.add(row_number, None, f"is not valid JSON ({getattr(exc, 'msg', exc)})", line=line_number)
-            continue
-        if not isinstance(record, dict):
-            problems.add(row_number, None, "must be a JSON object", line=line_number)
-            continue
-        yield row_number, line_number, record
-    if row_number == 0 and not problems.count:
-        problems.add(None, None, "the file is empty")
-
-
-# --- normalising one record --------------------------------------------------------------
-
-def _normalise(record: dict, *, fmt: str, kind: str | None, owners: dict[str, int], now: datetime) -> tuple:
-    """Validate one record and return its staging tuple (without the line number)."""
-    if fmt == "transactions":
-        customer = _text(record.get("customer_id"), "customer_id", MAX_ID, required=True)
-        occurred = _timestamp(record.get("timestamp"), "timestamp", now)
-        amount = _decimal(record.get("amount"), "amount")
-        if amount is None:
-            raise _Bad("amount", "is empty")
-        quantity = _int(record.get("quantity"), "quantity", 0, 1_000_000)
-        return (customer, Event.Kind.ORDER.value, occurred, amount, quantity, None, "", "{}", "",
-                _content_hash(customer, "order", occurred, amount, quantity), "", "", "", None)
-
-    unknown = [key for key in record if key not in EVENT_REQUIRED + EVENT_OPTIONAL]
-    if unknown:
-        # The field name is the sender's key: keep it short and printable in the answer.
-        name = unknown[0] if unknown[0].isprintable() and len(unknown[0]) <= 64 else _show(unknown[0], 64)
-        raise _Bad(name, f"is not a known field; allowed: {', '.join(EVENT_REQUIRED + EVENT_OPTIONAL)}")
-    customer = _text(record.get("customer_id"), "customer_id", MAX_ID, required=True)
-    row_kind = _text(record.get("kind"), "kind", 32) or (kind or "")
-    if not row_kind:
-        raise _Bad("kind", "is empty; give a kind column or --kind")
-    row_kind = row_kind.lower()
-    if row_kind not in KINDS:
-        raise _Bad("kind", f"{row_kind!r} is not a kind; use one of: {', '.join(KINDS)}")
-    if kind and row_kind != kind:
-        raise _Bad("kind", f"is {row_kind!r} but --kind {kind} was given")
-    occurred = _timestamp(record.get("occurred_at"), "occurred_at", now)
-    amount = _decimal(record.get("amount"), "amount")
-    quantity = _int(record.get("quantity"), "quantity", 0, 1_000_000)
-    rating = _int(record.get("rating"), "rating", 1, 5)
-    text = _text(record.get("text"), "text", MAX_TEXT)
-    attributes = _attributes(record.get("attributes"))
-    source_id = _text(record.get("source_id"), "source_id", MAX_SOURCE_ID)
-    if source_id.startswith(CONTENT_ID_PREFIX):
-        raise _Bad("source_id", f"may not start with {CONTENT_ID_PREFIX!r}, which marks the ids of events "
-                                "sent without a source_id")
-    if row_kind == "order" and amount is None:
-        raise _Bad("amount", "is required for an order")
-    if row_kind == "review" and rating is None:
-        raise _Bad("rating", "is required for a review (1 to 5)")
-    _check_attribute_conventions(row_kind, attributes, now)
-    name = _text(record.get("name"), "name", MAX_NAME)
-    email = _text(record.get("email"), "email", 254)
-    if email and "@" not in email:
-        raise _Bad("email", f"{email!r} is not an email address")
-    segment = _text(record.get("segment"), "segment", 64)
-    owner_email = _text(record.get("owner_email"), "owner_email", 254).lower()
-    owner_id = None
-    if owner_email:
-        owner_id = owners.get(owner_email)
-        if owner_id is None:
-            raise _Bad("owner_email", f"no account owner with email {owner_email!r}")
-    attributes_json = json.dumps(attributes, sort_keys=True)
-    content = _content_hash(customer, row_kind, occurred, amount, quantity, rating, text, attributes_json)
-    return (customer, row_kind, occurred, amount, quantity, rating, text, attributes_json, source_id, content,
-            name, email, segment, owner_id)
-
-
-def _check_attribute_conventions(kind: str, attributes: dict, now: datetime) -> None:
-    """The attributes the features read must have the agreed types (docs/import.md)."""
-    if kind == "ticket":
-        if attributes.get("status", "open") not in ("open", "closed"):
-            raise _Bad("attributes", "a ticket's status must be 'open' or 'closed'")
-        closed_at = attributes.get("closed_at")
-        if closed_at is not None:
-            try:
-                _timestamp(closed_at, "attributes", now)
-            except _Bad:
-                raise _Bad("attributes", f"a ticket's closed_at must be an ISO datetime or null, not {_show(closed_at)}") from None
-    elif kind == "coupon" and not isinstance(attributes.get("redeemed", False), bool):
-        raise _Bad("attributes", "a coupon's redeemed must be true or false")
-    elif kind == "visit":
-        for key in ("pages", "duration_s"):
-            value = attributes.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise _Bad("attributes", f"a visit's {key} must be a number of at least 0, not {_show(value)}")
-
-
-def _content_hash(*parts: Any) -> str:
-    canonical = "\x1f".join("" if p is None else (p.isoformat() if isinstance(p, datetime) else str(p)) for p in parts)
-    return hashlib.sha1(canonical.encode()).hexdigest()
-
-
-# --- staging and writing -----------------------------------------------------------------
-
-class _Staging:
-    """A temporary table the rows stream into; COPY on PostgreSQL, batched inserts elsewhere."""
-
-    BATCH = 5000
-
-    def __init__(self, cursor) -> None:
-        self.cursor = cursor
-        self.postgres = connection.vendor == "postgresql"
-        self.buffer: list[tuple] = []
-        self._copy_cm = None
-        self._copy = None
-
-    def __enter__(self) -> "_Staging":
-        if self.postgres:
-            # ON COMMIT DROP does not fire when the caller's transaction is still open (nested atomic).
-            self.cursor.execute("DROP TABLE IF EXISTS pg_temp.import_staging")
-            self.cursor.execute(
-                "CREATE TEMP TABLE import_staging (row_no integer, line integer, customer_ext varchar(128), kind varchar(16), "
-                "occurred_at timestamptz, amount numeric(12,2), quantity integer, rating smallint, text text, "
-                "attributes jsonb, source_id varchar(255), content_hash char(40), name varchar(200), "
-                "email varchar(254), segment varchar(64), owner_id bigint) ON COMMIT DROP"
-            )
-            self._copy_cm = self.cursor.copy(f"COPY import_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN")
-            self._copy = self._copy_cm.__enter__()
-        else:
-            self.cursor.execute("DROP TABLE IF EXISTS temp.import_staging")
-            self.cursor.execute(
-                "CREATE TEMP TABLE import_staging (row_no integer, line integer, customer_ext text, kind text, occurred_at text, "
-                "amount text, quantity integer, rating integer, text text, attributes text, source_id text, "
-                "content_hash text, name text, email text, segment text, owner_id integer)"
-            )
-        return self
-
-    def add(self, row: tuple) -> None:
-        if self.postgres:
-            self._copy.write_row(row)
-            return
-        row_no, line, customer, kind, occurred, amount, *rest = row
-        self.buffer.append((row_no, line, customer, kind,
-                            # Django's own text form, so lookups like occurred_at=... match it exactly.
-                            connection.ops.adapt_datetimefield_value(occurred),
-                            None if amount is None else str(amount), *rest))
-        if len(self.buffer) >= self.BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            marks = ", ".join(["%s"] * len(STAGING_COLUMNS))
-            self.cursor.executemany(f"INSERT INTO import_staging VALUES ({marks})", self.buffer)
-            self.buffer = []
-
-    def finish(self) -> None:
-        if self.postgres:
-            self._copy_cm.__exit__(None, None, None)
-            self._copy_cm = None
-            self.cursor.execute("ANALYZE import_staging")  # temp tables have no statistics otherwise
-        else:
-            self.flush()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._copy_cm is not None:
-            # Leave COPY mode before the transaction rolls back.
-            try:
-                self._copy_cm.__exit__(exc_type or RuntimeError, exc or RuntimeError("aborted"), tb)
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                pass
-        if exc_type is None:
-            self.cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if self.postgres else 'temp'}.import_staging")
-
-
-def _resolve_event_ids(cursor) -> None:
-    """Give every staged row its event id and look it up among the stored events (table import_rows).
-
-    `existing_id` is the stored event with that id, if any; `conflict` says that event is not this
-    row (another customer's, or other content), which the caller refuses.
-    """
-    event_table = Event._meta.db_table
-    customer_table = Customer._meta.db_table
-    postgres = connection.vendor == "postgresql"
-    same = "IS NOT DISTINCT FROM" if postgres else "IS"  # NULL-safe equality
-    # Identical rows in one file are distinct events: number them so each gets its own id,
-    # and the same file imported again yields the same ids.
-    source = (f"CASE WHEN s.source_id <> '' THEN s.source_id ELSE '{CONTENT_ID_PREFIX}' || s.content_hash || ':' || "
-              "CAST(ROW_NUMBER() OVER (PARTITION BY s.content_hash ORDER BY s.line) AS text) END")
-    # SQLite compares the attribute texts, which this module always writes with sorted keys.
-    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
-    cursor.execute(
-        f"CREATE TEMP TABLE import_rows {'ON COMMIT DROP ' if postgres else ''}AS "
-        f"SELECT x.*, e.id AS existing_id, (e.id IS NOT NULL AND NOT ("
-        f"c.external_id = x.customer_ext AND e.kind = x.kind AND e.occurred_at = x.occurred_at "
-        f"AND e.amount {same} x.amount AND e.quantity {same} x.quantity AND e.rating {same} x.rating "
-        f"AND e.text = x.text AND e.attributes = x.attributes)) AS conflict "
-        f"FROM (SELECT s.*, {source} AS sid FROM import_staging s) x "
-        f"LEFT JOIN {event_table} e ON e.source_id = x.sid "
-        f"LEFT JOIN {customer_table} c ON c.id = e.customer_id"
-    )
-    if postgres:
-        cursor.execute("ANALYZE import_rows")
-
-
-def _check_stored_source_ids(cursor, problems: _Problems) -> None:
-    """A source_id already stored is a re-send only if the row repeats that event exactly.
-
-    Otherwise skipping it would let whoever sends an id first own it: a sender could claim the
-    ids of another customer's future events, which would then be dropped as "already imported".
-    The message does not say whose event holds the id.
-    """
-    cursor.execute("SELECT row_no, line, sid FROM import_rows WHERE conflict ORDER BY row_no")
-    while batch := cursor.fetchmany(1000):
-        for row_no, line, sid in batch:
-            problems.add(row_no, "source_id", f"{_show(sid)} is already the id of a different stored event; "
-                                              "a re-sent event must repeat it exactly (same customer, time and "
-                                              "content), a new event needs a new source_id", line=line)
-
-
-def _write_from_staging(cursor, now: datetime) -> tuple[int, int]:
-    """Create missing customers and append new events. Returns (customers created, events added).
-
-    Only rows whose event is not stored yet count: re-sending old events changes nothing, so a
-    retried or replayed batch cannot put back a customer's old name, email, segment or owner.
-    """
-    customer_table = Customer._meta.db_table
-    event_table = Event._meta.db_table
-    postgres = connection.vendor == "postgresql"
-    ts = "%s"
-    # One set of customer fields per customer: the last non-empty value in file order wins (a
-    # later row is newer data). Prefixing each value with its zero-padded line number lets one
-    # MAX() per field find it in a single pass on both databases.
-    pad = "LPAD(CAST(line AS text), 10, '0')" if postgres else "printf('%%010d', line)"  # %% because the query has parameters
-
-    def last(column: str) -> str:
-        return f"COALESCE(SUBSTR(MAX(CASE WHEN {column} <> '' THEN {pad} || {column} END), 11), '')"
-
-    first = (
-        "SELECT customer_ext, "
-        "MIN(occurred_at) AS first_seen, "
-        f"{last('name')} AS name, {last('email')} AS email, {last('segment')} AS segment, "
-        f"CAST(SUBSTR(MAX(CASE WHEN owner_id IS NOT NULL THEN {pad} || CAST(owner_id AS text) END), 11) "
-        f"AS {'bigint' if postgres else 'integer'}) AS owner_id FROM import_rows WHERE existing_id IS NULL "
-        "GROUP BY customer_ext"
-    )
-    cursor.execute(
-        f"INSERT INTO {customer_table} (external_id, name, email, segment, owner_id, first_seen_at, attributes, "
-        f"value, created_at, updated_at) "
-        f"SELECT s.customer_ext, s.name, s.email, s.segment, s.owner_id, s.first_seen, "
-        f"{'%s::jsonb' if postgres else '%s'}, 0, {ts}, {ts} FROM ({first}) s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {customer_table} c WHERE c.external_id = s.customer_ext) "
-        # Another import running at the same time may create the same customer first.
-        f"ON CONFLICT (external_id) DO NOTHING",
-        ["{}", now, now],
-    )
-    created = max(cursor.rowcount, 0)
-    # Existing customers: fill in fields the new events provide; move first_seen_at earlier if needed.
-    least = "LEAST" if postgres else "MIN"
-    cursor.execute(
-        f"UPDATE {customer_table} SET "
-        f"name = CASE WHEN s.name <> '' THEN s.name ELSE {customer_table}.name END, "
-        f"email = CASE WHEN s.email <> '' THEN s.email ELSE {customer_table}.email END, "
-        f"segment = CASE WHEN s.segment <> '' THEN s.segment ELSE {customer_table}.segment END, "
-        f"owner_id = COALESCE(s.owner_id, {customer_table}.owner_id), updated_at = %s, "
-        f"first_seen_at = CASE WHEN {customer_table}.first_seen_at IS NULL THEN s.first_seen "
-        f"ELSE {least}({customer_table}.first_seen_at, s.first_seen) END "
-        f"FROM ({first}) s WHERE {customer_table}.external_id = s.customer_ext "
-        f"AND (s.name <> '' OR s.email <> '' OR s.segment <> '' OR s.owner_id IS NOT NULL "
-        f"OR {customer_table}.first_seen_at IS NULL OR s.first_seen < {customer_table}.first_seen_at)",
-        [now],
-    )
-    # ON CONFLICT still matters: another import running at the same time may store an id first.
-    conflict = "ON CONFLICT (source_id) DO NOTHING"
-    insert = "INSERT INTO" if postgres else "INSERT OR IGNORE INTO"
-    cursor.execute(
-        f"{insert} {event_table} (customer_id, kind, occurred_at, amount, quantity, rating, text, attributes, "
-        f"source_id, imported_at) "
-        f"SELECT c.id, x.kind, x.occurred_at, x.amount, x.quantity, x.rating, x.text, x.attributes, x.sid, {ts} "
-        f"FROM import_rows x JOIN {customer_table} c ON c.external_id = x.customer_ext "
-        f"WHERE x.existing_id IS NULL ORDER BY x.line {conflict if postgres else ''}",
-        [now],
-    )
-    added = max(cursor.rowcount, 0)
-    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
-    return created, added
-
-
-def _check_source_ids(cursor, problems: _Problems) -> None:
-    """One source_id used for two different events in one input is ambiguous: refuse it.
-
-    The same event repeated word for word is fine (the copy is skipped like a re-import).
-    """
-    cursor.execute(
-        "SELECT s.row_no, s.line, s.source_id, d.first_row FROM import_staging s JOIN ("
-        "SELECT source_id, MIN(row_no) AS first_row FROM import_staging WHERE source_id <> '' "
-        "GROUP BY source_id HAVING COUNT(DISTINCT content_hash) > 1) d ON d.source_id = s.source_id "
-        "WHERE s.row_no > d.first_row ORDER BY s.row_no"
-    )
-    while batch := cursor.fetchmany(1000):
-        for row_no, line, source_id, first_row in batch:
-            problems.add(row_no, "source_id", f"{source_id!r} is also the id of row {first_row}, a different event",
-                         line=line)
-
-
 def _run(records: Iterable[tuple[int, int, dict]], *, fmt: str, kind: str | None, source: str,
-         problems: _Problems) -> ImportSummary:
+         problems: Problems) -> ImportSummary:
     started = time.monotonic()
     now = timezone.now()
     owners = {email.lower(): pk for pk, email in AccountOwner.objects.values_list("pk", "email")}
     rows = 0
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            with _Staging(cursor) as staging:
+            with Staging(cursor) as staging:
                 for row_number, line_number, record in records:
                     rows += 1
                     try:
-                        staged = _normalise(record, fmt=fmt, kind=kind, owners=owners, now=now)
-                    except _Bad as bad:
+                        staged = record_normalise(record, fmt=fmt, kind=kind, owners=owners, now=now)
+                    except BadValue as bad:
                         problems.add(row_number, bad.field, bad.message, line=line_number)
                         continue
                     if not problems.count:
@@ -689,16 +83,16 @@ def _run(records: Iterable[tuple[int, int, dict]], *, fmt: str, kind: str | None
                 problems.raise_if_any(source)
                 staging.finish()
                 if fmt != "transactions":  # transactions rows never carry a source_id
-                    _check_source_ids(cursor, problems)
+                    source_ids_check(cursor, problems)
                     problems.raise_if_any(source)
-                _resolve_event_ids(cursor)
-                _check_stored_source_ids(cursor, problems)
+                event_ids_resolve(cursor)
+                stored_source_ids_check(cursor, problems)
                 problems.raise_if_any(source)
                 if connection.vendor == "postgresql":
-                    created, added = _write_from_staging(cursor, now)
+                    created, added = staging_write(cursor, now)
                 else:  # count instead of trusting rowcount after INSERT ... SELECT
                     before = (Customer.objects.count(), Event.objects.count())
-                    _write_from_staging(cursor, now)
+                    staging_write(cursor, now)
                     created = Customer.objects.count() - before[0]
                     added = Event.objects.count() - before[1]
     except (DataError, connection.Database.DataError) as exc:
@@ -728,16 +122,16 @@ def events_import_file(*, path: Path | str, fmt: str, kind: str | None = None,
         raise CrmError(f"No file at {path}.", code="not_found")
     if path.stat().st_size == 0:
         raise CrmError(f"{path.name}: nothing was imported, the file is empty.", code="invalid_import")
-    problems = _Problems()
+    problems = Problems()
     with path.open("rb") as handle:
-        lines = _decoded_lines(handle, problems, on_bytes or (lambda n: None))
+        lines = decoded_lines(handle, problems, on_bytes or (lambda n: None))
         if fmt == "jsonl":
-            records = _jsonl_records(lines, problems)
+            records = jsonl_records(lines, problems)
         elif fmt == "transactions":
-            records = _csv_records(lines, problems, required=TRANSACTION_COLUMNS, optional=TRANSACTION_OPTIONAL)
+            records = csv_records(lines, problems, required=TRANSACTION_COLUMNS, optional=TRANSACTION_OPTIONAL)
         else:
             required = EVENT_REQUIRED if kind else EVENT_REQUIRED + ("kind",)
-            records = _csv_records(lines, problems, required=required,
+            records = csv_records(lines, problems, required=required,
                                    optional=tuple(c for c in EVENT_OPTIONAL if c not in required))
         summary = _run(records, fmt=fmt, kind=kind, source=path.name, problems=problems)
     return summary
@@ -753,7 +147,7 @@ def events_import_records(*, records: list[Any], kind: str | None = None) -> Imp
     if len(records) > MAX_API_BATCH:
         raise CrmError(f"{len(records):,} events in one request; send at most {MAX_API_BATCH:,} per request.",
                        code="batch_too_large")
-    problems = _Problems()
+    problems = Problems()
 
     def numbered() -> Iterator[tuple[int, int, dict]]:
         for number, record in enumerate(records, start=1):
