@@ -58,6 +58,17 @@ def _broker_error(exc: BaseException) -> CrmError:
                     "CELERY_BROKER_URL to run tasks in-process; nothing was queued.", code="broker_unreachable")
 
 
+def _stopped(run_id: int, exc: BaseException) -> BaseException:
+    """Record why a run stopped (a no-op for a run already closed) and what to raise instead:
+    a plain message for a broker that is down or any other failure; CrmError and Ctrl-C as they are."""
+    scoring_run_fail(run_id=run_id, error=str(exc))
+    if isinstance(exc, BrokerError):
+        return _broker_error(exc)
+    if isinstance(exc, CrmError) or not isinstance(exc, Exception):
+        return exc
+    return CrmError(f"scoring failed: {exc}")
+
+
 def _queue_of(signature: Signature) -> str:
     route = current_app.amqp.router.route({}, signature.task)
     queue = route.get("queue")
@@ -129,12 +140,10 @@ def scoring_run_start(*, as_of: datetime | None = None, chunk_size: int | None =
         body = score_finish.s(run.pk) if then is None else score_finish.s(run.pk) | then
         result = chord([score_chunk.s(run.pk, chunk) for chunk in chunks], body).apply_async()
     except BaseException as exc:  # Ctrl-C included: the run must not stay `running`
-        scoring_run_fail(run_id=run.pk, error=str(exc))
-        if isinstance(exc, BrokerError):
-            raise _broker_error(exc) from exc
-        if isinstance(exc, CrmError) or not isinstance(exc, Exception):
+        stopped = _stopped(run.pk, exc)
+        if stopped is exc:
             raise
-        raise CrmError(f"scoring failed: {exc}") from exc
+        raise stopped from exc
     run.refresh_from_db()
     return run, result
 
@@ -158,16 +167,11 @@ def scoring_run_wait(*, run: ScoringRun, result: AsyncResult, poll_seconds: floa
                 scoring_runs_expire()
                 run.refresh_from_db(fields=["error"])
                 raise CrmError(f"scoring run #{run.pk} {run.error}")
-    except CrmError:
-        raise
-    except BrokerError as exc:
-        scoring_run_fail(run_id=run.pk, error=str(exc))
-        raise _broker_error(exc) from exc
     except BaseException as exc:
-        scoring_run_fail(run_id=run.pk, error=str(exc))
-        if not isinstance(exc, Exception):
+        stopped = _stopped(run.pk, exc)
+        if stopped is exc:
             raise
-        raise CrmError(f"scoring failed: {exc}") from exc
+        raise stopped from exc
 
 
 def churn_scores_compute(*, as_of: datetime | None = None, wait: bool = True, chunk_size: int | None = None) -> ScoringRun:
