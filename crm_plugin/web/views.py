@@ -1,7 +1,7 @@
 """CRM web views: at-risk worklist, customer 360, interventions, model report.
 
 Views parse input, call one selector or service, and render. Access control comes from
-`crm_plugin.customers.selectors`; writes go through `crm_plugin.services`; a CrmError becomes a
+`crm_plugin.customers.selectors`; writes go through each concept's services (`crm_plugin/<concept>/`); a CrmError becomes a
 message next to the field it is about.
 """
 from __future__ import annotations
