@@ -178,6 +178,8 @@ def _out(stdout, message: str) -> None:
 
 
 CHAMPION_KEY = "current champion"
+# Families that start from the latest registered masked-event pretraining (events_encoder_pretrain).
+PRETRAINED_EVENT_FAMILIES = ("bert_events_pretrained", "stacked")
 
 
 def model_train_all(
@@ -216,7 +218,7 @@ def model_train_all(
                  f"customers at {pd.Timestamp(valid.as_of[0]):%Y-%m-%d} ({valid.labels.mean():.1%} churned)")
     events_config = events_config_from_settings(tiny=tiny_bert)
     encoder_dir = None
-    if any(f.startswith("bert_events_pretrained") or f == "stacked" for f in families):
+    if any(f in PRETRAINED_EVENT_FAMILIES for f in families):
         encoder_version, encoder_dir = events_encoder_local(as_of=as_of)  # the registered pretraining, if any
         if encoder_dir is not None:
             events_config.update(pretrained_path=str(encoder_dir), pretrained_name=encoder_version.name)
@@ -277,6 +279,14 @@ def model_train_all(
         was = "" if champion is None else f" (replacing {champion.name})"
         _out(stdout, f"champion: {best.name}{was}: {decision.text.replace(CHAMPION_KEY, 'the champion')}")
     return created
+
+
+def model_train_scheduled(*, families: list[str], max_train_minutes: float, stdout=None) -> list[ModelVersion]:
+    """The weekly retraining: a fresh masked-event pretraining first when a family starts from it
+    (bert_events_pretrained, stacked), so they fine-tune on this week's behaviour; then every family."""
+    if any(f in PRETRAINED_EVENT_FAMILIES for f in families):
+        events_encoder_pretrain(stdout=stdout)
+    return model_train_all(families=families, max_train_minutes=max_train_minutes, stdout=stdout)
 
 
 # --- the behaviour BERT's pretrained encoder ------------------------------------------------
@@ -599,5 +609,5 @@ def last_event_day() -> datetime | None:
     return (span[1] + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-__all__ = ["model_train_all", "model_version_promote", "model_version_load",
+__all__ = ["model_train_all", "model_train_scheduled", "model_version_promote", "model_version_load",
            "churn_scores_compute_chunk", "scoring_run_fail", "scoring_run_finish", "champion_get", "churn_scores_riskiest", "customer_risk_change_refresh"]
