@@ -1,11 +1,15 @@
-"""Importing when a ticket closed and a coupon was redeemed."""
+"""Importing when a ticket closed and a coupon was redeemed, and when a customer's segment was recorded."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
+from django.utils import timezone
 
 from crm_plugin.errors import CrmError
 from crm_plugin.events.importing import events_import_file, events_import_records
 from crm_plugin.models import Customer, Event
+from tests.crm_plugin.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +117,37 @@ def test_closing_time_errors_in_a_csv_name_the_row_and_the_line(tmp_path):
 def test_a_ticket_closed_the_moment_it_opened_is_fine():
     events_import_records(records=[{**TICKET, "closed_at": TICKET["occurred_at"]}])
     assert Event.objects.get().attributes["status"] == "closed"
+
+
+# --- when the segment was recorded -----------------------------------------------------------
+
+
+def _visit(day: int, **fields) -> dict:
+    return {"customer_id": "C1", "kind": "visit", "occurred_at": f"2026-03-{day:02d}", **fields}
+
+
+def test_a_new_customers_segment_is_known_from_the_import_not_from_their_first_event():
+    started = timezone.now()
+    events_import_records(records=[_visit(1, segment="vip")])
+    customer = Customer.objects.get()
+    assert customer.segment == "vip" and customer.segment_since >= started
+    assert customer.first_seen_at == datetime.fromisoformat("2026-03-01T00:00:00+00:00")
+
+
+def test_a_changed_segment_moves_its_time_and_the_same_segment_keeps_it():
+    long_ago = timezone.now() - timedelta(days=300)
+    customer = CustomerFactory(external_id="C1", segment="vip", segment_since=long_ago)
+    events_import_records(records=[_visit(1, segment="vip"), _visit(2)])
+    customer.refresh_from_db()
+    assert customer.segment_since == long_ago  # nothing new about the segment
+    started = timezone.now()
+    events_import_records(records=[_visit(3, segment="lapsed")])
+    customer.refresh_from_db()
+    assert customer.segment == "lapsed" and customer.segment_since >= started
+
+
+def test_a_replayed_batch_changes_no_segment_time():
+    events_import_records(records=[_visit(1, segment="vip")])
+    since = Customer.objects.get().segment_since
+    events_import_records(records=[_visit(1, segment="vip")])
+    assert Customer.objects.get().segment_since == since
