@@ -5,9 +5,11 @@ are read, and state that changes after an event (a ticket closing, a coupon bein
 customer's segment) counts only from when it is known to hold: a ticket is closed at as_of only
 if its `closed_at` is before as_of, a coupon redeemed only if its `redeemed_at` is; one marked
 closed or redeemed without a date counts from its `imported_at` (when the shop's data said so),
-never from the day it opened; the segment shows only after `segment_since`. The text uses absolute dates ("2026-11-02 order 45.00 shoes") so it does not change
-when a day passes without events; relative recency lives in the numeric features. That keeps
-the encoder cache valid for customers without new events.
+never from the day it opened; the segment shows only after `segment_since`.
+
+The text uses absolute dates ("2026-11-02 order 45.00 shoes") so it does not change when a day
+passes without events; relative recency lives in the numeric features. That keeps the encoder
+cache valid for customers without new events.
 
 Treatment is data: the alert policy's past decisions (`alerts`) and the retention actions
 logged (`interventions`) before `as_of` become columns (`TREATMENT_FEATURES`). A model learns
@@ -518,8 +520,8 @@ def text_keys(ev: pd.DataFrame, ids: pd.Index, cu: pd.DataFrame, *, codes: np.nd
     That is every event before as_of (any change to one, an added or removed one, changes the
     key), whether each ticket counts as closed and each coupon as redeemed at as_of (the text
     says "open" / nothing until then), the segment as known at as_of, the text settings and
-    TEXT_FORMAT. `ev` holds only events before as_of and `codes`
-    maps its rows to positions in `ids`. Far cheaper than building the text to hash it: a daily
+    TEXT_FORMAT. `ev` holds only events before as_of and `codes` maps its rows to positions in
+    `ids`. Far cheaper than building the text to hash it: a daily
     re-run compares keys and builds only the texts of customers with something new.
     """
     n = len(ids)
