@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.text import Truncator
 
 from crm_plugin.errors import CrmError
@@ -148,15 +149,23 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ("external_id", "name", "email", "owner__name", "owner__email")
     list_select_related = ("owner", "latest_score")
     autocomplete_fields = ("owner",)
-    readonly_fields = ("risk", "created_at", "updated_at")
+    readonly_fields = ("risk", "segment_since", "created_at", "updated_at")
     date_hierarchy = "first_seen_at"
     show_full_result_count = False  # avoids a second COUNT(*) over 100k+ rows on every search
     inlines = (RecentScoreInline, RecentInterventionInline, RecentEventInline)
     fieldsets = (
-        (None, {"fields": ("external_id", "name", "email", "segment", "owner", "first_seen_at", "attributes")}),
+        (None, {"fields": ("external_id", "name", "email", "segment", "segment_since", "owner", "first_seen_at",
+                           "attributes")}),
         ("Risk", {"fields": ("risk", "value", "alerts_snoozed_until", "not_a_risk_until")}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    def save_model(self, request: HttpRequest, obj: Customer, form, change: bool) -> None:
+        # The segment keeps no history: a new one holds from now on, so snapshots of earlier dates
+        # must not see it (mlcore.snapshot.segment_at).
+        if change and "segment" in form.changed_data:
+            obj.segment_since = timezone.now()
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="Risk", ordering="latest_score__probability")
     def risk(self, customer: Customer) -> str:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -59,6 +60,14 @@ class Customer(models.Model):
     name = models.CharField(max_length=200, blank=True, default="")
     email = models.EmailField(blank=True, default="", db_index=True)
     segment = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # The segment has no history, only its current value: snapshots before this time treat it as
+    # unknown rather than read today's segment into the past. A database default too, because the
+    # importer inserts customers with its own SQL.
+    segment_since = models.DateTimeField(
+        default=timezone.now, db_default=Now(), editable=False,
+        help_text="When the current segment was recorded (by an import or in the admin); models see "
+                  "the segment only at dates after this.",
+    )
     owner = models.ForeignKey(AccountOwner, null=True, blank=True, on_delete=models.SET_NULL, related_name="customers")
     first_seen_at = models.DateTimeField(null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)

@@ -29,6 +29,12 @@ _event_in = inline_serializer("EventIn", fields={
     "email": serializers.EmailField(required=False),
     "segment": serializers.CharField(required=False),
     "owner_email": serializers.EmailField(required=False),
+    "closed_at": serializers.CharField(required=False, allow_null=True,
+                                       help_text="Tickets: when the ticket was closed (ISO 8601; not before "
+                                                 "occurred_at). Models count it as closed only after this time"),
+    "redeemed_at": serializers.CharField(required=False, allow_null=True,
+                                         help_text="Coupons: when the coupon was redeemed (ISO 8601; not before "
+                                                   "occurred_at). Models count it as redeemed only after this time"),
 })
 _problem = inline_serializer("ImportProblem", fields={
     "row": serializers.IntegerField(allow_null=True, help_text="1-based position in `events`"),

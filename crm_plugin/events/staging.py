@@ -155,15 +155,17 @@ def staging_write(cursor, now: datetime) -> tuple[int, int]:
         f"AS {'bigint' if postgres else 'integer'}) AS owner_id FROM import_rows WHERE existing_id IS NULL "
         "GROUP BY customer_ext"
     )
+    # segment_since: the segment is known from this import on, not from the customer's first event
+    # (snapshots before it treat the segment as unknown).
     cursor.execute(
-        f"INSERT INTO {customer_table} (external_id, name, email, segment, owner_id, first_seen_at, attributes, "
-        f"value, created_at, updated_at) "
-        f"SELECT s.customer_ext, s.name, s.email, s.segment, s.owner_id, s.first_seen, "
+        f"INSERT INTO {customer_table} (external_id, name, email, segment, segment_since, owner_id, first_seen_at, "
+        f"attributes, value, created_at, updated_at) "
+        f"SELECT s.customer_ext, s.name, s.email, s.segment, {ts}, s.owner_id, s.first_seen, "
         f"{'%s::jsonb' if postgres else '%s'}, 0, {ts}, {ts} FROM ({first}) s "
         f"WHERE NOT EXISTS (SELECT 1 FROM {customer_table} c WHERE c.external_id = s.customer_ext) "
         # Another import running at the same time may create the same customer first.
         f"ON CONFLICT (external_id) DO NOTHING",
-        ["{}", now, now],
+        [now, "{}", now, now],
     )
     created = max(cursor.rowcount, 0)
     # Existing customers: fill in fields the new events provide; move first_seen_at earlier if needed.
@@ -173,13 +175,16 @@ def staging_write(cursor, now: datetime) -> tuple[int, int]:
         f"name = CASE WHEN s.name <> '' THEN s.name ELSE {customer_table}.name END, "
         f"email = CASE WHEN s.email <> '' THEN s.email ELSE {customer_table}.email END, "
         f"segment = CASE WHEN s.segment <> '' THEN s.segment ELSE {customer_table}.segment END, "
+        # A changed segment is known from now on; the same segment again keeps its time.
+        f"segment_since = CASE WHEN s.segment <> '' AND s.segment <> {customer_table}.segment THEN %s "
+        f"ELSE {customer_table}.segment_since END, "
         f"owner_id = COALESCE(s.owner_id, {customer_table}.owner_id), updated_at = %s, "
         f"first_seen_at = CASE WHEN {customer_table}.first_seen_at IS NULL THEN s.first_seen "
         f"ELSE {least}({customer_table}.first_seen_at, s.first_seen) END "
         f"FROM ({first}) s WHERE {customer_table}.external_id = s.customer_ext "
         f"AND (s.name <> '' OR s.email <> '' OR s.segment <> '' OR s.owner_id IS NOT NULL "
         f"OR {customer_table}.first_seen_at IS NULL OR s.first_seen < {customer_table}.first_seen_at)",
-        [now],
+        [now, now],
     )
     # ON CONFLICT still matters: another import running at the same time may store an id first.
     conflict = "ON CONFLICT (source_id) DO NOTHING"

@@ -375,3 +375,35 @@ def test_interventions_are_untouched_by_an_import(client):
     assert post(client, [ORDER]).status_code == 201
     customer.refresh_from_db()
     assert customer.owner == owner and Intervention.objects.filter(customer=customer).count() == 1
+
+
+# --- when a ticket closed, when a coupon was redeemed -------------------------------------------
+
+
+def test_closing_and_redemption_times_are_imported(client):
+    response = post(client, [
+        {"customer_id": "C1", "kind": "ticket", "occurred_at": "2026-03-01T09:00:00Z", "text": "refund late",
+         "closed_at": "2026-03-03T17:00:00Z", "source_id": "t-1"},
+        {"customer_id": "C1", "kind": "coupon", "occurred_at": "2026-03-01", "amount": "5",
+         "attributes": {"code": "SAVE5"}, "redeemed_at": "2026-03-04", "source_id": "c-1"},
+    ])
+    assert response.status_code == 201, response.json()
+    assert Event.objects.get(source_id="t-1").attributes == {"status": "closed", "closed_at": "2026-03-03T17:00:00+00:00"}
+    assert Event.objects.get(source_id="c-1").attributes == {"code": "SAVE5", "redeemed": True,
+                                                             "redeemed_at": "2026-03-04T00:00:00+00:00"}
+
+
+def test_a_ticket_closed_before_it_opened_is_a_400_naming_the_row_and_field(client):
+    response = post(client, [ORDER, {"customer_id": "C1", "kind": "ticket", "occurred_at": "2026-03-05T09:00:00Z",
+                                     "closed_at": "2026-03-05T08:59:00Z"}])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{
+        "row": 2, "field": "closed_at",
+        "message": "'2026-03-05T08:59:00Z' is before the ticket was opened (occurred_at 2026-03-05 09:00:00 UTC)"}]
+    assert Event.objects.count() == 0
+
+
+def test_schema_documents_the_closing_and_redemption_times(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    fields = schema["components"]["schemas"]["EventIn"]["properties"]
+    assert "closed_at" in fields and "redeemed_at" in fields
