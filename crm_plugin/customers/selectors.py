@@ -114,23 +114,3 @@ def customer_search_visible(*, user: AbstractBaseUser | AnonymousUser | None, te
     if Customer.objects.filter(customer_identifier_match(text)).exists():
         raise CrmError(f"Customer {text!r} is in another owner's book.", code="forbidden")
     raise CrmError(f"No customer you can see matches {text!r}.", code="not_found")
-
-
-def customer_get_visible(*, user: AbstractBaseUser | AnonymousUser | None, lookup: str | int) -> Customer:
-    """Find one customer by database id, shop id or email, if this user may see them.
-
-    Raises CrmError(code="not_found") when there is no such customer and
-    CrmError(code="forbidden") when it belongs to someone else's book.
-    """
-    text = str(lookup).strip()
-    candidates = Customer.objects.select_related("owner", "latest_score")
-    customer = candidates.filter(external_id=text).first()
-    if customer is None and "@" in text:
-        customer = candidates.filter(email__iexact=text).order_by("pk").first()
-    if customer is None and text.isdigit():
-        customer = candidates.filter(pk=int(text)).first()
-    if customer is None:
-        raise CrmError(f"No customer with id or email {text!r}.", code="not_found")
-    if not customer_list_visible_to(user=user).filter(pk=customer.pk).exists():
-        raise CrmError(f"Customer {text!r} is in another owner's book.", code="forbidden")
-    return customer
