@@ -20,7 +20,7 @@ from django.db.models.functions import Cast, RowNumber
 from django.utils import timezone
 
 from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
-from crm_plugin.customers.selectors import customer_list_visible_to, user_sees_everyone
+from crm_plugin.customers.selectors import customer_list_visible_to, customer_search_match, user_sees_everyone
 from crm_plugin.formatting import top_reason
 
 SPARKLINE_POINTS = 10
@@ -94,10 +94,7 @@ def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilt
     if filters.segment:
         qs = qs.filter(segment=filters.segment)
     if filters.q:
-        match = Q(name__icontains=filters.q) | Q(external_id__iexact=filters.q) | Q(email__iexact=filters.q)
-        if filters.q.isdigit():  # the number `/churn customer` and the customer page's URL use
-            match |= Q(pk=int(filters.q))
-        qs = qs.filter(match)
+        qs = qs.filter(customer_search_match(filters.q))  # the same search as `/churn customer`
     if filters.risk_rose:
         # Stored by scoring (latest probability minus the earliest score in the 7 days before it),
         # so this is an indexed column test, not a score-history lookup per customer.
