@@ -32,7 +32,7 @@ from slack_sdk.models.views import View
 from churnbot.payloads import ModalMetadata, button_value, outcome_value
 from churnbot.queries import CustomerCard, CustomerFacts, customer_facts
 from crm_plugin.customers.selectors import CustomerSearch
-from crm_plugin.formatting import day, money, plural, reasons_for_people
+from crm_plugin.formatting import day, money, plural, reasons_for_people, top_reason
 from crm_plugin.models import Alert, Customer, Intervention
 
 SECTION_MAX = SectionBlock.text_max_length  # 3000
@@ -333,7 +333,7 @@ def _digest_message(alert: Alert, items: Sequence[Alert]) -> tuple[str, list[dic
     for item in shown:
         data = item.payload or {}
         name = item.customer.name or item.customer.external_id
-        top = (data.get("reasons") or [{}])[0].get("text", "")
+        top = top_reason(data.get("reasons") or [])
         blocks.append(section(
             f"*<{crm_url(item.customer_id)}|{escape(name)}>* · {pct(data.get('probability'))} · "
             f"{band_label(data.get('band'))}\n{escape(cut(top, 400))}"
@@ -384,7 +384,7 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
         lines.append(f"Daily churn digest {data.get('date', '')}: {plural(len(digest_items), 'customer')}")
         for item in digest_items:
             d = item.payload or {}
-            top = (d.get("reasons") or [{}])[0].get("text", "")
+            top = top_reason(d.get("reasons") or [])
             lines.append(f"  • {item.customer.name or item.customer.external_id} ({item.customer.external_id}) "
                          f"{pct(d.get('probability'))} {d.get('band', '')} — {top}")
     elif alert.kind == Alert.Kind.FOLLOW_UP:
@@ -400,8 +400,8 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
     else:
         lines.append(_risk_summary(alert))
         lines.append("  " + facts_line(customer_facts(customer=alert.customer)))
-        for reason in (data.get("reasons") or [])[:5]:
-            lines.append(f"  • {reason.get('text', reason.get('code', ''))}")
+        for reason in reasons_for_people(data.get("reasons") or [], limit=5):
+            lines.append(f"  • {reason['text']}")
         if data.get("next_best_action"):
             lines.append("  " + next_best_action_text(data["next_best_action"]).replace("*", ""))
         lines.append(f"  Open in CRM: {crm_url(alert.customer_id)} (score history: {crm_url(alert.customer_id)}#history)")
@@ -484,7 +484,7 @@ def top_list(customers: Sequence[Customer], *, title: str) -> tuple[str, list[di
     lines = []
     for rank, customer in enumerate(customers, start=1):
         score = customer.latest_score
-        top = (score.reasons or [{}])[0].get("text", "") if score.reasons else ""
+        top = top_reason(score.reasons or [])
         lines.append(
             f"{rank}. *<{crm_url(customer.pk)}|{escape(customer.name or customer.external_id)}>* "
             f"({escape(customer.external_id)}) · {pct(score.probability)} {score.band}"

@@ -122,3 +122,16 @@ def test_counts_of_one_read_in_the_singular(slack_settings):
     _, blocks = alert_message(Alert.objects.create(customer=customer, owner=owner, kind="high_risk",
                                                    idempotency_key="h2", payload={"probability": 0.8}))
     assert _fields(blocks)[1].endswith("\nyesterday")
+
+
+def test_the_console_and_digest_lines_read_reasons_in_a_managers_words(slack_settings):
+    [alert] = make_alerts()
+    raw = [{"code": "coupons", "text": "0 coupons in the last year, 0 redeemed", "weight": 0.4, "evidence": {}},
+           {"code": "orders_down", "text": "1 orders in the last 90 days (1 in the last year)", "weight": 0.3,
+            "evidence": {"orders_90": 1, "orders_365": 1}},
+           {"code": "spend_down", "text": "spent 64.72 in the last 90 days", "weight": 0.2,
+            "evidence": {"spend_90": 64.72, "spend_365": 130}}]
+    alert.payload = {**alert.payload, "reasons": raw}
+    text = alert_console_text(alert)
+    assert "coupons" not in text and "1 orders" not in text  # nothing a manager can act on
+    assert "• Spent €65 in the last 90 days (€130 in the year)" in text

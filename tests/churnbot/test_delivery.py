@@ -209,7 +209,7 @@ def test_console_backend_prints_readable_text_and_records_the_alert(settings, ca
     assert alert_deliver(alert_id=alert.pk) == "sent"
     out = capsys.readouterr().out
     assert "Slack DM to Ana" in out and "Customer 0" in out and "70%" in out
-    assert "no order for 64 days" in out
+    assert "No order for 64 days; usually orders every 20 days" in out  # in a manager's words, as on the pages
     alert.refresh_from_db()
     assert alert.status == "sent" and alert.slack_channel == "console"
 
