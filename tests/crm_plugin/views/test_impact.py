@@ -269,3 +269,21 @@ def test_query_count_is_bounded_and_does_not_grow_with_customers_or_owners(clien
     with django_assert_max_num_queries(15):  # session, user, owner, fingerprint, stored loop, 4 figures
         big = queries()
     assert big == small
+
+
+# --- the weekly chart -------------------------------------------------------------------------
+
+
+def test_weekly_chart_draws_a_line_per_series_and_labels_the_latest_week():
+    from crm_plugin.web.charts import Series, weekly_counts_chart
+
+    weeks = ["1 Sep", "8 Sep", "15 Sep", "22 Sep", "29 Sep"]
+    svg = weekly_counts_chart(weeks, [Series("Alerts sent", [], [3, 0, 5, 2, 1]), Series("Retained", [], [0, 0, 1, 0, 2])],
+                              label_every=2)
+    assert svg.count("<polyline") == 2
+    assert 'aria-label="Week by week, 5 weeks from 1 Sep to 29 Sep: alerts sent 11, retained 3"' in svg
+    assert "<title>15 Sep: 5 alerts sent</title>" in svg
+    labels = re.findall(r'class="tick"[^>]*text-anchor="(?:start|middle|end)">([^<]+)</text>', svg)
+    assert [label for label in labels if label in weeks] == ["1 Sep", "15 Sep", "29 Sep"]  # every 2nd, from the latest
+    quiet = weekly_counts_chart(weeks, [Series("Alerts sent", [], [0] * 5)])
+    assert "No data" in quiet and "<polyline" not in quiet
