@@ -275,9 +275,14 @@ def closed_loop_compute(*, as_of: datetime | None = None, outcome_days: int | No
     known = _known(episodes)
     lift = retention_lift_measured(as_of=as_of, outcome_days=outcome_days, episodes=known)
     model = model or next_best_action_model(as_of=as_of, outcome_days=outcome_days, episodes=known)
+    alerted = known[~known["is_control"].astype(bool)] if len(known) else known
     report = {
+        "as_of": as_of.isoformat(),
         "outcome_days": _outcome_days(outcome_days),
         "control_share": settings.CONTROL_GROUP_SHARE,
+        # Yearly value of the alerted customers behind the overall lift: lift x this is what the
+        # alerts kept, in money (the Impact page).
+        "alerted_value": round(float(alerted["value"].sum()), 2) if len(alerted) else 0.0,
         "lift": lift.as_dict(),
         "lift_text": {
             "overall": lift.overall.summary("alerted"),

@@ -325,3 +325,36 @@ def profit_curve_chart(
     legend = _legend([Series(f"{name} ({x * 100:.0f}%)", [], []) for x, _, _, name in markers],
                      [color for _, color, _, _ in markers])
     return mark_safe(f'<figure class="chart-box">{_svg(frame, summary, body, css_class="chart chart-wide")}{legend}</figure>')
+
+
+def weekly_counts_chart(
+    weeks: Sequence[str], series: Sequence[Series], *, title: str = "Week by week",
+    width: int = 640, height: int = 220, label_every: int = 1,
+) -> SafeString:
+    """Counts per week (oldest first) as one line per series, each week labelled by `weeks`; on a
+    narrow chart every `label_every`-th week is labelled, always including the latest."""
+    n = len(weeks)
+    values = [[float(v) for v in s.ys] for s in series]
+    if not n or not any(any(vs) for vs in values):
+        return empty_chart(f"{title}: nothing yet", width=width, height=height)
+    top = max(max(vs) for vs in values)
+    # At least 0-4 so a quiet period gets whole-number ticks instead of 0.5 steps.
+    frame = _Frame(width, height, (0.0, float(max(n - 1, 1))), (0.0, float(max(4, math.ceil(top * 1.1)))),
+                   left=36, right=16, bottom=26)
+    ticks = [(float(i), weeks[i]) for i in range(n) if (n - 1 - i) % max(label_every, 1) == 0]
+    body = _axes(frame, x_label="", y_label="", x_percent=False, y_percent=False, x_ticks=ticks)
+    colors = []
+    for index, (s, vs) in enumerate(zip(series, values)):
+        color = s.color or PALETTE[index % len(PALETTE)]
+        colors.append(color)
+        pairs = [(float(i), v) for i, v in enumerate(vs)]
+        body.append(_polyline(frame, pairs, color))
+        body.extend(
+            f'<circle cx="{_fmt(frame.px(x))}" cy="{_fmt(frame.py(y))}" r="2.5" fill="{color}">'
+            f'<title>{escape(weeks[int(x)])}: {y:.0f} {escape(s.name.lower())}</title></circle>'
+            for x, y in pairs
+        )
+    totals = ", ".join(f"{s.name.lower()} {sum(vs):.0f}" for s, vs in zip(series, values))
+    summary = f"{title}, {n} weeks from {weeks[0]} to {weeks[-1]}: {totals}"
+    legend = _legend(series, colors)
+    return mark_safe(f'<figure class="chart-box">{_svg(frame, summary, body, css_class="chart chart-wide")}{legend}</figure>')

@@ -557,3 +557,34 @@ def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"{version.name} is now the champion; the next scoring run uses it.")
     return redirect("crm-models")
+
+
+# --- impact: are the alerts working? ---------------------------------------------------
+
+
+def _weekly_chart(weeks: list[sl.WeekRow], *, narrow: bool = False):
+    series = [
+        charts.Series("Alerts sent", [], [w.alerts_sent for w in weeks], color="#0072B2"),
+        charts.Series("Actions logged", [], [w.actions for w in weeks], color="#E69F00"),
+        charts.Series("Retained", [], [w.retained for w in weeks], color="#009E73"),
+        charts.Series("Churned", [], [w.churned for w in weeks], color="#D55E00"),
+    ]
+    labels = [w.label for w in weeks]
+    if narrow:
+        return charts.weekly_counts_chart(labels, series, width=360, height=220, label_every=3)
+    return charts.weekly_counts_chart(labels, series, label_every=2)
+
+
+@login_required
+def impact(request: HttpRequest) -> HttpResponse:
+    """Are the alerts working: the measured lift, the funnel per owner, revenue kept, week by week."""
+    report = sl.impact_report(user=request.user)
+    if report is None:
+        own = " Your own alerts, actions and outcomes are on the Models page." if _role(request.user) == "owner" else ""
+        raise PermissionDenied("This page compares every owner's book, so it is for managers and staff." + own)
+    return render(request, "crm/impact.html", {
+        "impact": report, "loop": report.loop, "weekly_chart": _weekly_chart(report.weeks),
+        "weekly_chart_narrow": _weekly_chart(report.weeks, narrow=True),
+        "escalation_days": settings.CHURN_ESCALATION_DAYS, "outcome_days": report.loop.outcome_days,
+        "min_n": settings.UPLIFT_MIN_N, "role": _role(request.user), "nav": "impact",
+    })
