@@ -6,22 +6,29 @@ one query each, so the number of queries never grows with the number of rows.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import (
     Count, Exists, F, FloatField, OuterRef, Q, QuerySet, Window,
 )
+from django.db.models import Max, Min, Sum
 from django.db.models.functions import Cast, RowNumber
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
 from crm_plugin.customers.selectors import customer_list_visible_to, user_sees_everyone
 from crm_plugin.formatting import top_reason
+from crm_plugin.web import charts
+from mlcore.backtest import latest_cutoff
+from mlcore.compare import CHAMPION_METRIC
+from mlcore.snapshot import as_timestamp
 
 SPARKLINE_POINTS = 10
 # A rise (Customer.risk_change_7d, over 7 days) smaller than this is float noise or a re-score of unchanged data, not news.
@@ -262,6 +269,43 @@ def customer_interventions(*, customer: Customer) -> list[Intervention]:
 
 def customer_alerts(*, customer: Customer, limit: int = 10) -> list[Alert]:
     return list(Alert.objects.filter(customer=customer).order_by("-created_at", "-pk")[:limit])
+
+
+# Alerts that told someone about this customer; follow-up questions and reassignment notices are not about risk.
+CHART_ALERT_KINDS = (Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE, Alert.Kind.ESCALATION)
+CHART_ALERT_LIMIT = 500
+
+
+def customer_chart_markers(*, customer: Customer, start: datetime, end: datetime,
+                           interventions: Iterable[Intervention]) -> list[charts.Marker]:
+    """Orders, alerts and logged actions from `start` to `end` (the score chart's time axis).
+
+    Two queries however long the history: orders grouped by day and the alerts in the window
+    (capped); the actions come from the page's own list. The chart merges marks that would overlap.
+    """
+    markers = [
+        charts.Marker(when=row["at"], kind="order", count=row["n"], amount=row["total"])
+        for row in (Event.objects.filter(customer=customer, kind=Event.Kind.ORDER, occurred_at__gte=start,
+                                         occurred_at__lte=end)
+                    .annotate(day=TruncDate("occurred_at")).values("day")
+                    .annotate(n=Count("pk"), total=Sum("amount"), at=Min("occurred_at")).order_by("day"))
+    ]
+    alerts = (Alert.objects.filter(customer=customer, kind__in=CHART_ALERT_KINDS,
+                                   status__in=[Alert.Status.SENT, Alert.Status.DIGESTED])
+              .annotate(at=Coalesce("sent_at", "created_at")).filter(at__gte=start, at__lte=end)
+              .order_by("-at").values_list("at", "kind", "status")[:CHART_ALERT_LIMIT])
+    for at, kind, status in alerts:
+        if kind == Alert.Kind.ESCALATION:
+            label = "Escalated to the manager"
+        else:
+            how = "Alert sent" if status == Alert.Status.SENT else "Alert in the daily digest"
+            label = f"{how}: {Alert.Kind(kind).label.lower()}"
+        markers.append(charts.Marker(when=at, kind="alert", label=label))
+    for iv in interventions:
+        if start <= iv.created_at <= end:
+            outcome = f" — {iv.get_outcome_display().lower()}" if iv.outcome else ""
+            markers.append(charts.Marker(when=iv.created_at, kind="action", label=f"{iv.get_action_display()}{outcome}"))
+    return markers
 
 
 # --- interventions ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+from datetime import date, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
@@ -20,20 +21,23 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from crm_plugin.web import charts
 from crm_plugin.loop import selectors as sl
 from crm_plugin.web import selectors as sv
 from crm_plugin.errors import CrmError
-from crm_plugin.web.forms import BulkForm, InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
+from crm_plugin.web.forms import (
+    BulkForm, InterventionFilterForm, InterventionForm, OutcomeForm, PromoteForm, WorklistFilterForm,
+)
 from crm_plugin.models import Customer, Event, Intervention, ModelVersion
 from crm_plugin.customers.selectors import can_reassign, customer_list_visible_to, owner_for_user
 from crm_plugin.alerts.selectors import alert_silence_reason
 from crm_plugin.alerts.feedback import alert_snooze_many
-from crm_plugin.formatting import reasons_for_people
+from crm_plugin.formatting import day, reasons_for_people
 from crm_plugin.customers.services import customer_reassign
 from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
+from mlcore.compare import CHAMPION_METRIC
 
 WORKLIST_PAGE_SIZE = 50
 INTERVENTIONS_PAGE_SIZE = 50
@@ -365,16 +369,20 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     status = 400 if (request.method == "POST") else 200
     interventions_shown = sv.customer_interventions(customer=customer)
     alerts_shown = sv.customer_alerts(customer=customer)
+    span = charts.score_history_span(history)
+    markers = sv.customer_chart_markers(customer=customer, start=span[0], end=span[1],
+                                        interventions=interventions_shown) if span else []
     outcome_errors = _outcome_errors(request, outcome_form)
     if outcome_errors and outcome_errors["pk"] not in {iv.pk for iv in interventions_shown}:
         outcome_errors["pk"] = None  # shown above the list instead of under one action
     return render(request, "crm/customer.html", {
         "customer": customer, "score": score, "value_at_risk": value_at_risk, "tenure": _tenure(customer),
         "history_chart": charts.score_history_chart(
-            history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM,
+            history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM, markers=markers,
         ),
         "history_chart_narrow": charts.score_history_chart(
             history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM, width=360, height=220,
+            markers=markers,
         ),
         "history_count": len(history),
         "reasons": _reasons_for_display(score.reasons if score else None),
@@ -399,17 +407,23 @@ def interventions(request: HttpRequest) -> HttpResponse:
     owners = sv.owners_for_filter(user=request.user)
     form = InterventionFilterForm(request.GET or None, owners=owners)
     filters = sv.InterventionFilters()
-    if form.is_bound and form.is_valid():
-        data = form.cleaned_data
-        filters = sv.InterventionFilters(
-            action=data["action"], outcome=data["outcome"], owner_id=data.get("owner"),
-            date_from=data["date_from"], date_to=data["date_to"], follow_ups_due=data["view"] == "due",
-        )
-    page = Paginator(sv.intervention_list_visible(user=request.user, filters=filters), INTERVENTIONS_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    page = None
+    if form.is_bound and not form.is_valid():
+        # A filter that cannot be read lists nothing: the error next to the field says what to fix,
+        # rather than an unfiltered list or "0 actions" that looks like an answer.
+        filters = sv.InterventionFilters(follow_ups_due=request.GET.get("view") == "due")
+    else:
+        if form.is_bound:
+            data = form.cleaned_data
+            filters = sv.InterventionFilters(
+                action=data["action"], outcome=data["outcome"], owner_id=data.get("owner"),
+                date_from=data["date_from"], date_to=data["date_to"], follow_ups_due=data["view"] == "due",
+            )
+        page = Paginator(sv.intervention_list_visible(user=request.user, filters=filters),
+                         INTERVENTIONS_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "crm/interventions.html", {
         "form": form, "page": page, "query": _query_without_page(request), "due_view": filters.follow_ups_due,
+        "filtered": any(request.GET.get(key) for key in ("action", "outcome", "owner", "date_from", "date_to")),
         "due_count": sv.follow_ups_due_count(user=request.user), "today": timezone.localdate(),
         "role": _role(request.user), "nav": "interventions",
     })
