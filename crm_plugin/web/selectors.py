@@ -356,3 +356,78 @@ def model_versions_for_report(*, limit: int = 50) -> list[ModelVersion]:
 
 def backtest_latest() -> BacktestRun | None:
     return BacktestRun.objects.order_by("-created_at", "-pk").first()
+
+
+# The champion rule's metric first; plain PR-AUC when a version was saved without it.
+PROMOTION_METRICS = (CHAMPION_METRIC, "pr_auc")
+
+
+@dataclass(frozen=True)
+class PromotionCheck:
+    """A version next to the current champion on the validation metric the champion rule uses."""
+
+    version: ModelVersion
+    champion: ModelVersion | None
+    metric: str = ""  # the key compared, "" when the two have no validation metric in common
+    value: float | None = None
+    champion_value: float | None = None
+
+    @property
+    def difference(self) -> float | None:
+        if self.value is None or self.champion_value is None:
+            return None
+        return self.value - self.champion_value
+
+    @property
+    def weaker(self) -> bool:
+        return self.difference is not None and self.difference < 0
+
+    @property
+    def same_data(self) -> bool:
+        """Validated on the same cut of the data (trained to the same date, same horizon)."""
+        return (self.champion is not None and self.version.trained_as_of == self.champion.trained_as_of
+                and self.version.horizon_days == self.champion.horizon_days)
+
+
+def _metric(version: ModelVersion, key: str) -> float | None:
+    value = (version.metrics if isinstance(version.metrics, dict) else {}).get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def model_version_promotion_check(*, version: ModelVersion) -> PromotionCheck:
+    """How `version` compares with the champion it would replace, on the champion rule's metric."""
+    champion = ModelVersion.objects.filter(is_champion=True).exclude(pk=version.pk).first()
+    if champion is None:
+        return PromotionCheck(version=version, champion=None)
+    for key in PROMOTION_METRICS:
+        value, champion_value = _metric(version, key), _metric(champion, key)
+        if value is not None and champion_value is not None:
+            return PromotionCheck(version=version, champion=champion, metric=key, value=value,
+                                  champion_value=champion_value)
+    return PromotionCheck(version=version, champion=champion)
+
+
+@dataclass(frozen=True)
+class BacktestWindow:
+    """The latest date a backtest can use: its label window of `horizon_days` must end by the newest event."""
+
+    horizon_days: int
+    first_event: datetime | None = None
+    newest_event: datetime | None = None
+    latest: date | None = None  # None: no events, or less history than one horizon
+
+    @property
+    def too_short(self) -> bool:
+        return self.newest_event is not None and self.latest is None
+
+
+def backtest_window(*, horizon_days: int) -> BacktestWindow:
+    """Where `manage.py backtest` would put its default (latest) date, from one indexed MIN/MAX query."""
+    span = Event.objects.aggregate(first=Min("occurred_at"), last=Max("occurred_at"))
+    if span["last"] is None:
+        return BacktestWindow(horizon_days=horizon_days)
+    cutoff = latest_cutoff(span["last"], horizon_days)  # the backtest command's own rule
+    latest = cutoff.date() if cutoff > as_timestamp(span["first"]) else None
+    return BacktestWindow(horizon_days=horizon_days, first_event=span["first"], newest_event=span["last"], latest=latest)

@@ -545,8 +545,11 @@ def model_report(request: HttpRequest) -> HttpResponse:
         metrics = version.metrics if isinstance(version.metrics, dict) else {}
         version.metric_cells = [_metric_text(key, metrics.get(key)) for key in metric_keys]
     loop = sl.loop_report(user=request.user)
+    window = sv.backtest_window(horizon_days=settings.CHURN_HORIZON_DAYS)
     return render(request, "crm/models.html", {
         "versions": versions, "run": run, "metric_columns": METRIC_COLUMNS, "bt": _backtest_context(run),
+        "bt_window": window, "bt_is_latest": bool(run and window.latest
+                                                   and run.as_of.astimezone(dt_timezone.utc).date() == window.latest),
         "loop": loop, "escalation_days": settings.CHURN_ESCALATION_DAYS, "outcome_days": settings.CHURN_OUTCOME_DAYS,
         "profit": _profit_context(sl.profit_threshold_current()) if loop else {},
         "own_funnel": [] if loop or _role(request.user) != "owner" else sl.funnel_for_owner(user=request.user),
@@ -554,20 +557,75 @@ def model_report(request: HttpRequest) -> HttpResponse:
     })
 
 
+METRIC_NAMES = {
+    CHAMPION_METRIC: "PR-AUC on active customers, the measure the champion rule compares",
+    "pr_auc": "PR-AUC on all customers (the champion rule's active-customer figure is missing for one of them)",
+}
+PROMOTION_TABLE = [
+    (CHAMPION_METRIC, "PR AUC, active customers", True), ("pr_auc", "PR AUC", True), ("roc_auc", "ROC AUC", True),
+    ("brier", "Brier", False), ("ece", "ECE", False),
+]
+
+
+def _promotion_words(check: sv.PromotionCheck) -> dict:
+    """What promoting means for this version, in plain words: above all whether it is weaker."""
+    version, champion = check.version, check.champion
+    if version.is_champion:
+        return {"headline": f"{version.name} is already the champion."}
+    if champion is None:
+        return {"headline": f"There is no champion yet: {version.name} will score every customer from the next "
+                            "scoring run."}
+    words: dict = {"weaker": check.weaker}
+    if not check.metric:
+        words["headline"] = (f"{version.name} cannot be compared with the champion {champion.name}: the two have no "
+                             "validation PR-AUC in common.")
+    elif check.weaker:
+        gap = -check.difference
+        share = f", {gap / check.champion_value:.0%} worse" if check.champion_value else ""
+        words["headline"] = f"{version.name} is weaker than the champion {champion.name} on validation."
+        words["detail"] = (f"It scores {check.value:.3f} against {check.champion_value:.3f} "
+                           f"({METRIC_NAMES[check.metric]}): {gap:.3f} lower{share}. It would find fewer of the "
+                           "customers who are about to leave, and the weekly training would keep "
+                           f"{champion.name}.")
+    elif check.difference == 0:
+        words["headline"] = (f"{version.name} scores the same as the champion {champion.name} on validation: "
+                             f"{check.value:.3f} ({METRIC_NAMES[check.metric]}).")
+    else:
+        words["headline"] = (f"{version.name} scores {check.value:.3f} against {check.champion_value:.3f} for the "
+                             f"champion {champion.name} on validation ({METRIC_NAMES[check.metric]}): "
+                             f"{check.difference:.3f} higher.")
+    if check.metric and not check.same_data:
+        words["note"] = ("The two were validated on different data (trained to different dates or for another "
+                         "horizon), so the figures compare only roughly; the weekly training compares a challenger "
+                         "with the champion on the same customers and promotes it only when it is clearly better.")
+    return words
+
+
 @login_required
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what promoting this version would change, and a confirm box; POST with the box ticked: promote."""
     if not request.user.is_superuser:
         raise PermissionDenied("Only an admin can promote a model version.")
     version = ModelVersion.objects.filter(pk=pk).first()
     if version is None:
         raise Http404("No such model version.")
-    try:
-        from crm_plugin.scoring.services import model_version_promote  # loads the ML stack only when needed
+    form = PromoteForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        try:
+            from crm_plugin.scoring.services import model_version_promote  # loads the ML stack only when needed
 
-        model_version_promote(version=version, by=request.user)
-    except CrmError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, f"{version.name} is now the champion; the next scoring run uses it.")
-    return redirect("crm-models")
+            model_version_promote(version=version, by=request.user)
+        except CrmError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"{version.name} is now the champion; the next scoring run uses it.")
+        return redirect("crm-models")
+    check = sv.model_version_promotion_check(version=version)
+    rows = [{"label": label, "value": _metric_text(key, (version.metrics or {}).get(key)),
+             "champion": _metric_text(key, (check.champion.metrics or {}).get(key)) if check.champion else None,
+             "higher_better": higher_better} for key, label, higher_better in PROMOTION_TABLE]
+    return render(request, "crm/model_promote.html", {
+        "version": version, "check": check, "words": _promotion_words(check), "form": form, "rows": rows,
+        "role": _role(request.user), "nav": "models",
+    }, status=400 if form.is_bound else 200)
