@@ -274,12 +274,25 @@ def _tenure(customer: Customer) -> str:
     return f"{days} days"
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _fact_text(value) -> str:
+    """A fact as people read it: a date the model stored as YYYY-MM-DD reads like every other date."""
+    if isinstance(value, str) and _ISO_DAY.fullmatch(value):
+        try:
+            return day(date.fromisoformat(value))
+        except ValueError:
+            pass
+    return str(value)
+
+
 def _evidence_text(evidence) -> str:
     """Evidence may be a quote, a list of quotes or a mapping of facts; show each as text."""
     if evidence is None or evidence == "":
         return ""
     if isinstance(evidence, dict):
-        return "; ".join(f"{key}: {value}" for key, value in evidence.items() if value not in (None, ""))
+        return "; ".join(f"{key}: {_fact_text(value)}" for key, value in evidence.items() if value not in (None, ""))
     if isinstance(evidence, (list, tuple)):
         return " · ".join(_evidence_text(item) for item in evidence if item not in (None, ""))
     return str(evidence)
