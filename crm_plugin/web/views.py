@@ -572,8 +572,10 @@ def model_report(request: HttpRequest) -> HttpResponse:
 
 METRIC_NAMES = {
     CHAMPION_METRIC: "PR-AUC on active customers, the measure the champion rule compares",
-    "pr_auc": "PR-AUC on all customers (the champion rule's active-customer figure is missing for one of them)",
+    "pr_auc": "PR-AUC on all customers",
 }
+FALLBACK_NOTE = ("The champion rule's own figure, PR-AUC on active customers, is missing for one of the two, so this "
+                 "compares PR-AUC on all customers.")
 PROMOTION_TABLE = [
     (CHAMPION_METRIC, "PR AUC, active customers", True), ("pr_auc", "PR AUC", True), ("roc_auc", "ROC AUC", True),
     ("brier", "Brier", False), ("ece", "ECE", False),
@@ -607,10 +609,13 @@ def _promotion_words(check: sv.PromotionCheck) -> dict:
         words["headline"] = (f"{version.name} scores {check.value:.3f} against {check.champion_value:.3f} for the "
                              f"champion {champion.name} on validation ({METRIC_NAMES[check.metric]}): "
                              f"{check.difference:.3f} higher.")
+    notes = [FALLBACK_NOTE] if check.metric and check.metric != CHAMPION_METRIC else []
     if check.metric and not check.same_data:
-        words["note"] = ("The two were validated on different data (trained to different dates or for another "
-                         "horizon), so the figures compare only roughly; the weekly training compares a challenger "
-                         "with the champion on the same customers and promotes it only when it is clearly better.")
+        notes.append("The two were validated on different data (trained to different dates or for another "
+                     "horizon), so the figures compare only roughly; the weekly training compares a challenger "
+                     "with the champion on the same customers and promotes it only when it is clearly better.")
+    if notes:
+        words["note"] = " ".join(notes)
     return words
 
 

@@ -144,9 +144,9 @@ def test_promote_asks_for_confirmation_first(client, admin_user, monkeypatch):
     monkeypatch.setattr("crm_plugin.scoring.services.model_version_promote", lambda *, version, by: calls.append((version, by)))
     client.force_login(admin_user)
     report = client.get(URL).content.decode()
-    # The report's button opens the confirm page (a GET): nothing is promoted by one click.
-    assert f'<form method="get" action="{promote_url(version)}"><button type="submit" class="small" ' \
-           'aria-label="Promote challenger to champion">' in report
+    # The report's button opens the confirm page (a link): nothing is promoted by one click.
+    assert (f'<a class="button small" href="{promote_url(version)}" aria-label="Promote challenger to champion">'
+            "Promote…</a>") in report
     page = client.get(promote_url(version))
     assert page.status_code == 200 and calls == []
     content = page.content.decode()
@@ -192,7 +192,8 @@ def test_promotion_check_falls_back_and_says_when_the_data_differ(client, admin_
     client.force_login(admin_user)
     content = client.get(promote_url(older)).content.decode()
     assert "older is weaker than the champion old on validation." in content
-    assert "PR-AUC on all customers (the champion rule&#x27;s active-customer figure is missing" in content
+    assert "It scores 0.300 against 0.500 (PR-AUC on all customers): 0.200 lower, 40% worse." in content
+    assert "The champion rule&#x27;s own figure, PR-AUC on active customers, is missing for one of the two" in content
     assert "validated on different data" in content
     assert "cannot be compared with the champion old" in client.get(promote_url(unknown)).content.decode()
     ModelVersion.objects.update(is_champion=False)
