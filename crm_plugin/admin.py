@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 
 from crm_plugin.errors import CrmError
+from crm_plugin.formatting import day
 from crm_plugin.models import (
     AccountOwner,
     Alert,
@@ -172,7 +173,7 @@ class CustomerAdmin(admin.ModelAdmin):
         score = customer.latest_score
         if score is None:
             return "-"
-        return f"{score.probability:.0%} ({score.get_band_display().lower()}, {score.as_of:%Y-%m-%d})"
+        return f"{score.probability:.0%} ({score.get_band_display().lower()}, {day(score.as_of)})"
 
 
 @admin.register(Event)

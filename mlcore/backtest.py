@@ -223,7 +223,15 @@ def latest_as_of(events: pd.DataFrame, horizon_days: int) -> pd.Timestamp:
     ev = prepare_events(events)
     if not len(ev):
         raise NotEnoughData("there are no events yet: import orders (or generate the demo shop) before a backtest")
-    last = ev["occurred_at"].max() + pd.Timedelta(days=WINDOW_SLACK_DAYS)
+    return latest_cutoff(ev["occurred_at"].max(), horizon_days)
+
+
+def latest_cutoff(newest_event, horizon_days: int) -> pd.Timestamp:
+    """The latest as_of whose label window [as_of, as_of + horizon) ends by the newest event (UTC, midnight).
+
+    `latest_as_of` for a caller that knows only the newest event's time (the model report's hint).
+    """
+    last = as_timestamp(newest_event) + pd.Timedelta(days=WINDOW_SLACK_DAYS)
     return (last - pd.Timedelta(days=horizon_days)).normalize()
 
 

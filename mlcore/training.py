@@ -12,7 +12,7 @@ from mlcore.calibration import PlattCalibration
 from mlcore.errors import MlError
 from mlcore.families.base import ChurnModel, FitReport, Rows
 from mlcore import metrics
-from mlcore.compare import active_mask
+from mlcore.compare import CHAMPION_METRIC, active_mask
 from mlcore.snapshot import as_if_untreated
 
 FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained", "bert_events", "bert_events_pretrained", "stacked")
@@ -206,7 +206,7 @@ def calibrate_on_validation(model: ChurnModel, valid: Rows, horizon_days: int = 
     out = metrics.summary(valid.labels, p, weight)
     # The champion rule reads the active customers' PR-AUC (mlcore.compare): the ones alerts go to.
     active = active_mask(valid, horizon_days)
-    out["active_pr_auc"] = metrics.pr_auc(valid.labels[active], p[active], None if weight is None else weight[active])
+    out[CHAMPION_METRIC] = metrics.pr_auc(valid.labels[active], p[active], None if weight is None else weight[active])
     out["active_rows"] = int(active.sum())
     return calibration, out, p
 

@@ -113,7 +113,7 @@ def test_admin_sees_promote_and_admin_link(browser, live_server, shop):
     sign_in(page, base, "admin")
     expect(page.get_by_role("link", name="Admin")).to_have_attribute("href", "/admin/")
     page.goto(f"{base}/models/")
-    expect(page.get_by_role("button", name="Promote lightgbm-2026-11-20 to champion")).to_be_visible()
+    expect(page.get_by_role("link", name="Promote lightgbm-2026-11-20 to champion")).to_be_visible()
     assert console.errors == []
     context.close()
 
