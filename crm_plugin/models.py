@@ -1,6 +1,7 @@
 """The CRM data model: who owns which customers, what customers did, and what we did about it.
 
-Everything that matters is a row with a timestamp. `Event` is an append-only behaviour log;
+Everything that matters is a row with a timestamp. `Event` is an append-only behaviour log (a
+ticket's or coupon's state may only move forward, dated by `state_imported_at`);
 `ChurnScore` keeps history; `Alert` is an outbox; `Intervention` records retention work and
 its outcome, which flows back into training as a label.
 Business logic lives in `services/` and `selectors/`, never here.
@@ -115,7 +116,11 @@ class Customer(models.Model):
 
 
 class Event(models.Model):
-    """One thing a customer did. Append-only; `source_id` makes re-imports idempotent."""
+    """One thing a customer did. Append-only; `source_id` makes re-imports idempotent.
+
+    The one change a stored event takes is its state moving forward (a ticket closing, a coupon
+    being redeemed) when the shop re-sends it; `state_imported_at` then says when that became known.
+    """
 
     class Kind(models.TextChoices):
         ORDER = "order", "Order"
@@ -139,6 +144,11 @@ class Event(models.Model):
     attributes = models.JSONField(default=dict, blank=True)
     source_id = models.CharField(max_length=255, unique=True, help_text="Stable id from the source; re-imports skip known ids.")
     imported_at = models.DateTimeField(default=timezone.now)
+    # When a re-sent event moved the state forward; null while the state is the one first imported.
+    # A closing (redemption) without a date counts from here in snapshots, not from imported_at.
+    state_imported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an import moved this ticket to closed (coupon to redeemed); empty "
+                                         "while the state is the one first imported.")
 
     class Meta:
         ordering = ["-occurred_at"]

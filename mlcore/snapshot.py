@@ -4,8 +4,9 @@ Everything here is plain pandas/numpy and vectorised: only events with `occurred
 are read, and state that changes after an event (a ticket closing, a coupon being redeemed, the
 customer's segment) counts only from when it is known to hold: a ticket is closed at as_of only
 if its `closed_at` is before as_of, a coupon redeemed only if its `redeemed_at` is; one marked
-closed or redeemed without a date counts from its `imported_at` (when the shop's data said so),
-never from the day it opened; the segment shows only after `segment_since`.
+closed or redeemed without a date counts from when the shop's data said so (`state_imported_at`
+when a re-sent event moved the state on, else `imported_at`), never from the day it opened; the
+segment shows only after `segment_since`.
 
 The text uses absolute dates ("2026-11-02 order 45.00 shoes") so it does not change when a day
 passes without events; relative recency lives in the numeric features. That keeps the encoder
@@ -26,10 +27,12 @@ import pandas as pd
 
 from mlcore.families.base import Rows
 
-# imported_at (optional): when the row became known. Without it, a ticket marked closed or a coupon marked
-# redeemed without a date never counts as such (nothing says since when it holds).
+# imported_at (optional): when the row became known. state_imported_at (optional): when a later import
+# moved its state on (a ticket re-sent closed, a coupon re-sent redeemed); it dates that state instead.
+# Without either, a ticket marked closed or a coupon marked redeemed without a date never counts as
+# such (nothing says since when it holds).
 EVENT_COLUMNS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes",
-                 "imported_at")
+                 "imported_at", "state_imported_at")
 WINDOWS = (30, 90, 365)
 NO_HISTORY_DAYS = 999.0  # recency value for "never happened": far beyond any horizon
 TEXT_MAX_EVENTS = 12
@@ -142,7 +145,8 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
     df["customer_id"] = df["customer_id"].astype("int64")
     df["kind"] = df["kind"].astype(str)
     df["occurred_at"] = _naive_utc(df["occurred_at"])
-    known = _naive_utc(df["imported_at"])
+    # When the current state was first said: the import that moved it on, else the event's own import.
+    known = _naive_utc(df["state_imported_at"]).fillna(_naive_utc(df["imported_at"]))
     for column in ("amount", "quantity", "rating"):
         df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
     df["text"] = df["text"].fillna("").astype(str)
@@ -175,7 +179,7 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
     df["closed_at"] = closed_at
     df["redeemed_at"] = redeemed_at
     df["item"] = item.fillna("").astype(str)
-    df = df.drop(columns=["attributes", "imported_at"]).sort_values(["customer_id", "occurred_at"], kind="stable")
+    df = df.drop(columns=["attributes", "imported_at", "state_imported_at"]).sort_values(["customer_id", "occurred_at"], kind="stable")
     return df.reset_index(drop=True)
 
 

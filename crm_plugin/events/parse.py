@@ -199,7 +199,7 @@ def _attributes(raw: Any) -> dict:
     if raw is None or raw == "":
         return {}
     if isinstance(raw, dict):
-        value = raw
+        value = dict(raw)  # a copy: the state times are merged into it, never into the caller's records
     elif isinstance(raw, str):
         try:
             value = json.loads(raw)

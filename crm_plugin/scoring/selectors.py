@@ -13,15 +13,16 @@ from django.db.models.functions import Cast, Coalesce
 
 from crm_plugin.models import Alert, Customer, Event, Intervention
 
-# imported_at is when the event became known: the earliest time a ticket marked closed (or a
-# coupon marked redeemed) without a date can count as closed (redeemed) in a snapshot.
+# imported_at is when the event became known, state_imported_at when a re-sent event moved its state
+# on: the earliest time a ticket marked closed (or a coupon marked redeemed) without a date can count
+# as closed (redeemed) in a snapshot.
 EVENT_FIELDS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes",
-                "imported_at")
-_TIME_FIELDS = ("occurred_at", "imported_at")
+                "imported_at", "state_imported_at")
+_TIME_FIELDS = ("occurred_at", "imported_at", "state_imported_at")
 
 
 def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.datetime | None = None) -> pd.DataFrame:
-    """Events as a frame (EVENT_FIELDS; occurred_at and imported_at tz-aware UTC, amount float, attributes dicts).
+    """Events as a frame (EVENT_FIELDS; the times tz-aware UTC, amount float, attributes dicts).
 
     Ordered by customer, time and id, so ties in time come out the same way every run. The rows
     are fetched with the ORM's SQL on a plain cursor and converted a column at a time: Django's
@@ -36,8 +37,9 @@ def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.dateti
     # Times as ISO text, parsed by pandas in one go (a datetime object per row cost more than the query).
     columns = [f for f in EVENT_FIELDS if f not in ("amount", *_TIME_FIELDS)]
     query = (qs.annotate(amount_float=Cast("amount", FloatField()), occurred_text=Cast("occurred_at", TextField()),
-                         imported_text=Cast("imported_at", TextField()))
-             .values_list(*columns, "amount_float", "occurred_text", "imported_text").query)
+                         imported_text=Cast("imported_at", TextField()),
+                         state_imported_text=Cast("state_imported_at", TextField()))
+             .values_list(*columns, "amount_float", "occurred_text", "imported_text", "state_imported_text").query)
     try:
         sql, params = query.sql_with_params()
     except EmptyResultSet:  # e.g. no customer ids: nothing to fetch

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from crm_plugin.events.importing import events_import_records
-from crm_plugin.models import Customer
+from crm_plugin.models import Customer, Event
 from crm_plugin.scoring import selectors as selectors_ml
 from mlcore.event_tokens import FIELDS, OFFSETS, event_tokens
 from mlcore.snapshot import customer_snapshot, prepare_events
@@ -86,6 +86,43 @@ def test_a_coupon_marked_redeemed_without_a_date_is_not_redeemed_before_its_impo
     assert _snapshot(timezone.now() + timedelta(seconds=1)).features["coupons_redeemed_365"].iloc[0] == 1
 
 
+def _ticket_resent(now, *, first_import_days_ago: int, **closing):
+    """A ticket imported while open some days ago, and today's export that says it is closed."""
+    ticket = {"customer_id": "C1", "kind": "ticket", "occurred_at": _iso(now - timedelta(days=20)),
+              "text": "refund late", "source_id": "T-1", "attributes": {"ticket_id": "T-1", "status": "open"}}
+    events_import_records(records=[
+        {"customer_id": "C1", "kind": "order", "occurred_at": _iso(now - timedelta(days=40)), "amount": "30"}, ticket])
+    Event.objects.update(imported_at=now - timedelta(days=first_import_days_ago))
+    closed = {**ticket, "attributes": {"ticket_id": "T-1", "status": "closed"}, **closing}
+    assert events_import_records(records=[closed]).tickets_closed == 1
+
+
+def test_a_ticket_re_sent_closed_without_a_date_is_open_between_its_first_import_and_the_re_send(now):
+    # First imported 4 days ago while open; today's export says closed, without a date.
+    _ticket_resent(now, first_import_days_ago=4)
+    between = _snapshot(now - timedelta(days=2))
+    assert between.features["tickets_open"].iloc[0] == 1
+    assert "ticket open: refund late" in between.texts[0]
+    after = _snapshot(timezone.now() + timedelta(seconds=1))
+    assert after.features["tickets_open"].iloc[0] == 0 and "ticket open" not in after.texts[0]
+
+
+def test_a_ticket_re_sent_with_its_closing_time_is_closed_from_that_time(now):
+    _ticket_resent(now, first_import_days_ago=4, closed_at=_iso(now - timedelta(days=3)))
+    assert _snapshot(now - timedelta(days=2)).features["tickets_open"].iloc[0] == 0
+    assert _snapshot(now - timedelta(days=3, hours=1)).features["tickets_open"].iloc[0] == 1
+
+
+def test_a_coupon_re_sent_redeemed_without_a_date_is_unused_before_the_re_send(now):
+    coupon = {"customer_id": "C1", "kind": "coupon", "occurred_at": _iso(now - timedelta(days=20)), "amount": "5",
+              "source_id": "CP-1", "attributes": {"code": "SAVE5"}}
+    events_import_records(records=[coupon])
+    Event.objects.update(imported_at=now - timedelta(days=4))
+    events_import_records(records=[{**coupon, "attributes": {"code": "SAVE5", "redeemed": True}}])
+    assert _snapshot(now - timedelta(days=2)).features["coupons_redeemed_365"].iloc[0] == 0
+    assert _snapshot(timezone.now() + timedelta(seconds=1)).features["coupons_redeemed_365"].iloc[0] == 1
+
+
 def test_a_segment_changed_after_the_cutoff_is_not_visible_at_it(now, cutoff):
     CustomerFactory(external_id="C1", segment="vip", segment_since=now - timedelta(days=400))
     CustomerFactory(external_id="C2", segment="vip", segment_since=now - timedelta(days=400))
@@ -109,6 +146,7 @@ def test_the_frames_carry_the_times_a_snapshot_needs(now):
     events = selectors_ml.events_frame()
     assert events["imported_at"].notna().all() and str(events["imported_at"].dt.tz) == "UTC"
     assert (events["imported_at"] >= now - timedelta(seconds=1)).all()
+    assert events["state_imported_at"].isna().all() and str(events["state_imported_at"].dt.tz) == "UTC"
     customers = selectors_ml.customers_frame()
     assert list(customers.columns) == list(selectors_ml.CUSTOMER_FIELDS)
     assert customers["segment_since"].notna().all()

@@ -86,6 +86,18 @@ def test_without_an_import_time_an_undated_closing_never_counts():
     assert snap.features.loc[1, "tickets_open"] == 1 and snap.features.loc[1, "coupons_redeemed_365"] == 0
 
 
+def test_an_undated_closing_re_sent_later_counts_from_the_re_send_not_the_first_import():
+    """First imported open before the cutoff, re-sent closed (no date) after it: open at the cutoff."""
+    resent = {**_ticket({"status": "closed"}), "imported_at": AS_OF - 5 * DAY, "state_imported_at": IMPORTED}
+    assert _snap([resent]).features.loc[1, "tickets_open"] == 1
+    assert _snap([resent], as_of=IMPORTED + DAY).features.loc[1, "tickets_open"] == 0
+    coupon = {**_coupon({"redeemed": True}), "imported_at": AS_OF - 5 * DAY, "state_imported_at": IMPORTED}
+    assert _snap([coupon]).features.loc[1, "coupons_redeemed_365"] == 0
+    # A dated closing is the shop's own time, whenever it was re-sent.
+    dated = {**_ticket({"status": "closed", "closed_at": (AS_OF - DAY).isoformat()}), "state_imported_at": IMPORTED}
+    assert _snap([dated]).features.loc[1, "tickets_open"] == 0
+
+
 def test_ticket_tokens_stay_open_until_an_undated_closing_was_imported():
     ev = prepare_events(pd.DataFrame([_order(), _ticket({"status": "closed"})]))
     state = FIELDS.index("state")

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm_plugin import formatting
+from crm_plugin.events.importing import events_import_records
 from crm_plugin.models import Event, Intervention
 from tests.crm_plugin.factories import EventFactory, InterventionFactory
 from tests.crm_plugin.views.builders import scored_customer
@@ -278,3 +279,14 @@ def test_reasons_nobody_can_act_on_are_left_out(ana_client, ana, version):
     shown = content[content.index('<ol class="reasons">'):content.index('<details class="evidence-detail">')]
     assert "coupons" not in shown and "1 orders" not in shown
     assert "Spending down 40% on the previous 90 days (€60 vs €100)" in shown
+
+
+def test_a_ticket_the_shop_sent_again_closed_shows_closed(ana_client, customer):
+    ticket = {"customer_id": "SHOP-77", "kind": "ticket", "occurred_at": (timezone.now() - timedelta(days=2)).isoformat(),
+              "text": "refund not processed", "source_id": "T-1", "attributes": {"ticket_id": "T-1"}}
+    events_import_records(records=[ticket])
+    # No status yet: open, as the model counts it.
+    assert '<span class="badge band-high">open</span>' in ana_client.get(url(customer)).content.decode()
+    events_import_records(records=[{**ticket, "attributes": {"ticket_id": "T-1", "status": "closed"}}])
+    content = ana_client.get(url(customer)).content.decode()
+    assert '<span class="badge">closed</span>' in content and '<span class="badge band-high">open</span>' not in content
