@@ -11,6 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.scoring import selectors as selectors_ml
 from crm_plugin.scoring import services as ml
+from crm_plugin.scoring.messages import message_embedder
+from crm_plugin.errors import CrmError
 from crm_plugin.management.commands._ml import parse_as_of, parse_families
 from crm_plugin.models import BacktestRun
 from mlcore.backtest import backtest_json, backtest_table, comparison_table, run_backtests
@@ -39,6 +41,14 @@ class Command(BaseCommand):
         if opts["horizon_days"] < 1:
             raise CommandError("--horizon-days must be at least 1")
         as_of = parse_as_of(opts["as_of"])
+        embedder = None
+        if settings.ML_MESSAGE_EMBEDDINGS:  # vectors through the same cache as training and scoring
+            try:
+                embedder = message_embedder()
+                embedder.model_id  # an unusable BERT_MODEL_PATH is said here, once
+            except (CrmError, MlError) as exc:
+                self.stderr.write(f"message embeddings skipped: {exc}")
+                embedder = None
         try:
             summary = run_backtests(
                 selectors_ml.events_frame(), selectors_ml.customers_frame(), as_of=as_of,
@@ -49,6 +59,7 @@ class Command(BaseCommand):
                 bert_model_path=settings.BERT_MODEL_PATH, bert_max_length=settings.ML_BERT_MAX_LENGTH,
                 tiny=opts["tiny_bert"], events_config=None if opts["tiny_bert"] else ml.events_config_from_settings(),
                 progress=None if opts["no_progress"] else (lambda _event: None), log=self.stderr.write,
+                message_embedder=embedder,
             )
         except MlError as exc:
             raise CommandError(str(exc)) from exc
