@@ -27,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from mlcore.errors import MlError
 from mlcore.families.base import Rows
@@ -250,12 +251,6 @@ class MessageEmbeddings:
     def __len__(self) -> int:
         return len(self.customer_id)
 
-    def before(self, as_of) -> "MessageEmbeddings":
-        """Only the messages from strictly before as_of."""
-        keep = self.occurred_at < np.datetime64(_timestamp(as_of))
-        return replace(self, customer_id=self.customer_id[keep], occurred_at=self.occurred_at[keep],
-                       kind=self.kind[keep], text=self.text[keep], vectors=self.vectors[keep])
-
 
 def _timestamp(value) -> pd.Timestamp:
     ts = pd.Timestamp(value)
@@ -466,8 +461,10 @@ def _aggregate(messages: MessageEmbeddings, ids: np.ndarray, as_of: pd.Timestamp
     last_age = np.full(n, np.inf)
     np.minimum.at(last_age, codes, age)
     out["last_age"] = np.where(np.isfinite(last_age), last_age, NO_MESSAGE_DAYS)
-    total = np.zeros((n, hidden), dtype=np.float64)
-    np.add.at(total, codes[in_w], messages.vectors[sel][in_w])
+    # Sums per customer as one sparse product (np.add.at over the rows took ten times as long).
+    window = np.flatnonzero(sel)[in_w]
+    onehot = sparse.csr_matrix((np.ones(len(window)), (codes[in_w], np.arange(len(window)))), shape=(n, len(window)))
+    total = np.asarray(onehot @ messages.vectors[window].astype(np.float64))
     has = out["count_w"] > 0
     out["mean"][has] = (total[has] / out["count_w"][has, None]).astype(np.float32)
     out.update(selected=sel, codes=codes, age=age)

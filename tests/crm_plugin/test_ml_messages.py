@@ -73,7 +73,16 @@ def test_without_text_or_with_the_setting_off_nothing_is_encoded(fresh_encoder, 
     off = ml.model_train_all(as_of=as_of, families=["logreg"])[0]
     assert not set(MESSAGE_FEATURE_NAMES) & set(ml.model_version_load(version=off).feature_names)
 
+    # On, with no usable encoder: the baselines still train, and the output says why the columns are missing.
+    settings.ML_MESSAGE_EMBEDDINGS, path = True, settings.BERT_MODEL_PATH
+    settings.BERT_MODEL_PATH = "/nonexistent/minilm"
+    out = StringIO()
+    skipped = ml.model_train_all(as_of=as_of, families=["logreg"], stdout=out)[0]
+    assert "message embeddings skipped: message embeddings need a local BERT checkpoint: " \
+           "BERT_MODEL_PATH='/nonexistent/minilm' has no config.json" in out.getvalue()
+    assert not set(MESSAGE_FEATURE_NAMES) & set(ml.model_version_load(version=skipped).feature_names)
+
     # On again: a champion trained without message features scores as it always did.
-    settings.ML_MESSAGE_EMBEDDINGS = True
+    settings.BERT_MODEL_PATH = path
     assert scoring_runs.churn_scores_compute(as_of=as_of).status == ScoringRun.Status.DONE
     assert not fresh_encoder().loaded and MessageEmbedding.objects.count() == 0
