@@ -245,7 +245,7 @@ class MessageEmbeddings:
     occurred_at: np.ndarray  # datetime64[ns], UTC-naive
     kind: np.ndarray  # object
     text: np.ndarray  # object, normalised
-    vectors: np.ndarray  # float32 [m, hidden]
+    vectors: np.ndarray  # float16 [m, hidden]: the stored precision, half the memory of a long history
     model_id: str = ""
 
     def __len__(self) -> int:
@@ -278,7 +278,7 @@ def message_table(events: pd.DataFrame) -> pd.DataFrame:
 def message_embeddings(events: pd.DataFrame, embedder: MessageEmbedder) -> MessageEmbeddings:
     """Every message of `events` with its vector; without messages nothing is looked up or encoded."""
     table = message_table(events)
-    vectors = embedder.vectors(table["text"].tolist()) if len(table) else np.zeros((0, 0), dtype=np.float32)
+    vectors = (embedder.vectors(table["text"].tolist()) if len(table) else np.zeros((0, 0))).astype(np.float16)
     return MessageEmbeddings(customer_id=table["customer_id"].to_numpy(dtype=np.int64),
                              occurred_at=table["occurred_at"].to_numpy(dtype="datetime64[ns]"),
                              kind=table["kind"].to_numpy(dtype=object), text=table["text"].to_numpy(dtype=object),
@@ -364,7 +364,7 @@ class MessageFeaturizer:
         sel = agg["selected"]
         if sel is None:
             return f.astype(np.float32), evidence
-        codes, age, vec = agg["codes"], agg["age"], messages.vectors[sel]
+        codes, age, vec = agg["codes"], agg["age"], messages.vectors[sel].astype(np.float32)
         tone = vec @ self.tone - self.tone_offset
         leaving = vec @ self.leaving - self.leaving_offset
         in_w = age < self.window_days
