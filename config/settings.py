@@ -327,6 +327,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # --- training -------------------------------------------------------------------------------
+# Message embeddings: the customers' own words (reviews, tickets, returns, coupon notes), encoded
+# once each by the encoder at BERT_MODEL_PATH (frozen, cached by content in MessageEmbedding), become
+# 15 numeric columns of every family (mlcore/messages.py). Off: models train without them (a model
+# trained with them still computes them to score). A shop without any text never loads the encoder.
+ML_MESSAGE_EMBEDDINGS = env.bool("ML_MESSAGE_EMBEDDINGS", True)
 # Families `manage.py train` (and the weekly retraining) fit; the best on validation becomes
 # champion only if it beats the current one on the same validation rows.
 ML_TRAIN_FAMILIES = env.list("ML_TRAIN_FAMILIES", default=["logreg", "lightgbm", "bert", "bert_events_pretrained",

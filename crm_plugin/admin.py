@@ -25,6 +25,7 @@ from crm_plugin.models import (
     Event,
     Intervention,
     LoopSnapshot,
+    MessageEmbedding,
     ModelVersion,
     RiskFeedback,
     ScoringRun,
@@ -306,6 +307,21 @@ class EncoderCacheEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="Embedding")
     def embedding_bytes(self, entry: EncoderCacheEntry) -> str:
         return f"{len(entry.embedding or b'')} bytes"
+
+
+@admin.register(MessageEmbedding)
+class MessageEmbeddingAdmin(ReadOnlyAdmin):
+    """The message-vector cache: how many texts each encoder has seen, for operators (written by training and scoring)."""
+
+    list_display = ("sha256", "model_id", "vector_bytes", "created_at")
+    list_filter = ("model_id",)
+    search_fields = ("sha256",)
+    exclude = ("vector",)
+    show_full_result_count = False
+
+    @admin.display(description="Vector")
+    def vector_bytes(self, entry: MessageEmbedding) -> str:
+        return f"{len(entry.vector or b'')} bytes"
 
 
 @admin.register(LoopSnapshot)

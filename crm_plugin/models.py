@@ -267,6 +267,23 @@ class EncoderCacheEntry(models.Model):
         ]
 
 
+class MessageEmbedding(models.Model):
+    """A customer message's vector from the frozen message encoder, keyed by its content (mlcore.messages).
+
+    Shared by every model version and run: the same words are encoded once per encoder.
+    """
+
+    model_id = models.CharField(max_length=100, help_text="The encoder: folder name and a hash of its weights.")
+    sha256 = models.CharField(max_length=64, help_text="sha256 of the normalised message text.")
+    vector = models.BinaryField(help_text="float16 values, little-endian.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_id", "sha256"], name="one_message_embedding"),
+        ]
+
+
 class BacktestRun(models.Model):
     """The result of one out-of-time backtest (all families side by side)."""
 

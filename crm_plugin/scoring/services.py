@@ -22,12 +22,14 @@ from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin.scoring import selectors as selectors_ml
+from crm_plugin.scoring.messages import message_features_score, message_features_train, message_rows_for
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVersion, ScoringRun
 from mlcore import dataset, registry
 from mlcore.compare import active_mask, choose_champion
 from mlcore.errors import MlError
 from mlcore.lifecycle import lifecycle_stages
+from mlcore.messages import uses_messages
 from mlcore.scoring import band_of, is_text_model, score_rows
 from mlcore.event_tokens import event_tokens
 from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_events, rows_for_features
@@ -213,6 +215,9 @@ def model_train_all(
             interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame())
     except MlError as exc:
         raise CrmError(str(exc)) from exc
+    # The customers' own words as msg_* columns for every family (none when off or without text).
+    train, valid, messages, message_events = message_features_train(events=events, train=train, valid=valid,
+                                                                     log=lambda line: _out(stdout, line))
     del events
     _out(stdout, f"training rows: {len(train)} from {len(np.unique(train.as_of))} cutoffs; validation: {len(valid)} "
                  f"customers at {pd.Timestamp(valid.as_of[0]):%Y-%m-%d} ({valid.labels.mean():.1%} churned)")
@@ -233,7 +238,7 @@ def model_train_all(
                                    bert_model_path=settings.BERT_MODEL_PATH,
                                    bert_max_length=settings.ML_BERT_MAX_LENGTH, tiny=tiny_bert,
                                    progress=(lambda _: None) if progress_bar else None, horizon_days=horizon_days,
-                                   events_config=events_config)
+                                   events_config=events_config, messages=messages)
         except MlError as exc:
             raise CrmError(str(exc)) from exc
         version = _register(trained, as_of=as_of, horizon_days=horizon_days)
@@ -254,8 +259,10 @@ def model_train_all(
             old = model_version_load(version=champion)
             # Judged like the new versions (training.calibrate_on_validation): as if untreated, on
             # the same calibration rows and evaluation weights; a champion saved with fewer
-            # features reads just its own.
-            old_rows = as_if_untreated(rows_for_features(calib, old.feature_names))
+            # features reads just its own; one with message columns gets them from its own featurizer.
+            old_calib = message_rows_for(featurizer=old.messages if uses_messages(old.feature_names) else None,
+                                         rows=calib, table=message_events)
+            old_rows = as_if_untreated(rows_for_features(old_calib, old.feature_names))
             scored[CHAMPION_KEY] = old.predict_proba(old_rows)
             incumbent = CHAMPION_KEY
         except (CrmError, MlError) as exc:
@@ -415,17 +422,21 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     tokens = (event_tokens(prepare_events(events), snap.customer_ids, as_of)
               if getattr(trained.model, "needs_events", False) else None)
     order_events = events.loc[events["kind"] == "order", ["customer_id", "kind", "occurred_at"]]
-    del events
     # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
     # evidence keeps the real latest action for the reasons). A champion trained before columns
     # were added reads its own feature list; one needing a column we no longer compute is refused.
+    rows, evidence = as_if_untreated(replace(dataset.snapshot_rows(snap), events=tokens)), snap.evidence
+    if trained.messages is not None and uses_messages(trained.feature_names):
+        # Its message columns, from vectors cached by content: only messages new to this encoder are encoded.
+        rows, evidence, _ = message_features_score(featurizer=trained.messages, events=events, rows=rows,
+                                                   as_of=as_of, evidence=evidence)
+    del events
     try:
-        rows = rows_for_features(as_if_untreated(replace(dataset.snapshot_rows(snap), events=tokens)),
-                                 trained.feature_names)
+        rows = rows_for_features(rows, trained.feature_names)
     except MlError as exc:
         raise CrmError(f"model {version.name} cannot score: {exc}") from exc
     ids = [int(c) for c in snap.customer_ids]
-    scored = score_rows(trained, rows, evidence=snap.evidence, as_of=snap.as_of, cached=cached,
+    scored = score_rows(trained, rows, evidence=evidence, as_of=snap.as_of, cached=cached,
                         text_keys=snap.text_keys if cached is not None else None,
                         occlusion_threshold=settings.CHURN_BAND_HIGH)
     _carry_text_reasons(version, as_of, ids, scored)

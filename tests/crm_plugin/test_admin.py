@@ -22,6 +22,7 @@ from crm_plugin.models import (
     EncoderCacheEntry,
     Event,
     Intervention,
+    MessageEmbedding,
     ModelVersion,
     RiskFeedback,
     ScoringRun,
@@ -61,6 +62,7 @@ def shop():
                               n_customers=25, n_encoded=3, finished_at=timezone.now())
     EncoderCacheEntry.objects.create(model_version=version, customer=customer, text_key="t1:" + "ab" * 8,
                                      embedding=b"\x00" * 16)
+    MessageEmbedding.objects.create(model_id="model-0123456789abcdef", sha256="cd" * 32, vector=b"\x00" * 768)
     BacktestRun.objects.create(as_of=timezone.now(), horizon_days=90, n_customers=25, churn_rate=0.27,
                                results={"families": {"logreg": {}, "lightgbm": {}}})
     alert = Alert.objects.create(customer=customer, owner=customer.owner, score=score, kind=Alert.Kind.HIGH_RISK,
