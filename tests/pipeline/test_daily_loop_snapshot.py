@@ -14,7 +14,8 @@ from tests.crm_plugin.factories import AccountOwnerFactory, ChurnScoreFactory, C
 pytestmark = pytest.mark.django_db
 
 
-def test_after_scoring_stores_the_loop_with_todays_alerts_in_it(settings):
+def _finished_run_with_one_high_risk_customer(settings) -> ScoringRun:
+    """A closed scoring run of today whose one customer (active, owned) crossed into high risk."""
     settings.CONTROL_GROUP_SHARE = 0.0
     as_of = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     version = ModelVersionFactory()
@@ -22,6 +23,11 @@ def test_after_scoring_stores_the_loop_with_todays_alerts_in_it(settings):
     EventFactory(customer=customer, occurred_at=as_of - timezone.timedelta(days=3))
     ChurnScoreFactory(customer=customer, model_version=version, as_of=as_of, probability=0.9, band="high")
     run = ScoringRun.objects.create(model_version=version, as_of=as_of, status=ScoringRun.Status.DONE)
+    return run
+
+
+def test_after_scoring_stores_the_loop_with_todays_alerts_in_it(settings):
+    run = _finished_run_with_one_high_risk_customer(settings)
     result = daily_after_scoring(run_id=run.pk)
     assert Alert.objects.filter(kind="high_risk").count() == 1
     snapshot = LoopSnapshot.objects.get()
@@ -31,13 +37,7 @@ def test_after_scoring_stores_the_loop_with_todays_alerts_in_it(settings):
 
 
 def test_after_scoring_fits_the_next_best_action_model_once_for_the_policy_and_the_loop(settings, monkeypatch):
-    settings.CONTROL_GROUP_SHARE = 0.0
-    as_of = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    version = ModelVersionFactory()
-    customer = CustomerFactory(owner=AccountOwnerFactory())
-    EventFactory(customer=customer, occurred_at=as_of - timezone.timedelta(days=3))
-    ChurnScoreFactory(customer=customer, model_version=version, as_of=as_of, probability=0.9, band="high")
-    run = ScoringRun.objects.create(model_version=version, as_of=as_of, status=ScoringRun.Status.DONE)
+    run = _finished_run_with_one_high_risk_customer(settings)
     fits = []
     real_fit = NextBestActionModel.fit
     monkeypatch.setattr(NextBestActionModel, "fit", lambda self, frame: fits.append(self) or real_fit(self, frame))
