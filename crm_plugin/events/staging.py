@@ -130,7 +130,8 @@ def stored_source_ids_check(cursor, problems: Problems) -> None:
 
 
 def staging_write(cursor, now: datetime) -> tuple[int, int]:
-    """Create missing customers and append new events. Returns (customers created, events added).
+    """Create missing customers, append new events and move each customer's last order forward.
+    Returns (customers created, events added).
 
     Only rows whose event is not stored yet count: re-sending old events changes nothing, so a
     retried or replayed batch cannot put back a customer's old name, email, segment or owner.
@@ -193,6 +194,16 @@ def staging_write(cursor, now: datetime) -> tuple[int, int]:
         [now],
     )
     added = max(cursor.rowcount, 0)
+    # Each customer's last order, stored for the worklist's "last order" sort: only a newer order
+    # moves it (an import of older history leaves it as it is).
+    cursor.execute(
+        f"UPDATE {customer_table} SET last_order_at = s.last_order "
+        f"FROM (SELECT customer_ext, MAX(occurred_at) AS last_order FROM import_rows "
+        f"WHERE existing_id IS NULL AND kind = %s GROUP BY customer_ext) s "
+        f"WHERE {customer_table}.external_id = s.customer_ext "
+        f"AND ({customer_table}.last_order_at IS NULL OR {customer_table}.last_order_at < s.last_order)",
+        [Event.Kind.ORDER.value],
+    )
     cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
     return created, added
 
