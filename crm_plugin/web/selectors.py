@@ -11,10 +11,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
+from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -102,7 +103,13 @@ def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilt
     if filters.owner_id:
         qs = qs.filter(owner_id=filters.owner_id)
     if filters.band:
-        qs = qs.filter(latest_score__band=filters.band)
+        # The band of the stored latest probability by scoring's own rule (mlcore.scoring.band_of): a
+        # range of a sort index instead of a join to every customer's score.
+        high, medium = settings.CHURN_BAND_HIGH, settings.CHURN_BAND_MEDIUM
+        band = {ChurnScore.Band.HIGH: Q(latest_probability__gte=high),
+                ChurnScore.Band.MEDIUM: Q(latest_probability__gte=medium, latest_probability__lt=high),
+                ChurnScore.Band.LOW: Q(latest_probability__lt=medium)}
+        qs = qs.filter(band.get(filters.band, Q(latest_score__band=filters.band)))
     if filters.segment:
         qs = qs.filter(segment=filters.segment)
     if filters.q:
@@ -115,9 +122,9 @@ def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilt
         # so this is an indexed column test, not a score-history lookup per customer.
         qs = qs.filter(risk_change_7d__gte=RISE_MIN)
     if filters.no_action:
+        # The stored time of the customer's last action, not a lookup of their actions per row.
         since = timezone.now() - timedelta(days=NO_ACTION_WINDOW_DAYS)
-        recent = Intervention.objects.filter(customer_id=OuterRef("pk"), created_at__gte=since)
-        qs = qs.filter(~Exists(recent))
+        qs = qs.filter(Q(last_action_at__isnull=True) | Q(last_action_at__lt=since))
     return qs.order_by(*_worklist_order(filters))
 
 

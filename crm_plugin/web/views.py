@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -142,8 +143,10 @@ def worklist(request: HttpRequest) -> HttpResponse:
         "tabs": tabs, "sorts": _worklist_sort_links(request, filters),
         "filtered": any([filters.owner_id, filters.band, filters.segment, filters.risk_rose, filters.no_action, filters.q]),
         "can_reassign": can_reassign(user=request.user),
-        "action_choices": Intervention.Action.choices,
-        "outcome_choices": [c for c in Intervention.Outcome.choices if c[0]],
+        # Every row has its own "Log action" form: the options are rendered once, not 50 times.
+        "action_options": format_html_join("", '<option value="{}">{}</option>', Intervention.Action.choices),
+        "outcome_options": format_html_join("", '<option value="{}">{}</option>',
+                                            [c for c in Intervention.Outcome.choices if c[0]]),
         "owners": form.owner_list,
         "nav": "worklist",
     })
