@@ -52,6 +52,8 @@ DEFAULT_STAGE = Customer.Stage.AT_RISK
 STAGE_COUNTS_EXACT_UP_TO = 100_000
 STAGE_COUNTS_CACHE_SECONDS = 60
 STAGE_COUNTS_CACHE_KEY = "crm:worklist:stage-counts"
+# A filtered list is counted up to this many customers ("10,000+ match"; 200 pages of 50).
+WORKLIST_COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -134,15 +136,20 @@ class WorklistIds:
     Descending, a page is one query read off the sort column's index. Ascending with empty values
     last is no index order, so a page is read as two ranges of the same index backwards - the
     customers with a value, then (once those run out) those without - instead of sorting every row.
-    `count` is the tab's count when the caller knows it (no filter beyond stage and owner).
+    `count` is the tab's count when the caller knows it (no filter beyond stage and owner). Otherwise
+    matches are counted up to WORKLIST_COUNT_CAP: counting every match of a filter over a million
+    customers reads them all, and nobody pages that far; past it `capped` is set and the list ends there.
     """
 
     def __init__(self, qs: QuerySet[Customer], *, filters: WorklistFilters, count: int | None = None) -> None:
         self.qs, self.filters, self.known_count = qs.values_list("pk", flat=True), filters, count
+        self.capped = False
 
     def count(self) -> int:
         if self.known_count is None:
-            self.known_count = self.qs.count()
+            found = self.qs.order_by()[:WORKLIST_COUNT_CAP + 1].count()
+            self.capped = found > WORKLIST_COUNT_CAP
+            self.known_count = min(found, WORKLIST_COUNT_CAP)
         return self.known_count
 
     def __len__(self) -> int:

@@ -114,3 +114,14 @@ def test_a_large_shops_tab_counts_are_kept_for_a_minute(client, maria, ana, vers
     assert client.get("/", {"owner": ana.pk}).context["tabs"][0]["count"] == 3
     cache.delete(sv.STAGE_COUNTS_CACHE_KEY)  # what a minute does
     assert client.get("/").context["tabs"][0]["count"] == 3
+
+
+def test_a_filter_matching_very_many_customers_is_counted_up_to_a_cap(ana_client, ana, version, monkeypatch):
+    for i in range(5):
+        scored_customer(owner=ana, name=f"Vip {i}", probabilities=[0.5 + i / 100], segment="vip", version=version)
+    monkeypatch.setattr(sv, "WORKLIST_COUNT_CAP", 3)
+    response = ana_client.get("/", {"segment": "vip"})
+    assert "3+ customers match" in response.content.decode()
+    assert names(response) == ["Vip 4", "Vip 3", "Vip 2"]  # the list ends at the cap
+    monkeypatch.setattr(sv, "WORKLIST_COUNT_CAP", 10)
+    assert "5 customers match" in ana_client.get("/", {"segment": "vip"}).content.decode()
