@@ -148,6 +148,7 @@ class Customer(models.Model):
             SortIndex("lifecycle_stage", "value_at_risk", name="customer_stage_value_at_risk"),
             SortIndex("lifecycle_stage", "latest_probability", name="customer_stage_risk"),
             SortIndex("lifecycle_stage", "risk_change_7d", name="customer_stage_change"),
+            SortIndex("lifecycle_stage", "value", name="customer_stage_yearly"),
             SortIndex("lifecycle_stage", "last_order_at", name="customer_stage_last_order"),
             SortIndex("lifecycle_stage", "last_action_at", name="customer_stage_last_action"),
             SortIndex(None, "value_at_risk", name="customer_value_at_risk"),

@@ -93,6 +93,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='customer',
+            index=crm_plugin.models.SortIndex(expressions=(models.F('lifecycle_stage'), models.OrderBy(models.F('value'), descending=True, nulls_last=True), models.OrderBy(models.F('latest_probability'), descending=True, nulls_last=True), models.F('id'), models.F('owner')), name='customer_stage_yearly'),
+        ),
+        migrations.AddIndex(
+            model_name='customer',
             index=crm_plugin.models.SortIndex(expressions=(models.F('lifecycle_stage'), models.OrderBy(models.F('last_order_at'), descending=True, nulls_last=True), models.OrderBy(models.F('latest_probability'), descending=True, nulls_last=True), models.F('id'), models.F('owner')), name='customer_stage_last_order'),
         ),
         migrations.AddIndex(

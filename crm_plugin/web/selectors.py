@@ -33,8 +33,7 @@ HISTORY_POINTS = 120
 
 # The worklist's orderings: key -> label. Each sorts on one column stored on Customer with an index in
 # that order per lifecycle stage (crm_plugin.models.SortIndex), so a page of 1,000,000 customers is a
-# walk down an index, not a join and sort of every row (docs/scale.md). "yearly" has no column
-# header and no index of its own: sorting by it sorts the rows of the tab.
+# walk down an index, not a join and sort of every row (docs/scale.md).
 WORKLIST_SORTS = {
     "value": "Value at risk",
     "risk": "Churn risk",
