@@ -1,5 +1,6 @@
-"""Server time of the closed-loop parts of the CRM pages on PostgreSQL: the model report (measured
-lift, profit threshold, funnel) and the customer page's next-best action, with a cold and a warm cache.
+"""Server time of the closed-loop parts of the CRM pages on PostgreSQL: the model report (profit
+threshold), the Impact page (measured lift, funnel, revenue kept, week by week) and the customer page's
+next-best action, with a cold and a warm cache.
 
 Builds (once) a dedicated database: customers with a latest score, risk alerts scored 35-120 days
 ago of which 10% are held out, actions on ~54% of the delivered alerts, and orders after the alert
@@ -144,6 +145,15 @@ def main() -> None:
               f"(stored {len(bytes(snapshot.model)):,} bytes of model)")
     case("/models/ (manager), cold cache", lambda i: "/models/", cold=True)
     case("/models/ (manager), warm cache", lambda i: "/models/", cold=False)
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        impact = reverse("crm-impact")
+    except NoReverseMatch:  # a checkout from before the Impact page
+        impact = None
+    if impact:
+        case("/impact/ (manager), cold cache", lambda i: impact, cold=True)
+        case("/impact/ (manager), warm cache", lambda i: impact, cold=False)
     case("customer page, high risk, cold cache", lambda i: f"/customers/{high[i % len(high)]}/", cold=True)
     case("customer page, high risk, warm cache", lambda i: f"/customers/{high[i % len(high)]}/", cold=False)
     case("customer page, low risk (no suggestion)", lambda i: f"/customers/{low[i % len(low)]}/", cold=False)

@@ -11,7 +11,9 @@ first with the same --customers and --family), cloned afresh for every measureme
 
 Prints the seconds per worker count and the speed-up against one worker. On a shared 2-core
 machine two workers compete for the same cores: the ratio then measures the machine, not the
-design. Run it where each worker has cores of its own.
+design. Run it where each worker has cores of its own, or give each worker its own core here with
+`--pin`: worker i runs on core i only (as if each were a one-core machine), so one worker has one
+core and two workers have two; this process, PostgreSQL and Redis still share them.
 """
 from __future__ import annotations
 
@@ -30,14 +32,15 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.daily_cycle import DEFAULT_URL, _template_state, clone  # noqa: E402
 
 
-def start_worker(index: int, *, database_url: str, broker_url: str, model_dir: str) -> subprocess.Popen:
+def start_worker(index: int, *, database_url: str, broker_url: str, model_dir: str, pin: bool = False) -> subprocess.Popen:
     home = tempfile.mkdtemp(prefix=f"score-worker-{index}-")
     env = {"PATH": os.environ["PATH"], "HOME": home, "TMPDIR": home, "DJANGO_SETTINGS_MODULE": "config.settings",
            "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker_url, "MODEL_DIR": model_dir, "DEBUG": "false"}
     log = open(Path(home) / "worker.log", "w")  # noqa: SIM115 - lives with the worker
     return subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "config", "worker", "-Q", "score",
                              "-c", "1", "--pool", "prefork", "-l", "warning", "--without-gossip", "--without-mingle",
-                             "-n", f"score{index}-{os.getpid()}@%h"], cwd=ROOT, env=env, stdout=log, stderr=log)
+                             "-n", f"score{index}-{os.getpid()}@%h"], cwd=ROOT, env=env, stdout=log, stderr=log,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, {index % os.cpu_count()})) if pin else None)
 
 
 def main() -> None:
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--family", default="lightgbm")
     parser.add_argument("--chunk-size", type=int, default=500, help="small enough that every worker gets many chunks")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--pin", action="store_true", help="worker i on core i only (one core per worker)")
     args = parser.parse_args()
     broker = os.environ.get("CELERY_BROKER_URL")
     if not broker:
@@ -73,8 +77,8 @@ def main() -> None:
     for n in [int(x) for x in args.workers.split(",")]:
         connection.close()
         clone(template, day_url)  # the same starting point for every worker count
-        workers = [start_worker(i, database_url=day_url, broker_url=broker, model_dir=str(settings.MODEL_DIR))
-                   for i in range(n)]
+        workers = [start_worker(i, database_url=day_url, broker_url=broker, model_dir=str(settings.MODEL_DIR),
+                                pin=args.pin) for i in range(n)]
         try:
             deadline = time.monotonic() + 120
             while len(app.control.ping(timeout=1.0) or []) < n:
@@ -97,7 +101,7 @@ def main() -> None:
         for n, r in results.items():
             r["speed_up"] = round(results[1]["seconds"] / r["seconds"], 2)
     print(json.dumps({"customers": args.customers, "family": args.family, "chunk_size": args.chunk_size,
-                      "cpus": os.cpu_count(), "results": results}, indent=1))
+                      "cpus": os.cpu_count(), "pinned": args.pin, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DatePickerElement,
     HeaderBlock,
@@ -22,18 +23,23 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     Option,
     PlainTextInputElement,
+    PlainTextObject,
     SectionBlock,
     StaticSelectElement,
 )
 from slack_sdk.models.views import View
 
 from churnbot.payloads import ModalMetadata, button_value, outcome_value
-from churnbot.queries import CustomerCard
-from crm_plugin.formatting import reasons_for_people
+from churnbot.queries import CustomerCard, CustomerFacts, customer_facts
+from crm_plugin.customers.selectors import CustomerSearch
+from crm_plugin.formatting import day, money, plural, reasons_for_people, top_reason
 from crm_plugin.models import Alert, Customer, Intervention
 
 SECTION_MAX = SectionBlock.text_max_length  # 3000
 HEADER_MAX = HeaderBlock.text_max_length  # 150
+FIELD_MAX = 2000  # a section field's text: Slack refuses more, and slack-sdk does not check it
+CONFIRM_TITLE_MAX = ConfirmObject.title_max_length  # 100
+CONFIRM_TEXT_MAX = ConfirmObject.text_max_length  # 300
 FALLBACK_MAX = 3000
 SNOOZE_DAYS = (1, 7, 30)
 LOG_MODAL_CALLBACK = "log_action_modal"
@@ -45,6 +51,8 @@ ACTION_LABELS = {
     Intervention.Action.ESCALATION: "Support escalation",
     Intervention.Action.OTHER: "Other",
 }
+# The modal's optional outcome: the CRM form's choices and labels.
+OUTCOME_CHOICES = [(value, label) for value, label in Intervention.Outcome.choices if value]
 OUTCOME_LABELS = {
     Intervention.Outcome.RETAINED: "Retained",
     Intervention.Outcome.CHURNED: "Churned",
@@ -75,7 +83,12 @@ def change(delta: float | None) -> str:
     points = delta * 100
     if abs(points) < 0.5:
         return "±0 pts"
-    return f"{'▲' if points > 0 else '▼'} {points:+.0f} pts"
+    return f"{'▲' if points > 0 else '▼'} {points:+.0f} {'pt' if round(abs(points)) == 1 else 'pts'}"
+
+
+def days_ago(moment: datetime) -> str:
+    days = (timezone.localdate() - timezone.localdate(moment)).days
+    return "today" if days <= 0 else "yesterday" if days == 1 else f"{days} days ago"
 
 
 def band_label(band: str | None) -> str:
@@ -85,6 +98,11 @@ def band_label(band: str | None) -> str:
 
 def crm_url(customer_pk: int) -> str:
     return f"{settings.SITE_URL}/customers/{customer_pk}/"
+
+
+def history_link(customer_pk: int) -> str:
+    """A link to the score history chart on the customer's CRM page."""
+    return f"<{crm_url(customer_pk)}#history|Score history>"
 
 
 def reasons_text(reasons: Sequence[dict], *, limit: int = SECTION_MAX, top: int = 5) -> str:
@@ -112,6 +130,24 @@ def context(text: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=cut(text, SECTION_MAX))])
 
 
+def facts_section(facts: CustomerFacts) -> SectionBlock:
+    """Yearly value, last order, segment and stage as a two-column fields section (compact on a phone)."""
+    if facts.last_order_at is not None:
+        amount = f" · {money(facts.last_order_amount, digits=2)}" if facts.last_order_amount is not None else ""
+        last_order = f"{day(facts.last_order_at)}{amount}\n{days_ago(facts.last_order_at)}"
+    else:
+        last_order = "none recorded"
+    fields = [
+        ("Yearly value", money(facts.value) or "–"),
+        ("Last order", last_order),
+        ("Segment", escape(facts.segment) if facts.segment else "–"),
+        ("Stage", escape(facts.stage) if facts.stage else "not scored yet"),
+    ]
+    # Cut each value, not the whole field, so that a long value cannot split an escaped entity or the label.
+    return SectionBlock(fields=[MarkdownTextObject(text=f"*{label}*\n{cut(value, FIELD_MAX - len(label) - 3)}")
+                                for label, value in fields])
+
+
 def render(blocks: Sequence[Block]) -> list[dict]:
     """Validate (slack-sdk raises SlackObjectFormationError on a broken limit) and serialise."""
     if len(blocks) > 50:
@@ -129,7 +165,18 @@ def message(fallback: str, blocks: Sequence[Block]) -> tuple[str, list[dict]]:
     return escape(cut(fallback, FALLBACK_MAX)), render(blocks)
 
 
-def _customer_buttons(customer_pk: int, alert_pk: int | None, *, snooze_as_buttons: bool, not_a_risk: bool) -> ActionsBlock:
+def not_a_risk_confirm(name: str) -> ConfirmObject:
+    """The dialog before "Not a risk": it silences the customer for as long as the service will."""
+    days = settings.ALERT_NOT_A_RISK_DAYS  # what alert_mark_not_a_risk uses when the button gives no days
+    text = (f"No churn alerts about {cut(name, 80)} for {plural(days, 'day')}. Scores are still recorded "
+            "and the customer stays on the CRM's lists; snooze instead if you only need a break.")
+    return ConfirmObject(title=cut("Mark as not a risk?", CONFIRM_TITLE_MAX),
+                         text=PlainTextObject(text=cut(text, CONFIRM_TEXT_MAX), emoji=False),
+                         confirm="Not a risk", deny="Cancel", style="danger")
+
+
+def _customer_buttons(customer_pk: int, alert_pk: int | None, *, snooze_as_buttons: bool, not_a_risk: bool,
+                      name: str = "") -> ActionsBlock:
     elements: list = [
         ButtonElement(text="Log action", action_id="log_action", value=button_value(customer_pk, alert_pk), style="primary"),
     ]
@@ -146,7 +193,7 @@ def _customer_buttons(customer_pk: int, alert_pk: int | None, *, snooze_as_butto
         ))
     if not_a_risk:
         elements.append(ButtonElement(text="Not a risk", action_id="not_a_risk", value=button_value(customer_pk, alert_pk),
-                                      style="danger"))
+                                      style="danger", confirm=not_a_risk_confirm(name or "this customer")))
     elements.append(ButtonElement(text="Open in CRM", action_id="open_crm", url=crm_url(customer_pk)))
     return ActionsBlock(block_id="customer_actions", elements=elements)
 
@@ -208,7 +255,7 @@ def _escalation_message(alert: Alert, *, footer: str | None) -> tuple[str, list[
         section(
             f"*<{crm_url(customer.pk)}|{escape(name)}>* ({escape(customer.external_id)}) was flagged to "
             f"*{escape(str(data.get('owner', 'their owner')))}* on {escape(str(data.get('alerted_on', '?')))} "
-            f"({data.get('days_waiting', '?')} days ago) and nobody has logged an action since.\n"
+            f"({_waited(data)}) and nobody has logged an action since.\n"
             f"*Churn probability then:* {pct(data.get('probability'))} · {band_label(data.get('band'))}"
         ),
     ]
@@ -223,8 +270,13 @@ def _escalation_message(alert: Alert, *, footer: str | None) -> tuple[str, list[
 def _escalation_summary(alert: Alert) -> str:
     customer, data = alert.customer, alert.payload or {}
     return (f"No action yet: {customer.name or customer.external_id} ({customer.external_id}) was alerted to "
-            f"{data.get('owner', 'their owner')} on {data.get('alerted_on', '?')} ({data.get('days_waiting', '?')} "
-            f"days ago) at churn risk {pct(data.get('probability'))}.")
+            f"{data.get('owner', 'their owner')} on {data.get('alerted_on', '?')} ({_waited(data)}) "
+            f"at churn risk {pct(data.get('probability'))}.")
+
+
+def _waited(data: dict) -> str:
+    waited = data.get("days_waiting")
+    return f"{plural(waited, 'day')} ago" if isinstance(waited, int) else "? days ago"
 
 
 def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
@@ -241,6 +293,7 @@ def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]
             f"*<{crm_url(customer.pk)}|{escape(name)}>* ({escape(customer.external_id)}) {why}.\n"
             f"*Churn probability:* {pct(probability)}{escape(trend)} · {band_label(data.get('band'))}"
         ),
+        facts_section(customer_facts(customer=customer)),
         section("*Why*\n" + reasons_text(data.get("reasons") or [], limit=SECTION_MAX - 10)),
     ]
     suggestion = next_best_action_text(data.get("next_best_action"))
@@ -249,10 +302,10 @@ def _risk_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]
     if footer:
         blocks.append(context(footer))
     else:
-        blocks.append(_customer_buttons(customer.pk, alert.pk, snooze_as_buttons=True, not_a_risk=True))
+        blocks.append(_customer_buttons(customer.pk, alert.pk, snooze_as_buttons=True, not_a_risk=True, name=name))
     as_of = data.get("as_of")
-    if as_of:
-        blocks.append(context(f"Scored {datetime.fromisoformat(as_of):%Y-%m-%d} · alert #{alert.pk}"))
+    scored = f"Scored {datetime.fromisoformat(as_of):%Y-%m-%d} · " if as_of else ""
+    blocks.append(context(f"{scored}{history_link(customer.pk)} · alert #{alert.pk}"))
     return message(_risk_summary(alert), blocks)
 
 
@@ -280,7 +333,7 @@ def _digest_message(alert: Alert, items: Sequence[Alert]) -> tuple[str, list[dic
     for item in shown:
         data = item.payload or {}
         name = item.customer.name or item.customer.external_id
-        top = (data.get("reasons") or [{}])[0].get("text", "")
+        top = top_reason(data.get("reasons") or [])
         blocks.append(section(
             f"*<{crm_url(item.customer_id)}|{escape(name)}>* · {pct(data.get('probability'))} · "
             f"{band_label(data.get('band'))}\n{escape(cut(top, 400))}"
@@ -289,7 +342,8 @@ def _digest_message(alert: Alert, items: Sequence[Alert]) -> tuple[str, list[dic
         blocks.append(context(f"…and {len(items) - len(shown)} more in the CRM at-risk list: {settings.SITE_URL}/"))
     if not items:
         blocks.append(section("Nothing new today."))
-    return message(f"Daily churn digest {day}: {len(items)} customer(s) need attention.", blocks)
+    needs = "needs" if len(items) == 1 else "need"
+    return message(f"Daily churn digest {day}: {plural(len(items), 'customer')} {needs} attention.", blocks)
 
 
 def _follow_up_message(alert: Alert, *, footer: str | None) -> tuple[str, list[dict]]:
@@ -327,10 +381,10 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
              f"· alert #{alert.pk} ──"]
     data = alert.payload or {}
     if alert.kind == Alert.Kind.DIGEST:
-        lines.append(f"Daily churn digest {data.get('date', '')}: {len(digest_items)} customer(s)")
+        lines.append(f"Daily churn digest {data.get('date', '')}: {plural(len(digest_items), 'customer')}")
         for item in digest_items:
             d = item.payload or {}
-            top = (d.get("reasons") or [{}])[0].get("text", "")
+            top = top_reason(d.get("reasons") or [])
             lines.append(f"  • {item.customer.name or item.customer.external_id} ({item.customer.external_id}) "
                          f"{pct(d.get('probability'))} {d.get('band', '')} — {top}")
     elif alert.kind == Alert.Kind.FOLLOW_UP:
@@ -345,19 +399,28 @@ def alert_console_text(alert: Alert, *, digest_items: Sequence[Alert] = ()) -> s
             lines.append(f"  • {item.get('name')} ({item.get('external_id')}) {crm_url(int(item['pk']))}")
     else:
         lines.append(_risk_summary(alert))
-        for reason in (data.get("reasons") or [])[:5]:
-            lines.append(f"  • {reason.get('text', reason.get('code', ''))}")
+        lines.append("  " + facts_line(customer_facts(customer=alert.customer)))
+        for reason in reasons_for_people(data.get("reasons") or [], limit=5):
+            lines.append(f"  • {reason['text']}")
         if data.get("next_best_action"):
             lines.append("  " + next_best_action_text(data["next_best_action"]).replace("*", ""))
-        lines.append(f"  Open in CRM: {crm_url(alert.customer_id)}")
+        lines.append(f"  Open in CRM: {crm_url(alert.customer_id)} (score history: {crm_url(alert.customer_id)}#history)")
     return "\n".join(lines)
+
+
+def facts_line(facts: CustomerFacts) -> str:
+    """The facts section as one plain line, for the console backend."""
+    last = f"{day(facts.last_order_at)} ({days_ago(facts.last_order_at)})" if facts.last_order_at else "none recorded"
+    return (f"Yearly value {money(facts.value) or '–'} · last order {last} · segment {facts.segment or '–'} · "
+            f"stage {facts.stage or 'not scored yet'}")
 
 
 # --- /churn command ------------------------------------------------------------------------------
 
 HELP_TEXT = (
     "*/churn* — churn early warning\n"
-    "• `/churn customer <id or email>` — one customer's risk, reasons and open actions\n"
+    "• `/churn customer <name, email or id>` — one customer's risk, reasons and open actions "
+    "(part of a name lists the matches)\n"
     "• `/churn top [N]` — your N riskiest customers (default 10, at most 20)\n"
     "• `/churn top all [N]` — everyone's riskiest customers (managers)\n"
     "• `/churn top @someone [N]` — someone else's book (managers)\n"
@@ -370,7 +433,8 @@ def help_message(problem: str | None = None) -> tuple[str, list[dict]]:
     if problem:
         blocks.append(section(f":warning: {escape(problem)}"))
     blocks.append(section(escape(HELP_TEXT)))
-    return message((problem + " " if problem else "") + "Usage: /churn customer <id or email> | top [N] | help", blocks)
+    return message((problem + " " if problem else "") + "Usage: /churn customer <name, email or id> | top [N] | help",
+                   blocks)
 
 
 def text_message(text: str) -> tuple[str, list[dict]]:
@@ -383,15 +447,10 @@ def customer_card(card: CustomerCard) -> tuple[str, list[dict]]:
         f"*Churn probability:* {pct(card.probability)} · {band_label(card.band)}\n"
         f"*Change:* 7 days {change(card.change_7d)} · 30 days {change(card.change_30d)}"
     )
-    if card.last_order_at:
-        amount = f" ({card.last_order_amount})" if card.last_order_amount is not None else ""
-        days = (timezone.now() - card.last_order_at).days
-        summary += f"\n*Last order:* {card.last_order_at:%Y-%m-%d}{amount}, {days} days ago"
-    else:
-        summary += "\n*Last order:* none recorded"
     blocks: list[Block] = [
         HeaderBlock(text=cut(f"{card.name}", HEADER_MAX)),
         section(summary),
+        facts_section(card.facts),
         section("*Top reasons*\n" + reasons_text(card.reasons, limit=SECTION_MAX - 20)),
     ]
     if card.next_best_action:
@@ -414,7 +473,7 @@ def customer_card(card: CustomerCard) -> tuple[str, list[dict]]:
         quiet.append(f"marked not a risk until {card.not_a_risk_until:%Y-%m-%d}")
     blocks.append(_customer_buttons(card.pk, None, snooze_as_buttons=False, not_a_risk=False))
     scored = f"Scored {card.as_of:%Y-%m-%d}" if card.as_of else "Not scored yet"
-    blocks.append(context(" · ".join([scored, *quiet])))
+    blocks.append(context(" · ".join([scored, history_link(card.pk), *quiet])))
     return message(f"{card.name} ({card.external_id}): churn risk {pct(card.probability)}", blocks)
 
 
@@ -425,7 +484,7 @@ def top_list(customers: Sequence[Customer], *, title: str) -> tuple[str, list[di
     lines = []
     for rank, customer in enumerate(customers, start=1):
         score = customer.latest_score
-        top = (score.reasons or [{}])[0].get("text", "") if score.reasons else ""
+        top = top_reason(score.reasons or [])
         lines.append(
             f"{rank}. *<{crm_url(customer.pk)}|{escape(customer.name or customer.external_id)}>* "
             f"({escape(customer.external_id)}) · {pct(score.probability)} {score.band}"
@@ -441,8 +500,30 @@ def top_list(customers: Sequence[Customer], *, title: str) -> tuple[str, list[di
         chunk.append(line)
     if chunk:
         blocks.append(section("\n".join(chunk)))
-    blocks.append(context("`/churn customer <id>` for details"))
-    return message(f"{title}: {len(customers)} customers", blocks)
+    blocks.append(context(escape("`/churn customer <id>` for details")))
+    return message(f"{title}: {plural(len(customers), 'customer')}", blocks)
+
+
+SHOW_CUSTOMER_ACTION = "show_customer"
+
+
+def customer_choices(found: CustomerSearch, *, text: str) -> tuple[str, list[dict]]:
+    """Several customers match a search: one line each with a button that opens the card."""
+    shown = found.customers
+    blocks: list[Block] = [HeaderBlock(text=cut(f"{plural(found.total, 'customer')} match “{text}”", HEADER_MAX))]
+    for customer in shown:
+        score = customer.latest_score
+        risk = f"{pct(score.probability)} {score.band}" if score is not None else "not scored"
+        blocks.append(section(
+            f"*<{crm_url(customer.pk)}|{escape(customer.name or customer.external_id)}>* "
+            f"({escape(customer.external_id)}) · {risk}"
+            + (f" · {escape(customer.owner.name)}" if customer.owner_id else ""),
+            accessory=ButtonElement(text="Show", action_id=SHOW_CUSTOMER_ACTION, value=button_value(customer.pk, None)),
+        ))
+    more = found.total - len(shown)
+    hint = f"{more} more — refine the search. " if more > 0 else ""
+    blocks.append(context(escape(f"{hint}Show opens a card; `/churn customer <id>` with an id from the list does too.")))
+    return message(f"{plural(found.total, 'customer')} match {text}: pick one.", blocks)
 
 
 # --- modal ---------------------------------------------------------------------------------------
@@ -466,16 +547,22 @@ def log_action_modal(*, customer: Customer, metadata: ModalMetadata) -> dict:
                 action_id="value", multiline=True, max_length=4000,
                 placeholder="What was said or offered",
             )),
+            InputBlock(block_id="outcome", label="Outcome", optional=True, element=StaticSelectElement(
+                action_id="value", placeholder="Not known yet",
+                options=[Option(text=label, value=value) for value, label in OUTCOME_CHOICES],
+            ), hint="If you already know how it ended, record it now."),
             InputBlock(block_id="follow_up", label="Follow up on", optional=True, element=DatePickerElement(
                 action_id="value", placeholder="Ask me how it went on…",
-            ), hint="We'll DM you on this date to record the outcome."),
+            ), hint="If the outcome is not known yet, we'll DM you on this date to ask how it went."),
         ],
     )
     return view.to_dict()
 
 
-def logged_footer(*, action: str, slack_user_id: str, follow_up_on: date | None) -> str:
+def logged_footer(*, action: str, slack_user_id: str, follow_up_on: date | None, outcome: str = "") -> str:
     label = ACTION_LABELS.get(action, action).lower()
+    if outcome:
+        label += f" → {dict(OUTCOME_CHOICES).get(outcome, outcome).lower()}"
     text = f":white_check_mark: Logged: {label} by <@{slack_user_id}>"
     if follow_up_on:
         text += f" · follow-up {follow_up_on:%Y-%m-%d}"

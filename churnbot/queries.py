@@ -1,7 +1,7 @@
 """Read-only queries behind the Slack cards (customer card, top list, alert rendering).
 
 Access control is not decided here: callers pass customers they got from
-`crm_plugin.customers.selectors.customer_get_visible` / `customer_list_visible_to`.
+`crm_plugin.customers.selectors.customer_search_visible` / `customer_list_visible_to`.
 """
 from __future__ import annotations
 
@@ -26,6 +26,30 @@ class OpenAction:
 
 
 @dataclass(frozen=True)
+class CustomerFacts:
+    """What decides whether a customer is worth the call, shown in alerts and on the card."""
+
+    value: Decimal  # expected yearly spend
+    segment: str
+    stage: str  # the lifecycle stage's label, "" until scored
+    last_order_at: datetime | None
+    last_order_amount: Decimal | None
+
+
+def customer_facts(*, customer: Customer) -> CustomerFacts:
+    """The facts for one (already access-checked) customer: one indexed query for the last order."""
+    last_order = (
+        Event.objects.filter(customer=customer, kind=Event.Kind.ORDER)
+        .order_by("-occurred_at").values_list("occurred_at", "amount").first()
+    )
+    return CustomerFacts(
+        value=customer.value, segment=customer.segment,
+        stage=customer.get_lifecycle_stage_display() if customer.lifecycle_stage else "",
+        last_order_at=last_order[0] if last_order else None, last_order_amount=last_order[1] if last_order else None,
+    )
+
+
+@dataclass(frozen=True)
 class CustomerCard:
     """Everything the `/churn customer` card shows, as plain values."""
 
@@ -38,9 +62,8 @@ class CustomerCard:
     as_of: datetime | None
     change_7d: float | None
     change_30d: float | None
+    facts: CustomerFacts
     reasons: list[dict] = field(default_factory=list)
-    last_order_at: datetime | None = None
-    last_order_amount: Decimal | None = None
     open_actions: list[OpenAction] = field(default_factory=list)
     snoozed_until: datetime | None = None
     not_a_risk_until: datetime | None = None
@@ -65,10 +88,6 @@ def customer_card_data(*, customer: Customer) -> CustomerCard:
         before_30 = _probability_on_or_before(customer, latest.as_of - timedelta(days=30))
         change_7d = None if before_7 is None else latest.probability - before_7
         change_30d = None if before_30 is None else latest.probability - before_30
-    last_order = (
-        Event.objects.filter(customer=customer, kind=Event.Kind.ORDER)
-        .order_by("-occurred_at").values_list("occurred_at", "amount").first()
-    )
     actions = [
         OpenAction(action=i.get_action_display(), created_on=i.created_at.date(), follow_up_on=i.follow_up_on,
                    note=i.note)
@@ -90,7 +109,7 @@ def customer_card_data(*, customer: Customer) -> CustomerCard:
         probability=latest.probability if latest else None, band=latest.band if latest else None,
         as_of=latest.as_of if latest else None, change_7d=change_7d, change_30d=change_30d,
         reasons=list(latest.reasons or []) if latest else [],
-        last_order_at=last_order[0] if last_order else None, last_order_amount=last_order[1] if last_order else None,
+        facts=customer_facts(customer=customer),
         open_actions=actions, snoozed_until=customer.alerts_snoozed_until, not_a_risk_until=customer.not_a_risk_until,
     )
 

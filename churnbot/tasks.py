@@ -76,12 +76,14 @@ def alert_message_annotate_task(self, alert_id: int, footer: str) -> bool:
 
 
 @shared_task(bind=True, name="churnbot.response_url_post", max_retries=3)
-def response_url_post(self, response_url: str, text: str) -> bool:
-    """A private follow-up line under an ephemeral card (response URLs live 30 minutes)."""
+def response_url_post(self, response_url: str, text: str, blocks: list[dict] | None = None,
+                      replace_original: bool = False) -> bool:
+    """A private answer through a response URL (they live 30 minutes): a line under an ephemeral card,
+    or with `blocks` and `replace_original` a card in place of the message whose button was pressed."""
     from slack_sdk.webhook import WebhookClient
 
     result = WebhookClient(response_url, timeout=settings.SLACK_HTTP_TIMEOUT).send(
-        text=text, response_type="ephemeral", replace_original=False)
+        text=text, blocks=blocks, response_type="ephemeral", replace_original=replace_original)
     if result.status_code >= 500 and not self.request.is_eager:
         raise self.retry(countdown=5)
     return result.status_code == 200

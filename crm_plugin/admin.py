@@ -10,9 +10,11 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.text import Truncator
 
 from crm_plugin.errors import CrmError
+from crm_plugin.formatting import day
 from crm_plugin.models import (
     AccountOwner,
     Alert,
@@ -23,6 +25,7 @@ from crm_plugin.models import (
     Event,
     Intervention,
     LoopSnapshot,
+    MessageEmbedding,
     ModelVersion,
     RiskFeedback,
     ScoringRun,
@@ -149,22 +152,30 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ("external_id", "name", "email", "owner__name", "owner__email")
     list_select_related = ("owner", "latest_score")
     autocomplete_fields = ("owner",)
-    readonly_fields = ("risk", "created_at", "updated_at")
+    readonly_fields = ("risk", "segment_since", "created_at", "updated_at")
     date_hierarchy = "first_seen_at"
     show_full_result_count = False  # avoids a second COUNT(*) over 100k+ rows on every search
     inlines = (RecentScoreInline, RecentInterventionInline, RecentEventInline)
     fieldsets = (
-        (None, {"fields": ("external_id", "name", "email", "segment", "owner", "first_seen_at", "attributes")}),
+        (None, {"fields": ("external_id", "name", "email", "segment", "segment_since", "owner", "first_seen_at",
+                           "attributes")}),
         ("Risk", {"fields": ("risk", "value", "alerts_snoozed_until", "not_a_risk_until")}),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    def save_model(self, request: HttpRequest, obj: Customer, form, change: bool) -> None:
+        # The segment keeps no history: a new one holds from now on, so snapshots of earlier dates
+        # must not see it (mlcore.snapshot.segment_at).
+        if change and "segment" in form.changed_data:
+            obj.segment_since = timezone.now()
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="Risk", ordering="latest_score__probability")
     def risk(self, customer: Customer) -> str:
         score = customer.latest_score
         if score is None:
             return "-"
-        return f"{score.probability:.0%} ({score.get_band_display().lower()}, {score.as_of:%Y-%m-%d})"
+        return f"{score.probability:.0%} ({score.get_band_display().lower()}, {day(score.as_of)})"
 
 
 @admin.register(Event)
@@ -302,6 +313,21 @@ class EncoderCacheEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="Embedding")
     def embedding_bytes(self, entry: EncoderCacheEntry) -> str:
         return f"{len(entry.embedding or b'')} bytes"
+
+
+@admin.register(MessageEmbedding)
+class MessageEmbeddingAdmin(ReadOnlyAdmin):
+    """The message-vector cache: how many texts each encoder has seen, for operators (written by training and scoring)."""
+
+    list_display = ("sha256", "model_id", "vector_bytes", "created_at")
+    list_filter = ("model_id",)
+    search_fields = ("sha256",)
+    exclude = ("vector",)
+    show_full_result_count = False
+
+    @admin.display(description="Vector")
+    def vector_bytes(self, entry: MessageEmbedding) -> str:
+        return f"{len(entry.vector or b'')} bytes"
 
 
 @admin.register(LoopSnapshot)

@@ -44,14 +44,15 @@ def day(value) -> str:
     return str(value)
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """A count with its noun: 1 day, 3 days; `words` where the plural is not word + s (1 reply, 2 replies)."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 # --- reasons in a manager's words ------------------------------------------------------------
 # The model's reasons carry a code and the numbers behind them (evidence). People get a sentence
 # with units and the shop's currency; the raw feature names and weights stay in a collapsed
 # "evidence" detail. Reasons nobody can act on are left out.
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
 
 def _reason_sentence(code: str, text: str, evidence: dict) -> str | None:
     """The sentence for one reason, or None to leave it out."""
@@ -61,11 +62,11 @@ def _reason_sentence(code: str, text: str, evidence: dict) -> str | None:
             return None  # how many coupons they got says nothing a manager can change by calling
         if code == "no_recent_order" and "days_since_last_order" in e:
             return (f"no order for {e['days_since_last_order']} days; usually orders every "
-                    f"{_plural(int(e['usual_gap_days']), 'day')}")
+                    f"{plural(int(e['usual_gap_days']), 'day')}")
         if code == "orders_down" and "orders_90" in e:
             if int(e.get("orders_365", 0)) <= 1:
                 return None  # a single order ever is not a trend
-            return (f"{_plural(int(e['orders_90']), 'order')} in the last 90 days "
+            return (f"{plural(int(e['orders_90']), 'order')} in the last 90 days "
                     f"({int(e['orders_365'])} in the last year)")
         if code == "spend_down" and "spend_previous_90" in e:
             before, now = float(e["spend_previous_90"]), float(e["spend_90"])

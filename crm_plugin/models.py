@@ -1,6 +1,7 @@
 """The CRM data model: who owns which customers, what customers did, and what we did about it.
 
-Everything that matters is a row with a timestamp. `Event` is an append-only behaviour log;
+Everything that matters is a row with a timestamp. `Event` is an append-only behaviour log (a
+ticket's or coupon's state may only move forward, dated by `state_imported_at`);
 `ChurnScore` keeps history; `Alert` is an outbox; `Intervention` records retention work and
 its outcome, which flows back into training as a label.
 Business logic lives in `services/` and `selectors/`, never here.
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, OrderBy, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -89,6 +91,14 @@ class Customer(models.Model):
     name = models.CharField(max_length=200, blank=True, default="")
     email = models.EmailField(blank=True, default="", db_index=True)
     segment = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # The segment has no history, only its current value: snapshots before this time treat it as
+    # unknown rather than read today's segment into the past. A database default too, because the
+    # importer inserts customers with its own SQL.
+    segment_since = models.DateTimeField(
+        default=timezone.now, db_default=Now(), editable=False,
+        help_text="When the current segment was recorded (by an import or in the admin); models see "
+                  "the segment only at dates after this.",
+    )
     # No index of its own: customer_owner_segment_stage starts with it.
     owner = models.ForeignKey(AccountOwner, null=True, blank=True, on_delete=models.SET_NULL, related_name="customers",
                               db_index=False)
@@ -159,7 +169,11 @@ class Customer(models.Model):
 
 
 class Event(models.Model):
-    """One thing a customer did. Append-only; `source_id` makes re-imports idempotent."""
+    """One thing a customer did. Append-only; `source_id` makes re-imports idempotent.
+
+    The one change a stored event takes is its state moving forward (a ticket closing, a coupon
+    being redeemed) when the shop re-sends it; `state_imported_at` then says when that became known.
+    """
 
     class Kind(models.TextChoices):
         ORDER = "order", "Order"
@@ -183,6 +197,11 @@ class Event(models.Model):
     attributes = models.JSONField(default=dict, blank=True)
     source_id = models.CharField(max_length=255, unique=True, help_text="Stable id from the source; re-imports skip known ids.")
     imported_at = models.DateTimeField(default=timezone.now)
+    # When a re-sent event moved the state forward; null while the state is the one first imported.
+    # A closing (redemption) without a date counts from here in snapshots, not from imported_at.
+    state_imported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an import moved this ticket to closed (coupon to redeemed); empty "
+                                         "while the state is the one first imported.")
 
     class Meta:
         ordering = ["-occurred_at"]
@@ -298,6 +317,23 @@ class EncoderCacheEntry(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["model_version", "customer"], name="one_cache_entry"),
+        ]
+
+
+class MessageEmbedding(models.Model):
+    """A customer message's vector from the frozen message encoder, keyed by its content (mlcore.messages).
+
+    Shared by every model version and run: the same words are encoded once per encoder.
+    """
+
+    model_id = models.CharField(max_length=100, help_text="The encoder: folder name and a hash of its weights.")
+    sha256 = models.CharField(max_length=64, help_text="sha256 of the normalised message text.")
+    vector = models.BinaryField(help_text="float16 values, little-endian.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_id", "sha256"], name="one_message_embedding"),
         ]
 
 

@@ -296,6 +296,9 @@ class _EventWriter:
         self.sql = (f"INSERT INTO {quote(Event._meta.db_table)} ({', '.join(quote(c) for c in self.COLUMNS)}) "
                     f"VALUES ({', '.join(values)})")
         self.imported_at = self.db_datetime(timezone.now())
+        # Redemption delays come from a stream of their own, so adding them left every other draw
+        # (and with it the shop a seed has always made) as it was.
+        self.redeem_rng = random.Random(f"redeem-{seed}")
 
     def db_datetime(self, value: datetime):
         if self.postgres:
@@ -403,8 +406,15 @@ def _generate_chunk(*, rng: np.random.Generator, pop: _Population, idx: np.ndarr
             redeemed = r.random() < (0.7 * (1.0 - 0.7 * float(trouble[row, day]))
                                      + (0.15 if type_name == "bargain_hunter" else 0.0))
             value = r.choice((5, 10, 15, 20))
-            writer.add(cid, Event.Kind.COUPON, writer.at(day, r), amount=Decimal(value),
-                       attributes={"code": f"SAVE{value}-{r.randrange(1000, 10000)}", "redeemed": redeemed})
+            issued = writer.at(day, r)
+            # Redeemed a few days after it arrived (with the next order, roughly); one still unused
+            # at the end date is not redeemed (yet), as a shop's export would say.
+            redeemed_at = issued + timedelta(days=writer.redeem_rng.expovariate(1 / 4.0))
+            if not redeemed or redeemed_at.timestamp() >= writer.end_ts:
+                redeemed, redeemed_at = False, None
+            writer.add(cid, Event.Kind.COUPON, issued, amount=Decimal(value),
+                       attributes={"code": f"SAVE{value}-{r.randrange(1000, 10000)}", "redeemed": redeemed,
+                                   "redeemed_at": redeemed_at.isoformat() if redeemed_at else None})
 
 
 def _product(r: random.Random, cum_prefs: list[float]) -> tuple[str, str]:
@@ -572,13 +582,16 @@ def demo_shop_generate(*, customers: int, days: int, seed: int, end_date: date |
             segment = "new" if pop.is_new[g] else TYPES[pop.type_idx[g]]
             segments[segment] += 1
             domain = ("example.com", "example.net", "example.org")[int(type_rng.integers(3))]
+            # Customers who join in the window are first seen at the start of their first order's day.
+            first_seen_at = start + timedelta(days=int(pop.first_seen_offset[g]),
+                                              hours=0 if pop.is_new[g] else int(type_rng.integers(7, 23)))
             rows.append(Customer(
                 external_id=f"{EXTERNAL_ID_PREFIX}{g + 1:07d}", name=f"{first} {last}",
                 email=f"{first}.{last}{g + 1}@{domain}".lower().replace(" ", "").replace("'", ""),
-                segment=segment, owner=owners[pop.owner_idx[g]],
-                # Customers who join in the window are first seen at the start of their first order's day.
-                first_seen_at=start + timedelta(days=int(pop.first_seen_offset[g]),
-                                                hours=0 if pop.is_new[g] else int(type_rng.integers(7, 23))),
+                # A demo customer's segment is fixed when they join (their behaviour type, or "new"),
+                # so it is known from their first day, and past snapshots may show it.
+                segment=segment, segment_since=first_seen_at, owner=owners[pop.owner_idx[g]],
+                first_seen_at=first_seen_at,
                 attributes={"country": COUNTRIES[0][pop.country[g]], "acquisition_channel": CHANNELS[0][pop.channel[g]],
                             "newsletter": bool(type_rng.random() < 0.45)},
             ))

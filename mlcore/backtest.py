@@ -21,6 +21,7 @@ import pandas as pd
 from mlcore.compare import N_BOOT, REFERENCE, active_mask, paired_bootstrap
 from mlcore.dataset import evaluation_summary, labelled_rows, training_rows
 from mlcore.errors import MlError, NotEnoughData
+from mlcore.messages import MessageEmbedder, message_embeddings, message_features_fit
 from mlcore.metrics import curves, evaluate
 from mlcore.snapshot import as_if_untreated, as_timestamp, prepare_customers, prepare_events
 from mlcore.training import BACKTEST_FAMILIES, train_family
@@ -43,7 +44,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
                  alerts: pd.DataFrame | None = None, max_train_minutes: float | None = None, bert_model_path: str | None = None,
                  bert_max_length: int | None = None, tiny: bool = False,
                  progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
-                 keep_scores: bool = False, events_config: dict | None = None) -> dict:
+                 keep_scores: bool = False, events_config: dict | None = None,
+                 message_embedder: MessageEmbedder | None = None) -> dict:
     """Train each family before `as_of`, score every customer with history at `as_of`, measure on the next `horizon_days`.
 
     Returns {"as_of", "horizon_days", "n_customers", "churn_rate", "families": {name: {metrics...,
@@ -51,6 +53,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
     is what every test customer did; metrics and "untreated_churn_rate" use the evaluation weights
     described by "evaluation" (mlcore.dataset.evaluation_summary). A family that fails is
     reported with {"error": message}; if every family fails, the first error is raised.
+    With `message_embedder` every family also gets the message-embedding columns (mlcore.messages),
+    from messages before as_of only, their components fitted on the training rows.
     """
     families = check_families(families)
     say = log or (lambda _msg: None)
@@ -75,6 +79,13 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
     # from the alerts and actions around the window (label-side facts, never features).
     test = labelled_rows(ev, cu, [as_of_ts], horizon_days, interventions=interventions, alerts=alerts,
                          evaluation_weights=True)
+    featurizer, n_messages = None, 0
+    if message_embedder is not None:
+        messages = message_embeddings(past, message_embedder)  # the past only, like every other input
+        train, valid, featurizer = message_features_fit(train, valid, messages, message_embedder)
+        n_messages = len(messages)
+        if featurizer is not None:
+            test = featurizer.add_to(test, messages)
     y = test.labels.astype(np.int64)
     w = np.asarray(test.sample_weight, dtype=np.float64)
     scored = as_if_untreated(test)  # what production would have said at as_of: churn if we do nothing
@@ -85,12 +96,16 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
     say(f"backtest at {as_of_ts:%Y-%m-%d}, horizon {horizon_days} days: {len(train)} training rows, "
         f"{len(valid)} validation rows (cutoff {(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}), "
         f"{len(test)} customers scored, churn rate {y.mean():.1%}; evaluation: {evaluation_summary(w)['text']}")
+    if message_embedder is not None:
+        say(f"message embeddings: {n_messages} messages before as_of, {message_embedder.n_encoded} encoded so far, "
+            + (f"{len(featurizer.feature_names)} columns" if featurizer else "no columns (no messages)"))
     results: dict = {
         "as_of": f"{as_of_ts:%Y-%m-%d}", "horizon_days": int(horizon_days), "n_customers": int(len(test)),
         "churn_rate": round(float(y.mean()), 6) if len(y) else None, "families": {},
         "train_rows": int(len(train)), "valid_rows": int(len(valid)),
         "valid_cutoff": f"{(as_of_ts - pd.Timedelta(days=horizon_days)):%Y-%m-%d}",
         "max_train_minutes": max_train_minutes,
+        "message_features": len(featurizer.feature_names) if featurizer else 0,
         "n_active": int(active.sum()), "active_churn_rate": round(float(y[active].mean()), 6) if active.any() else None,
         "evaluation": evaluation_summary(w),
         "untreated_churn_rate": round(float(np.average(y, weights=w)), 6) if w.sum() > 0 else None,
@@ -104,7 +119,8 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         try:
             trained = train_family(name, train, valid, max_train_minutes=max_train_minutes,
                                    bert_model_path=bert_model_path, bert_max_length=bert_max_length, tiny=tiny,
-                                   progress=progress, horizon_days=horizon_days, events_config=events_config)
+                                   progress=progress, horizon_days=horizon_days, events_config=events_config,
+                                   messages=featurizer)
             p = trained.predict_proba(scored)
         except (MlError, ValueError, OSError) as exc:
             errors.append(exc)
@@ -223,7 +239,15 @@ def latest_as_of(events: pd.DataFrame, horizon_days: int) -> pd.Timestamp:
     ev = prepare_events(events)
     if not len(ev):
         raise NotEnoughData("there are no events yet: import orders (or generate the demo shop) before a backtest")
-    last = ev["occurred_at"].max() + pd.Timedelta(days=WINDOW_SLACK_DAYS)
+    return latest_cutoff(ev["occurred_at"].max(), horizon_days)
+
+
+def latest_cutoff(newest_event, horizon_days: int) -> pd.Timestamp:
+    """The latest as_of whose label window [as_of, as_of + horizon) ends by the newest event (UTC, midnight).
+
+    `latest_as_of` for a caller that knows only the newest event's time (the model report's hint).
+    """
+    last = as_timestamp(newest_event) + pd.Timedelta(days=WINDOW_SLACK_DAYS)
     return (last - pd.Timedelta(days=horizon_days)).normalize()
 
 

@@ -23,6 +23,9 @@ N_BOOT = 1000
 # Cheapest first: when two families are too close to call, the cheaper one is kept.
 FAMILY_COST_ORDER = ("logreg", "lightgbm", "bert_events", "stacked", "bert", "bert_pretrained")
 REFERENCE = "lightgbm"
+# The validation metric the champion rule compares: PR-AUC on the active customers (the ones alerts
+# go to), stored under this key with every trained version's metrics (training.calibrate_on_validation).
+CHAMPION_METRIC = "active_pr_auc"
 
 
 def active_mask(rows: Rows, horizon_days: int) -> np.ndarray:

@@ -8,8 +8,10 @@ sequence of 256 events costs 256 positions, newest last (the end of the history 
 cut-off must keep).
 
 Time-safety: only events with occurred_at < as_of are read, ages and gaps are relative to
-as_of, and a ticket counts as closed only when its closed_at is before as_of. Coupon
-redemption has no date in the data, so the coupon token does not say whether it was redeemed.
+as_of, and a ticket counts as closed only when its closed_at is before as_of (a ticket marked
+closed without a date: its import time, see mlcore.snapshot.prepare_events). The coupon token
+does not say whether the coupon was redeemed: a new state would change the vocabulary, and with
+it every trained behaviour model.
 """
 from __future__ import annotations
 

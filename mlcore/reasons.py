@@ -19,6 +19,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from mlcore.messages import MESSAGE_FEATURE_NAMES
+
 TOPICS: dict[str, tuple[str, ...]] = {
     "no_recent_order": ("days_since_last_order", "gap_ratio", "usual_gap_days", "has_orders", "orders_30"),
     "orders_down": ("orders_90", "orders_trend", "orders_365", "orders_total"),
@@ -31,6 +33,9 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "new_customer": ("tenure_days",),
     # held_out equals flagged at scoring (flagged, nobody told): their joint push is "was flagged".
     "flagged": ("flagged", "days_since_flagged", "held_out"),
+    # The customer's own words (mlcore.messages): the sentence quotes the most negative recent message.
+    "message_tone": ("msg_tone_min_90", "msg_tone_mean_90", "msg_leaving_max_90", "msg_tone_last",
+                     *(n for n in MESSAGE_FEATURE_NAMES if not n.startswith("msg_tone") and n != "msg_leaving_max_90")),
 }
 # Not a topic: alerted, treated, days_since_treatment and action_* (mlcore.snapshot.TREATMENT_FEATURES
 # minus held_out) are "no action" when scoring, the same for every customer, so they explain nothing.
@@ -153,6 +158,16 @@ def _sentence(code: str, f: dict, ev: dict, as_of: pd.Timestamp, push: dict | No
             return "", {}, ()
         d = int(round(f["days_since_flagged"]))
         return f"already flagged as at risk {d} days ago", {"days_since_flagged": d}, ("flagged", "days_since_flagged", "held_out")
+    if code == "message_tone":
+        q, tone = _quote(ev.get("message_text")), ev.get("message_tone")
+        if not q or tone is None or pd.isna(tone) or tone >= 0:
+            return "", {}, ()
+        for drivers in (("msg_tone_min_90",), ("msg_tone_mean_90",), ("msg_leaving_max_90",), ("msg_tone_last",)):
+            if up(*drivers):
+                d, kind = _days(as_of, ev.get("message_at")), ev.get("message_kind") or "message"
+                return (f"negative {kind} {d} days ago: '{q}'",
+                        {"kind": kind, "days_ago": d, "quote": q, "tone": round(float(tone), 3)}, drivers)
+        return "", {}, ()
     raise KeyError(code)
 
 
@@ -231,6 +246,7 @@ def build_reasons(
                 continue
             reasons.append({"code": code, "text": text, "weight": round(w, 4), "evidence": evid})
         reasons.extend(extra)
+        _merge_repeated_quote(reasons)
         if not reasons:
             # Nothing pushes clearly above the usual risk: show the strongest small pushes, or say so,
             # so no score reaches an owner without an explanation.
@@ -247,6 +263,18 @@ def build_reasons(
         note = _action_note(ev, as_of)
         out.append(reasons[:top - 1] + [note] if note else reasons[:top])
     return out
+
+
+def _merge_repeated_quote(reasons: list[dict]) -> None:
+    """A message already quoted by another reason (a low review) is said once: its push joins that reason."""
+    message = next((r for r in reasons if r["code"] == "message_tone"), None)
+    if message is None:
+        return
+    same = next((r for r in reasons if r is not message and r["evidence"].get("quote") == message["evidence"]["quote"]),
+                None)
+    if same is not None:
+        same["weight"] = round(same["weight"] + message["weight"], 4)
+        reasons.remove(message)
 
 
 def logit_delta(p_full: np.ndarray, effects: list[list[tuple[int, float]]]) -> dict[int, list[tuple[int, float]]]:

@@ -1,9 +1,16 @@
 """Leak-free customer snapshots at a cutoff: numeric features, evidence for reasons, and a deterministic text.
 
 Everything here is plain pandas/numpy and vectorised: only events with `occurred_at < as_of`
-are read. The text uses absolute dates ("2026-11-02 order 45.00 shoes") so it does not change
-when a day passes without events; relative recency lives in the numeric features. That keeps
-the encoder cache valid for customers without new events.
+are read, and state that changes after an event (a ticket closing, a coupon being redeemed, the
+customer's segment) counts only from when it is known to hold: a ticket is closed at as_of only
+if its `closed_at` is before as_of, a coupon redeemed only if its `redeemed_at` is; one marked
+closed or redeemed without a date counts from when the shop's data said so (`state_imported_at`
+when a re-sent event moved the state on, else `imported_at`), never from the day it opened; the
+segment shows only after `segment_since`.
+
+The text uses absolute dates ("2026-11-02 order 45.00 shoes") so it does not change when a day
+passes without events; relative recency lives in the numeric features. That keeps the encoder
+cache valid for customers without new events.
 
 Treatment is data: the alert policy's past decisions (`alerts`) and the retention actions
 logged (`interventions`) before `as_of` become columns (`TREATMENT_FEATURES`). A model learns
@@ -20,7 +27,12 @@ import pandas as pd
 
 from mlcore.families.base import Rows
 
-EVENT_COLUMNS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes")
+# imported_at (optional): when the row became known. state_imported_at (optional): when a later import
+# moved its state on (a ticket re-sent closed, a coupon re-sent redeemed); it dates that state instead.
+# Without either, a ticket marked closed or a coupon marked redeemed without a date never counts as
+# such (nothing says since when it holds).
+EVENT_COLUMNS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes",
+                 "imported_at", "state_imported_at")
 WINDOWS = (30, 90, 365)
 NO_HISTORY_DAYS = 999.0  # recency value for "never happened": far beyond any horizon
 TEXT_MAX_EVENTS = 12
@@ -120,7 +132,12 @@ def as_timestamp(as_of) -> pd.Timestamp:
 
 
 def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Normalise an events frame once (types, attribute columns) so many cutoffs reuse it."""
+    """Normalise an events frame once (types, attribute columns) so many cutoffs reuse it.
+
+    `closed_at` (tickets) and `redeemed_at` (coupons) become columns: when the state began to
+    hold, NaT for "not (known to be) so". Compare them with the cutoff (`< as_of`), never read a
+    state flag: the flags in `attributes` are the shop's current values.
+    """
     df = events.copy()
     for column in EVENT_COLUMNS:
         if column not in df:
@@ -128,6 +145,8 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
     df["customer_id"] = df["customer_id"].astype("int64")
     df["kind"] = df["kind"].astype(str)
     df["occurred_at"] = _naive_utc(df["occurred_at"])
+    # When the current state was first said: the import that moved it on, else the event's own import.
+    known = _naive_utc(df["state_imported_at"]).fillna(_naive_utc(df["imported_at"]))
     for column in ("amount", "quantity", "rating"):
         df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
     df["text"] = df["text"].fillna("").astype(str)
@@ -135,36 +154,56 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
     is_ticket = (df["kind"] == "ticket").to_numpy()
     is_coupon = (df["kind"] == "coupon").to_numpy()
     closed_at = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
-    status = pd.Series("", index=df.index, dtype=object)
+    undated = np.zeros(len(df), dtype=bool)  # closed / redeemed, but nobody said when
     if is_ticket.any():
         ticket_attrs = [a if isinstance(a, dict) else {} for a in attrs[is_ticket]]
         closed_at[is_ticket] = _naive_utc(pd.Series([a.get("closed_at") for a in ticket_attrs], dtype=object)).to_numpy()
-        status[is_ticket] = [str(a.get("status") or "open") for a in ticket_attrs]
-    redeemed = np.zeros(len(df), dtype=bool)
+        undated[is_ticket] = [str(a.get("status") or "open") == "closed" for a in ticket_attrs]
+    redeemed_at = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
     if is_coupon.any():
-        redeemed[is_coupon] = [bool(a.get("redeemed")) if isinstance(a, dict) else False for a in attrs[is_coupon]]
+        coupon_attrs = [a if isinstance(a, dict) else {} for a in attrs[is_coupon]]
+        redeemed_at[is_coupon] = _naive_utc(pd.Series([a.get("redeemed_at") for a in coupon_attrs],
+                                                       dtype=object)).to_numpy()
+        undated[is_coupon] = [a.get("redeemed") is True for a in coupon_attrs]
+    # Marked closed (redeemed) without a date: known from the import that said so, not from the day
+    # the ticket opened, which would show every later-closed ticket as closed all along.
+    undated &= (closed_at.isna() & redeemed_at.isna()).to_numpy()
+    closed_at[undated & is_ticket] = known[undated & is_ticket]
+    redeemed_at[undated & is_coupon] = known[undated & is_coupon]
     is_item = df["kind"].isin(["order", "review"]).to_numpy()
     item = pd.Series("", index=df.index, dtype=object)
     if is_item.any():
         item[is_item] = [
             str((a.get("category") or a.get("product") or "")) if isinstance(a, dict) else "" for a in attrs[is_item]
         ]
-    # A ticket marked closed without a date is treated as closed when it was opened (nothing better is known).
-    closed_no_date = (status == "closed") & closed_at.isna()
-    closed_at[closed_no_date] = df.loc[closed_no_date, "occurred_at"]
     df["closed_at"] = closed_at
-    df["redeemed"] = redeemed
+    df["redeemed_at"] = redeemed_at
     df["item"] = item.fillna("").astype(str)
-    df = df.drop(columns=["attributes"]).sort_values(["customer_id", "occurred_at"], kind="stable")
+    df = df.drop(columns=["attributes", "imported_at", "state_imported_at"]).sort_values(["customer_id", "occurred_at"], kind="stable")
     return df.reset_index(drop=True)
 
 
 def prepare_customers(customers: pd.DataFrame) -> pd.DataFrame:
+    """Normalise a customers frame (customer_id, segment, segment_since, first_seen_at; all but the id optional).
+
+    The segment has no history: `segment_since` is when its current value was recorded, and a
+    snapshot shows it only after that (`segment_at`). Without the column the segment is never shown.
+    """
     df = customers.copy()
     df["customer_id"] = df["customer_id"].astype("int64")
     df["first_seen_at"] = _naive_utc(df["first_seen_at"]) if "first_seen_at" in df else pd.NaT
     df["segment"] = df["segment"].fillna("").astype(str) if "segment" in df else ""
+    df["segment_since"] = _naive_utc(df["segment_since"]) if "segment_since" in df else pd.NaT
     return df.set_index("customer_id", drop=False)
+
+
+def segment_at(cu: pd.DataFrame, ids: pd.Index, as_of: pd.Timestamp) -> pd.Series:
+    """Each customer's segment as known at as_of: the current one if recorded before as_of, else ""."""
+    if not len(cu):
+        return pd.Series("", index=ids, dtype=object)
+    known = cu.reindex(ids)
+    recorded = known["segment_since"].to_numpy() < np.datetime64(as_of)  # NaT: never
+    return known["segment"].fillna("").astype(str).where(recorded, "")
 
 
 @dataclass(frozen=True)
@@ -315,10 +354,11 @@ def customer_snapshot(
     f["oldest_open_ticket_days"] = oldest
     f["tickets_90"] = _count(tc[tage < 90], n)
 
-    # --- coupons ---
+    # --- coupons: redeemed at as_of means redeemed before as_of ---
     is_cp = (kind == "coupon") & (age < 365)
     f["coupons_365"] = _count(codes[is_cp], n)
-    f["coupons_redeemed_365"] = _count(codes[is_cp & ev["redeemed"].to_numpy()], n)
+    redeemed_now = ev["redeemed_at"].to_numpy() < np.datetime64(as_of)  # NaT: not redeemed
+    f["coupons_redeemed_365"] = _count(codes[is_cp & redeemed_now], n)
 
     # --- tenure and treatment ---
     first_event_age = np.zeros(n)
@@ -482,19 +522,20 @@ def text_keys(ev: pd.DataFrame, ids: pd.Index, cu: pd.DataFrame, *, codes: np.nd
     """Per customer, a 64-bit fingerprint of everything `_texts` builds the text from: equal key, equal text.
 
     That is every event before as_of (any change to one, an added or removed one, changes the
-    key), whether each ticket counts as closed at as_of (the text says "open" until then), the
-    segment, the text settings and TEXT_FORMAT. `ev` holds only events before as_of and `codes`
-    maps its rows to positions in `ids`. Far cheaper than building the text to hash it: a daily
+    key), whether each ticket counts as closed and each coupon as redeemed at as_of (the text
+    says "open" / nothing until then), the segment as known at as_of, the text settings and
+    TEXT_FORMAT. `ev` holds only events before as_of and `codes` maps its rows to positions in
+    `ids`. Far cheaper than building the text to hash it: a daily
     re-run compares keys and builds only the texts of customers with something new.
     """
     n = len(ids)
     closed = ev["closed_at"].where(ev["closed_at"] < as_of)
     rows = pd.DataFrame({"t": ev["occurred_at"], "k": ev["kind"], "i": ev["item"], "a": ev["amount"],
-                         "r": ev["rating"], "x": ev["text"], "c": closed, "d": ev["redeemed"]})
+                         "r": ev["rating"], "x": ev["text"], "c": closed, "d": ev["redeemed_at"] < as_of})
     row_hash = pd.util.hash_pandas_object(rows, index=False).to_numpy(dtype=np.uint64)
     per_customer = np.zeros(n, dtype=np.uint64)
     np.add.at(per_customer, codes, row_hash)  # a sum: the same events give the same key in any row order
-    segment = cu["segment"].reindex(ids).fillna("").astype(str) if len(cu) else pd.Series("", index=ids)
+    segment = segment_at(cu, ids, as_of)
     segment_hash = pd.util.hash_array(segment.to_numpy(dtype=object))
     settings = int(pd.util.hash_array(np.array([f"{TEXT_FORMAT}|{max_events_in_text}|{max_chars}"], dtype=object))[0])
     with np.errstate(over="ignore"):
@@ -533,7 +574,8 @@ def _texts(ev, ids, cu, *, max_events_in_text: int, max_chars: int, as_of, only:
     status = pd.Series(np.where(is_closed, " closed " + closed.dt.strftime("%Y-%m-%d").fillna(""), " open"), index=recent.index)
     seg = seg.where(kind != "ticket", seg + status + _snippet(recent["text"]))
     seg = seg.where(kind != "return", seg + _money(recent["amount"]) + _snippet(recent["text"]))
-    seg = seg.where(kind != "coupon", seg + _money(recent["amount"]) + np.where(recent["redeemed"], " redeemed", ""))
+    redeemed = recent["redeemed_at"] < as_of
+    seg = seg.where(kind != "coupon", seg + _money(recent["amount"]) + np.where(redeemed, " redeemed", ""))
     events_text = seg.groupby(recent["customer_id"], sort=False).agg("\n".join).reindex(ids)
 
     # Aggregates over the whole history before as_of: they change only when an event arrives.
@@ -551,7 +593,7 @@ def _texts(ev, ids, cu, *, max_events_in_text: int, max_chars: int, as_of, only:
         + n_returns.astype(str) + " returns, " + n_tickets.astype(str) + " tickets"
         + mean_rating.map(lambda r: "" if pd.isna(r) else f", average rating {r:.1f}")
     )
-    segment = cu["segment"].reindex(ids).fillna("") if len(cu) else pd.Series("", index=ids)
+    segment = segment_at(cu, ids, as_of)
     profile = "customer since " + first + segment.map(lambda s: f", segment {s}" if s else "")
     full = (profile + "\n" + aggregates + "\n" + events_text.fillna("")).tolist()
     return [_cut(t, max_chars) for t in full]

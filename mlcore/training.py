@@ -12,7 +12,8 @@ from mlcore.calibration import PlattCalibration
 from mlcore.errors import MlError
 from mlcore.families.base import ChurnModel, FitReport, Rows
 from mlcore import metrics
-from mlcore.compare import active_mask
+from mlcore.compare import CHAMPION_METRIC, active_mask
+from mlcore.messages import MessageFeaturizer
 from mlcore.snapshot import as_if_untreated
 
 FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained", "bert_events", "bert_events_pretrained", "stacked")
@@ -206,7 +207,7 @@ def calibrate_on_validation(model: ChurnModel, valid: Rows, horizon_days: int = 
     out = metrics.summary(valid.labels, p, weight)
     # The champion rule reads the active customers' PR-AUC (mlcore.compare): the ones alerts go to.
     active = active_mask(valid, horizon_days)
-    out["active_pr_auc"] = metrics.pr_auc(valid.labels[active], p[active], None if weight is None else weight[active])
+    out[CHAMPION_METRIC] = metrics.pr_auc(valid.labels[active], p[active], None if weight is None else weight[active])
     out["active_rows"] = int(active.sum())
     return calibration, out, p
 
@@ -243,6 +244,8 @@ class TrainedModel:
     # so the champion rule compares families on the same rows without scoring them again.
     valid_rows: Rows | None = None
     valid_predictions: np.ndarray | None = None
+    # How messages become the msg_* columns (saved as messages.json); None: trained without them.
+    messages: MessageFeaturizer | None = None
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
         """Calibrated P(churn) per row."""
@@ -268,6 +271,8 @@ class TrainedModel:
         }, indent=1, default=str))
         (folder / "metrics.json").write_text(json.dumps(
             {"valid": self.valid_metrics, "fit_report": _fit_report_json(self.fit_report)}, indent=1, default=str))
+        if self.messages is not None:
+            self.messages.save(folder)
 
     @classmethod
     def load(cls, folder: Path) -> "TrainedModel":
@@ -281,6 +286,7 @@ class TrainedModel:
             calibration = PlattCalibration.from_dict(json.loads((folder / "calibration.json").read_text()))
             saved = json.loads((folder / "metrics.json").read_text())
             model = family_class(schema["model_class"]).load(folder)
+            messages = MessageFeaturizer.load(folder)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"the model in {folder} cannot be loaded: {exc}") from exc
         fr = saved.get("fit_report") or {}
@@ -290,7 +296,7 @@ class TrainedModel:
             "extra": fr.get("extra") or {}}) if fr else FitReport(train_seconds=0.0, n_train=0, n_valid=0)
         return cls(family=schema["family"], model=model, calibrator=calibration,
                    feature_names=tuple(schema["feature_names"]), valid_metrics=saved.get("valid") or {},
-                   fit_report=report, params=schema.get("params") or {})
+                   fit_report=report, params=schema.get("params") or {}, messages=messages)
 
 
 def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress, horizon_days: int = 90) -> Trained:
@@ -316,7 +322,8 @@ def _tiny_bert(train: Rows, valid: Rows, minutes: float | None, progress, horizo
 
 def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: float | None = None,
                  bert_model_path: str | None = None, bert_max_length: int | None = None, tiny: bool = False,
-                 progress=None, horizon_days: int = 90, events_config: dict | None = None) -> TrainedModel:
+                 progress=None, horizon_days: int = 90, events_config: dict | None = None,
+                 messages: MessageFeaturizer | None = None) -> TrainedModel:
     """The mlcore contract: fit `name`, Platt-calibrate on the (out-of-time) validation rows.
 
     valid.sample_weight, when set, holds evaluation weights (`calibrate_on_validation`);
@@ -329,6 +336,8 @@ def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: floa
     split it between pretraining and fine-tuning); `tiny` trains bert on a random tiny checkpoint
     and the behaviour BERT at TINY_EVENTS size (tests); `events_config` overrides BehaviourConfig.
     valid_metrics are calibrated validation metrics plus train_seconds (everything included).
+    `messages`: the featurizer that made the rows' msg_* columns (`mlcore.messages`), saved with
+    the model so scoring builds the same columns.
     """
     family_class(name)  # unknown names fail here with the list of families
     if tiny and name in ("bert", "bert_pretrained"):
@@ -348,4 +357,4 @@ def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: floa
     return TrainedModel(family=name, model=trained.model, calibrator=trained.calibration,
                         feature_names=tuple(train.feature_names), valid_metrics=valid_metrics,
                         fit_report=trained.report, params=params, valid_rows=trained.valid_rows,
-                        valid_predictions=trained.valid_predictions)
+                        valid_predictions=trained.valid_predictions, messages=messages)

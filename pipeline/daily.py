@@ -27,6 +27,7 @@ from crm_plugin.models import ChurnScore, ModelVersion, ScoringRun
 from crm_plugin.alerts.escalations import alert_escalations_create
 from crm_plugin.alerts.follow_ups import alert_follow_ups_create
 from crm_plugin.alerts.policy import alert_policy_apply
+from crm_plugin.loop.report import next_best_action_model
 from crm_plugin.loop.services import closed_loop_refresh
 from crm_plugin.scoring.services import champion_get, churn_scores_riskiest, model_train_all
 from crm_plugin.scoring.runs import scoring_run_start, scoring_run_wait
@@ -56,7 +57,11 @@ def daily_after_scoring(*, run_id: int, say: Callable[[str], None] = _quiet) -> 
     if run.status != ScoringRun.Status.DONE:
         logger.warning("scoring run %s is %s: no alerts from it", run.pk, run.status)
         return {"skipped": f"scoring run #{run.pk} is {run.status}"}
-    policy = alert_policy_apply(as_of=run.as_of)
+    # The next-best-action model is fitted once, on the episodes whose outcome is known at the
+    # run's cutoff: today's new alerts have none yet, so the policy's suggestions and the stored
+    # loop read the same model.
+    model = next_best_action_model(as_of=run.as_of)
+    policy = alert_policy_apply(as_of=run.as_of, next_best_action=model)
     say(f"alert policy: {policy}")
     escalations = alert_escalations_create(as_of=run.as_of)
     follow_ups = alert_follow_ups_create(today=timezone.localdate())
@@ -66,7 +71,7 @@ def daily_after_scoring(*, run_id: int, say: Callable[[str], None] = _quiet) -> 
     say(f"alerts to deliver: {queued}")
     # After the policy and escalations (their alerts are in the funnel): the lift, the funnel and
     # the fitted next-best-action model that pages and Slack read, so none of them computes it.
-    loop = closed_loop_refresh()
+    loop = closed_loop_refresh(model=model)
     return {"run": run.pk, "policy": str(policy), "escalated": escalations.escalated,
             "follow_ups": len(follow_ups), "queued": queued, "loop_seconds": loop.seconds}
 

@@ -38,6 +38,14 @@ def tell(body: dict, text: str, *, alert_pk: int | None = None) -> None:
         enqueue_after_commit(response_url_post, response_url, text)
 
 
+def show(body: dict, message: tuple[str, list[dict]]) -> None:
+    """After the ack: replace the private message whose button was pressed (a list of matches) with `message`."""
+    response_url = body.get("response_url") or ""
+    if response_url:
+        text, blocks = message
+        enqueue_after_commit(response_url_post, response_url, text, blocks, True)
+
+
 def tell_problem(body: dict, message: str) -> None:
     """A private line saying why nothing happened. The message may quote user input, so it is escaped."""
     tell(body, escape(message))

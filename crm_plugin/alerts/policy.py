@@ -20,6 +20,7 @@ from django.utils import timezone
 from crm_plugin.errors import CrmError
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event
 from mlcore.control_group import control_group_member
+from mlcore.uplift import NextBestActionModel
 
 RISK_KINDS = (Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE)
 # Alerts that used up an owner's immediate quota for the day.
@@ -285,7 +286,7 @@ def _route(as_of: datetime, candidates: list[_Candidate]) -> list[_Candidate]:
     return candidates
 
 
-def _suggest(as_of: datetime, candidates: list[_Candidate]) -> None:
+def _suggest(as_of: datetime, candidates: list[_Candidate], model: NextBestActionModel | None) -> None:
     """The next-best action (with its evidence) for every customer who will hear about it."""
     from crm_plugin.loop.report import (
         next_best_action_model,
@@ -296,7 +297,7 @@ def _suggest(as_of: datetime, candidates: list[_Candidate]) -> None:
     told = [c for c in candidates if c.status != Alert.Status.HELD_OUT]
     if not told:
         return
-    model = next_best_action_model(as_of=as_of)
+    model = model or next_best_action_model(as_of=as_of)
     suggestions = next_best_actions(customers=[c.customer for c in told], model=model)
     for candidate in told:
         candidate.next_best_action = recommendation_payload(suggestions[candidate.customer.pk])
@@ -370,10 +371,12 @@ def _persist(as_of: datetime, candidates: list[_Candidate], summary: AlertPolicy
 
 
 @transaction.atomic
-def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
+def alert_policy_apply(*, as_of: datetime, next_best_action: NextBestActionModel | None = None) -> AlertPolicySummary:
     """Create the outbox rows earned by the scores at `as_of`. Idempotent for the same `as_of`.
 
     Call after a scoring run; then the daily pipeline queues delivery (`churnbot.tasks.alerts_queue_pending()`).
+    `next_best_action`: the model fitted on the episodes known at `as_of`, when the caller has one
+    (the daily job fits it once for the policy and the stored closed loop); else it is fitted here.
     """
     if timezone.is_naive(as_of):
         raise CrmError("as_of must be timezone-aware.", code="naive_datetime")
@@ -387,6 +390,6 @@ def alert_policy_apply(*, as_of: datetime) -> AlertPolicySummary:
     candidates = _select(as_of, summary)
     candidates = _hold_out(candidates)
     candidates = _route(as_of, candidates)
-    _suggest(as_of, candidates)
+    _suggest(as_of, candidates, next_best_action)
     _persist(as_of, candidates, summary)
     return summary

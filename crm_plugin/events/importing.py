@@ -6,8 +6,10 @@ with their row numbers. Otherwise set-based SQL creates missing customers and ap
 events, skipping events already stored, so re-importing a file adds nothing and changes
 nothing. A `source_id` already stored counts as that event only when the row repeats it exactly
 (same customer, same content); otherwise the row is refused, so nobody can claim another
-customer's ids in advance. Memory stays flat: neither the file nor its customer ids are held
-in Python.
+customer's ids in advance. The one exception is a ticket or coupon re-sent as it stands today:
+when it differs from the stored one only by having moved on (an open ticket now closed, an
+unused coupon now redeemed), the stored event takes the new state, dated by the import. Memory
+stays flat: neither the file nor its customer ids are held in Python.
 
 Values are checked and normalised in `parse.py`, files read in `readers.py`, and the staging
 table and the SQL that writes from it are in `staging.py`.
@@ -49,17 +51,27 @@ from crm_plugin.models import AccountOwner, Customer, Event
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What an import did."""
+    """What an import did. `skipped` rows repeated stored events; `updated` ones moved a stored state forward."""
 
     rows: int
     added: int
     skipped: int
     customers_created: int
     seconds: float
+    tickets_closed: int = 0
+    coupons_redeemed: int = 0
+
+    @property
+    def updated(self) -> int:
+        return self.tickets_closed + self.coupons_redeemed
 
     def __str__(self) -> str:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
-        return (f"{self.rows} rows read, {self.added} events added, {self.skipped} already imported, "
+        moved = [f"{n} {noun}{'' if n == 1 else 's'} {verb}" for n, noun, verb in
+                 ((self.tickets_closed, "ticket", "closed"), (self.coupons_redeemed, "coupon", "redeemed")) if n]
+        # Only when there were some: most imports move no state, and their line stays as it always was.
+        updated = f", {self.updated} events updated ({', '.join(moved)})" if moved else ""
+        return (f"{self.rows} rows read, {self.added} events added{updated}, {self.skipped} already imported, "
                 f"{self.customers_created} customers created in {self.seconds:.1f} s ({rate:,.0f} rows/s)")
 
 
@@ -90,25 +102,30 @@ def _run(records: Iterable[tuple[int, int, dict]], *, fmt: str, kind: str | None
                 stored_source_ids_check(cursor, problems)
                 problems.raise_if_any(source)
                 if connection.vendor == "postgresql":
-                    created, added = staging_write(cursor, now)
+                    written = staging_write(cursor, now)
                 else:  # count instead of trusting rowcount after INSERT ... SELECT
                     before = (Customer.objects.count(), Event.objects.count())
-                    staging_write(cursor, now)
-                    created = Customer.objects.count() - before[0]
-                    added = Event.objects.count() - before[1]
+                    written = staging_write(cursor, now)
+                    written = written._replace(customers_created=Customer.objects.count() - before[0],
+                                               added=Event.objects.count() - before[1])
     except (DataError, connection.Database.DataError) as exc:
         # The checks above are meant to make this unreachable; if a value still gets past them,
         # the caller gets a clear refusal rather than a database traceback.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CrmError(f"{source}: nothing was imported, the database refused a value: {reason}",
                        code="invalid_import") from None
-    return ImportSummary(rows=rows, added=added, skipped=rows - added, customers_created=created,
-                         seconds=time.monotonic() - started)
+    updated = written.tickets_closed + written.coupons_redeemed
+    return ImportSummary(rows=rows, added=written.added, skipped=rows - written.added - updated,
+                         customers_created=written.customers_created, tickets_closed=written.tickets_closed,
+                         coupons_redeemed=written.coupons_redeemed, seconds=time.monotonic() - started)
 
 
 def events_import_file(*, path: Path | str, fmt: str, kind: str | None = None,
                        on_bytes: Callable[[int], None] | None = None) -> ImportSummary:
     """Import a CSV, JSONL or transactions file, all or nothing. Re-importing it adds nothing.
+
+    Tickets and coupons re-sent with their `source_id` may move their stored state forward
+    (closed, redeemed); see `ImportSummary`.
 
     `on_bytes` is called with the size of each line read (for a progress bar).
     """

@@ -40,7 +40,12 @@ TRANSACTION_COLUMNS = ("customer_id", "timestamp", "amount")
 TRANSACTION_OPTIONAL = ("quantity",)
 EVENT_REQUIRED = ("customer_id", "occurred_at")
 EVENT_OPTIONAL = ("kind", "amount", "quantity", "rating", "text", "attributes", "source_id",
-                  "name", "email", "segment", "owner_email")
+                  "name", "email", "segment", "owner_email", "closed_at", "redeemed_at")
+# Columns that date a change of an event's state after it happened, the kind they belong to, and
+# (attribute, value) that the state then has. Stored in `attributes` like the state itself, so
+# the whole event stays one row of the append-only log.
+STATE_TIME_COLUMNS = {"closed_at": ("ticket", "status", "closed", "closing time"),
+                      "redeemed_at": ("coupon", "redeemed", True, "redemption time")}
 
 
 
@@ -194,7 +199,7 @@ def _attributes(raw: Any) -> dict:
     if raw is None or raw == "":
         return {}
     if isinstance(raw, dict):
-        value = raw
+        value = dict(raw)  # a copy: the state times are merged into it, never into the caller's records
     elif isinstance(raw, str):
         try:
             value = json.loads(raw)
@@ -281,7 +286,8 @@ def record_normalise(record: dict, *, fmt: str, kind: str | None, owners: dict[s
         raise BadValue("amount", "is required for an order")
     if row_kind == "review" and rating is None:
         raise BadValue("rating", "is required for a review (1 to 5)")
-    _check_attribute_conventions(row_kind, attributes, now)
+    _state_times_merge(record, row_kind, attributes, occurred, now)
+    _check_attribute_conventions(row_kind, attributes, occurred, now)
     name = _text(record.get("name"), "name", MAX_NAME)
     email = _text(record.get("email"), "email", 254)
     if email and "@" not in email:
@@ -299,19 +305,78 @@ def record_normalise(record: dict, *, fmt: str, kind: str | None, owners: dict[s
             name, email, segment, owner_id)
 
 
-def _check_attribute_conventions(kind: str, attributes: dict, now: datetime) -> None:
+def _state_times_merge(record: dict, kind: str, attributes: dict, occurred: datetime, now: datetime) -> None:
+    """Move the `closed_at` / `redeemed_at` columns into `attributes`, where the state they date lives.
+
+    A column that contradicts the attributes (another time, or a state that says it never
+    happened) is refused rather than one of them silently winning.
+    """
+    for column, (owner, state_key, state, noun) in STATE_TIME_COLUMNS.items():
+        raw = record.get(column)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue
+        if kind != owner:
+            raise BadValue(column, f"is only for a {owner}; leave it empty for a {kind}")
+        at = _timestamp(raw, column, now)
+        _check_not_before(at, occurred, column, kind, shown=raw)
+        given = attributes.get(column)
+        if given is not None and _timestamp_or_none(given, now) != at:
+            raise BadValue(column, f"{show_value(raw)} differs from the {noun} in attributes ({show_value(given)}); "
+                                   "give it once")
+        if state_key in attributes and attributes[state_key] != state:
+            said = attributes[state_key]
+            said = json.dumps(said) if isinstance(said, bool) else show_value(said)
+            raise BadValue(column, f"is given but attributes say {state_key} is {said}; "
+                                   f"a {owner} with a {noun} is {column.removesuffix('_at')}")
+        attributes[state_key] = state
+        attributes[column] = at.isoformat()
+
+
+def _timestamp_or_none(raw: Any, now: datetime) -> datetime | None:
+    try:
+        return _timestamp(raw, "attributes", now)
+    except BadValue:
+        return None
+
+
+def _check_not_before(at: datetime, occurred: datetime, field: str, kind: str, *, shown: Any, label: str = "") -> None:
+    """A ticket cannot close before it was opened, nor a coupon be redeemed before it was issued."""
+    if at < occurred:
+        what = "the ticket was opened" if kind == "ticket" else "the coupon was issued"
+        raise BadValue(field, f"{label}{show_value(shown)} is before {what} (occurred_at "
+                              f"{occurred:%Y-%m-%d %H:%M:%S} UTC)")
+
+
+def _check_attribute_conventions(kind: str, attributes: dict, occurred: datetime, now: datetime) -> None:
     """The attributes the features read must have the agreed types (docs/import.md)."""
     if kind == "ticket":
-        if attributes.get("status", "open") not in ("open", "closed"):
+        status = attributes.get("status", "open")
+        if status not in ("open", "closed"):
             raise BadValue("attributes", "a ticket's status must be 'open' or 'closed'")
         closed_at = attributes.get("closed_at")
         if closed_at is not None:
             try:
-                _timestamp(closed_at, "attributes", now)
+                at = _timestamp(closed_at, "attributes", now)
             except BadValue:
                 raise BadValue("attributes", f"a ticket's closed_at must be an ISO datetime or null, not {show_value(closed_at)}") from None
-    elif kind == "coupon" and not isinstance(attributes.get("redeemed", False), bool):
-        raise BadValue("attributes", "a coupon's redeemed must be true or false")
+            if status == "open":
+                raise BadValue("attributes", "a ticket with status 'open' cannot have a closed_at; "
+                                             "set status 'closed' or closed_at null")
+            _check_not_before(at, occurred, "attributes", kind, shown=closed_at, label="a ticket's closed_at ")
+    elif kind == "coupon":
+        redeemed = attributes.get("redeemed", False)
+        if not isinstance(redeemed, bool):
+            raise BadValue("attributes", "a coupon's redeemed must be true or false")
+        redeemed_at = attributes.get("redeemed_at")
+        if redeemed_at is not None:
+            try:
+                at = _timestamp(redeemed_at, "attributes", now)
+            except BadValue:
+                raise BadValue("attributes", f"a coupon's redeemed_at must be an ISO datetime or null, not {show_value(redeemed_at)}") from None
+            if "redeemed" in attributes and not redeemed:
+                raise BadValue("attributes", "a coupon with redeemed false cannot have a redeemed_at; "
+                                             "set redeemed true or redeemed_at null")
+            _check_not_before(at, occurred, "attributes", kind, shown=redeemed_at, label="a coupon's redeemed_at ")
     elif kind == "visit":
         for key in ("pages", "duration_s"):
             value = attributes.get(key)

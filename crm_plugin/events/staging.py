@@ -1,7 +1,10 @@
-"""The staging table an import streams into, and the set-based SQL that writes from it in one transaction."""
+"""The staging table an import streams into, and the set-based SQL that checks and writes from it in one transaction."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import NamedTuple
 
 from django.db import connection
 
@@ -84,28 +87,61 @@ class Staging:
             self.cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if self.postgres else 'temp'}.import_staging")
 
 
+def _state_sql(alias: str, postgres: bool) -> dict[str, str]:
+    """SQL for the state of the event (or row) `alias`: closed / redeemed, and its attributes without the state.
+
+    The state lives in `status`/`closed_at` (tickets) and `redeemed`/`redeemed_at` (coupons): the
+    one part of a stored event that a re-send may change. A missing status is open, a missing
+    redeemed is unused, as the snapshots read them.
+    """
+    if postgres:
+        return {
+            "closed": f"(COALESCE({alias}.attributes->>'status', 'open') = 'closed')",
+            "redeemed": f"COALESCE({alias}.attributes->'redeemed' = 'true'::jsonb, false)",
+            "ticket_rest": f"({alias}.attributes - 'status' - 'closed_at')",
+            "coupon_rest": f"({alias}.attributes - 'redeemed' - 'redeemed_at')",
+        }
+    return {
+        "closed": f"(COALESCE(json_extract({alias}.attributes, '$.status'), 'open') = 'closed')",
+        "redeemed": f"COALESCE(json_type({alias}.attributes, '$.redeemed') = 'true', false)",
+        "ticket_rest": f"json_remove({alias}.attributes, '$.status', '$.closed_at')",
+        "coupon_rest": f"json_remove({alias}.attributes, '$.redeemed', '$.redeemed_at')",
+    }
+
+
 def event_ids_resolve(cursor) -> None:
     """Give every staged row its event id and look it up among the stored events (table import_rows).
 
     `existing_id` is the stored event with that id, if any; `conflict` says that event is not this
-    row (another customer's, or other content), which the caller refuses.
+    row (another customer's, or other content). `same_but_state` says the row is that event but for
+    a ticket's or coupon's state, and `state_update` that it moves that state forward (an open
+    ticket now closed, an unused coupon now redeemed): those are written, other conflicts refused.
     """
     event_table = Event._meta.db_table
     customer_table = Customer._meta.db_table
     postgres = connection.vendor == "postgresql"
     same = "IS NOT DISTINCT FROM" if postgres else "IS"  # NULL-safe equality
+    stored, sent = _state_sql("e", postgres), _state_sql("x", postgres)
     # Identical rows in one file are distinct events: number them so each gets its own id,
     # and the same file imported again yields the same ids.
     source = (f"CASE WHEN s.source_id <> '' THEN s.source_id ELSE '{CONTENT_ID_PREFIX}' || s.content_hash || ':' || "
               "CAST(ROW_NUMBER() OVER (PARTITION BY s.content_hash ORDER BY s.line) AS text) END")
+    same_fields = (f"c.external_id = x.customer_ext AND e.kind = x.kind AND e.occurred_at = x.occurred_at "
+                   f"AND e.amount {same} x.amount AND e.quantity {same} x.quantity AND e.rating {same} x.rating "
+                   f"AND e.text = x.text")
+    same_but_state = (f"e.id IS NOT NULL AND {same_fields} AND ("
+                      f"(x.kind = 'ticket' AND {stored['ticket_rest']} = {sent['ticket_rest']}) OR "
+                      f"(x.kind = 'coupon' AND {stored['coupon_rest']} = {sent['coupon_rest']}))")
+    forward = (f"(x.kind = 'ticket' AND NOT {stored['closed']} AND {sent['closed']}) OR "
+               f"(x.kind = 'coupon' AND NOT {stored['redeemed']} AND {sent['redeemed']})")
     # SQLite compares the attribute texts, which this module always writes with sorted keys.
     cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
     cursor.execute(
         f"CREATE TEMP TABLE import_rows {'ON COMMIT DROP ' if postgres else ''}AS "
-        f"SELECT x.*, e.id AS existing_id, (e.id IS NOT NULL AND NOT ("
-        f"c.external_id = x.customer_ext AND e.kind = x.kind AND e.occurred_at = x.occurred_at "
-        f"AND e.amount {same} x.amount AND e.quantity {same} x.quantity AND e.rating {same} x.rating "
-        f"AND e.text = x.text AND e.attributes = x.attributes)) AS conflict "
+        f"SELECT x.*, e.id AS existing_id, (e.id IS NOT NULL AND NOT ({same_fields} "
+        f"AND e.attributes = x.attributes)) AS conflict, "
+        f"COALESCE({same_but_state}, false) AS same_but_state, "
+        f"COALESCE({same_but_state} AND ({forward}), false) AS state_update "
         f"FROM (SELECT s.*, {source} AS sid FROM import_staging s) x "
         f"LEFT JOIN {event_table} e ON e.source_id = x.sid "
         f"LEFT JOIN {customer_table} c ON c.id = e.customer_id"
@@ -115,26 +151,108 @@ def event_ids_resolve(cursor) -> None:
 
 
 def stored_source_ids_check(cursor, problems: Problems) -> None:
-    """A source_id already stored is a re-send only if the row repeats that event exactly.
+    """A source_id already stored is a re-send only if the row repeats that event, or moves its state forward.
 
     Otherwise skipping it would let whoever sends an id first own it: a sender could claim the
     ids of another customer's future events, which would then be dropped as "already imported".
-    The message does not say whose event holds the id.
+    The message does not say whose event holds the id; only a row that repeats the stored event
+    but for its state (so the sender knows it already) is told what the stored state is.
     """
-    cursor.execute("SELECT row_no, line, sid FROM import_rows WHERE conflict ORDER BY row_no")
+    event_table = Event._meta.db_table
+    cursor.execute(
+        f"SELECT r.row_no, r.line, r.sid, r.kind, r.same_but_state, e.attributes, r.attributes "
+        f"FROM import_rows r JOIN {event_table} e ON e.id = r.existing_id "
+        f"WHERE r.conflict AND NOT r.state_update ORDER BY r.row_no"
+    )
     while batch := cursor.fetchmany(1000):
-        for row_no, line, sid in batch:
-            problems.add(row_no, "source_id", f"{show_value(sid)} is already the id of a different stored event; "
-                                              "a re-sent event must repeat it exactly (same customer, time and "
-                                              "content), a new event needs a new source_id", line=line)
+        for row_no, line, sid, kind, same_but_state, stored, sent in batch:
+            message = None
+            if same_but_state:
+                message = _state_refusal(sid, kind, _as_dict(stored), _as_dict(sent))
+            if message is None:
+                # Said from the row's own kind, so nothing about the stored event is given away.
+                tail = {"ticket": ", changing at most its state from open to closed",
+                        "coupon": ", changing at most its state from unused to redeemed"}.get(kind, "")
+                message = (f"{show_value(sid)} is already the id of a different stored event; a re-sent event must "
+                           f"repeat it exactly (same customer, time and content){tail}, a new event needs a new "
+                           "source_id")
+            problems.add(row_no, "source_id", message, line=line)
 
 
-def staging_write(cursor, now: datetime) -> tuple[int, int]:
-    """Create missing customers, append new events and move each customer's last order forward.
-    Returns (customers created, events added).
+def _as_dict(value) -> dict:
+    """A JSON column as a dict: psycopg decodes jsonb, SQLite returns the text."""
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
 
-    Only rows whose event is not stored yet count: re-sending old events changes nothing, so a
-    retried or replayed batch cannot put back a customer's old name, email, segment or owner.
+
+def _when(value) -> str:
+    """A stored state time for a message, in UTC like the other times the import shows."""
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return show_value(value)
+    if at.tzinfo is not None:
+        at = at.astimezone(dt_timezone.utc)
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _same_time(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    try:
+        return datetime.fromisoformat(str(a)) == datetime.fromisoformat(str(b))
+    except ValueError:
+        return a == b
+
+
+def _state_refusal(sid: str, kind: str, stored: dict, sent: dict) -> str | None:
+    """Why a re-send that differs from the stored ticket or coupon only in its state is refused.
+
+    None when the state is the same after all (e.g. a key left out rather than its default):
+    then the general message applies.
+    """
+    shown = show_value(sid)
+    if kind == "ticket":
+        was_closed, now_closed = stored.get("status", "open") == "closed", sent.get("status", "open") == "closed"
+        was_at, now_at = stored.get("closed_at"), sent.get("closed_at")
+        if was_closed and not now_closed:
+            return (f"{shown} is stored as a closed ticket, and a re-send cannot reopen it: a ticket's state only "
+                    "moves forward (open to closed); send a reopened ticket as a new event with a new source_id")
+        if was_closed and not _same_time(was_at, now_at):
+            if was_at is None:
+                return (f"{shown} is stored as closed without a closing time; a re-send cannot add one "
+                        f"(closed_at {_when(now_at)}): the closing counts from the import that first said so")
+            here = f"here {_when(now_at)}" if now_at is not None else "here none"
+            return f"{shown} is stored as closed at {_when(was_at)}; a re-send cannot change its closing time ({here})"
+    elif kind == "coupon":
+        was_redeemed, now_redeemed = stored.get("redeemed") is True, sent.get("redeemed") is True
+        was_at, now_at = stored.get("redeemed_at"), sent.get("redeemed_at")
+        if was_redeemed and not now_redeemed:
+            return (f"{shown} is stored as a redeemed coupon, and a re-send cannot make it unused again: a coupon's "
+                    "state only moves forward (unused to redeemed)")
+        if was_redeemed and not _same_time(was_at, now_at):
+            if was_at is None:
+                return (f"{shown} is stored as redeemed without a redemption time; a re-send cannot add one "
+                        f"(redeemed_at {_when(now_at)}): the redemption counts from the import that first said so")
+            here = f"here {_when(now_at)}" if now_at is not None else "here none"
+            return (f"{shown} is stored as redeemed at {_when(was_at)}; a re-send cannot change its redemption time "
+                    f"({here})")
+    return None
+
+
+class Written(NamedTuple):
+    customers_created: int
+    added: int
+    tickets_closed: int
+    coupons_redeemed: int
+
+
+def staging_write(cursor, now: datetime) -> Written:
+    """Create missing customers, append new events, move each customer's last order forward, and move
+    re-sent tickets and coupons forward.
+
+    Only rows whose event is not stored yet count for the customers: re-sending old events changes
+    no customer, so a retried or replayed batch cannot put back a customer's old name, email,
+    segment or owner.
     """
     customer_table = Customer._meta.db_table
     event_table = Event._meta.db_table
@@ -156,15 +274,17 @@ def staging_write(cursor, now: datetime) -> tuple[int, int]:
         f"AS {'bigint' if postgres else 'integer'}) AS owner_id FROM import_rows WHERE existing_id IS NULL "
         "GROUP BY customer_ext"
     )
+    # segment_since: the segment is known from this import on, not from the customer's first event
+    # (snapshots before it treat the segment as unknown).
     cursor.execute(
-        f"INSERT INTO {customer_table} (external_id, name, email, segment, owner_id, first_seen_at, attributes, "
-        f"value, created_at, updated_at) "
-        f"SELECT s.customer_ext, s.name, s.email, s.segment, s.owner_id, s.first_seen, "
+        f"INSERT INTO {customer_table} (external_id, name, email, segment, segment_since, owner_id, first_seen_at, "
+        f"attributes, value, created_at, updated_at) "
+        f"SELECT s.customer_ext, s.name, s.email, s.segment, {ts}, s.owner_id, s.first_seen, "
         f"{'%s::jsonb' if postgres else '%s'}, 0, {ts}, {ts} FROM ({first}) s "
         f"WHERE NOT EXISTS (SELECT 1 FROM {customer_table} c WHERE c.external_id = s.customer_ext) "
         # Another import running at the same time may create the same customer first.
         f"ON CONFLICT (external_id) DO NOTHING",
-        ["{}", now, now],
+        [now, "{}", now, now],
     )
     created = max(cursor.rowcount, 0)
     # Existing customers: fill in fields the new events provide; move first_seen_at earlier if needed.
@@ -174,13 +294,16 @@ def staging_write(cursor, now: datetime) -> tuple[int, int]:
         f"name = CASE WHEN s.name <> '' THEN s.name ELSE {customer_table}.name END, "
         f"email = CASE WHEN s.email <> '' THEN s.email ELSE {customer_table}.email END, "
         f"segment = CASE WHEN s.segment <> '' THEN s.segment ELSE {customer_table}.segment END, "
+        # A changed segment is known from now on; the same segment again keeps its time.
+        f"segment_since = CASE WHEN s.segment <> '' AND s.segment <> {customer_table}.segment THEN %s "
+        f"ELSE {customer_table}.segment_since END, "
         f"owner_id = COALESCE(s.owner_id, {customer_table}.owner_id), updated_at = %s, "
         f"first_seen_at = CASE WHEN {customer_table}.first_seen_at IS NULL THEN s.first_seen "
         f"ELSE {least}({customer_table}.first_seen_at, s.first_seen) END "
         f"FROM ({first}) s WHERE {customer_table}.external_id = s.customer_ext "
         f"AND (s.name <> '' OR s.email <> '' OR s.segment <> '' OR s.owner_id IS NOT NULL "
         f"OR {customer_table}.first_seen_at IS NULL OR s.first_seen < {customer_table}.first_seen_at)",
-        [now],
+        [now, now],
     )
     # ON CONFLICT still matters: another import running at the same time may store an id first.
     conflict = "ON CONFLICT (source_id) DO NOTHING"
@@ -204,8 +327,35 @@ def staging_write(cursor, now: datetime) -> tuple[int, int]:
         f"AND ({customer_table}.last_order_at IS NULL OR {customer_table}.last_order_at < s.last_order)",
         [Event.Kind.ORDER.value],
     )
+    closed, redeemed = (_states_update(cursor, now, kind=kind, postgres=postgres) for kind in ("ticket", "coupon"))
     cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
-    return created, added
+    return Written(created, added, closed, redeemed)
+
+
+def _states_update(cursor, now: datetime, *, kind: str, postgres: bool) -> int:
+    """Give stored events of `kind` the re-sent attributes that move their state forward. Returns how many.
+
+    The stored state is checked again in the UPDATE itself: if another import moved it first, this
+    one leaves it (PostgreSQL re-reads a row it waited for), so a state never moves twice.
+    `state_imported_at` dates the move: snapshots count an undated closing from it.
+    """
+    event_table = Event._meta.db_table
+    state = "closed" if kind == "ticket" else "redeemed"
+    if postgres:
+        cursor.execute(
+            f"UPDATE {event_table} e SET attributes = x.attributes, state_imported_at = %s FROM import_rows x "
+            f"WHERE x.state_update AND x.kind = %s AND e.id = x.existing_id AND NOT {_state_sql('e', True)[state]}",
+            [now, kind],
+        )
+    else:  # UPDATE ... FROM needs SQLite 3.33; Django supports older ones
+        cursor.execute(
+            f"UPDATE {event_table} SET state_imported_at = %s, attributes = (SELECT x.attributes FROM import_rows x "
+            f"WHERE x.state_update AND x.existing_id = {event_table}.id) "
+            f"WHERE id IN (SELECT existing_id FROM import_rows WHERE state_update AND kind = %s) "
+            f"AND NOT {_state_sql(event_table, False)[state]}",
+            [now, kind],
+        )
+    return max(cursor.rowcount, 0)
 
 
 def source_ids_check(cursor, problems: Problems) -> None:

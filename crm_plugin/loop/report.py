@@ -263,18 +263,26 @@ def _known(episodes: pd.DataFrame) -> pd.DataFrame:
     return episodes[episodes["outcome_known"].astype(bool)].reset_index(drop=True)
 
 
-def closed_loop_compute(*, as_of: datetime | None = None,
-                        outcome_days: int | None = None) -> tuple[dict, NextBestActionModel]:
+def closed_loop_compute(*, as_of: datetime | None = None, outcome_days: int | None = None,
+                        model: NextBestActionModel | None = None) -> tuple[dict, NextBestActionModel]:
     """The report (as `closed_loop_report`) and the fitted next-best-action model, reading the
-    episodes once: the lift, the model and the funnel each read them, and that read is most of the cost."""
+    episodes once: the lift, the model and the funnel each read them, and that read is most of the cost.
+
+    `model`: a next-best-action model already fitted on the known episodes (the daily job's, fitted
+    for the alert policy), used instead of fitting it again."""
     as_of = as_of or timezone.now()
     episodes = alert_episodes(as_of=as_of, outcome_days=outcome_days, known_only=False)
     known = _known(episodes)
     lift = retention_lift_measured(as_of=as_of, outcome_days=outcome_days, episodes=known)
-    model = next_best_action_model(as_of=as_of, outcome_days=outcome_days, episodes=known)
+    model = model or next_best_action_model(as_of=as_of, outcome_days=outcome_days, episodes=known)
+    alerted = known[~known["is_control"].astype(bool)] if len(known) else known
     report = {
+        "as_of": as_of.isoformat(),
         "outcome_days": _outcome_days(outcome_days),
         "control_share": settings.CONTROL_GROUP_SHARE,
+        # Yearly value of the alerted customers behind the overall lift: lift x this is what the
+        # alerts kept, in money (the Impact page).
+        "alerted_value": round(float(alerted["value"].sum()), 2) if len(alerted) else 0.0,
         "lift": lift.as_dict(),
         "lift_text": {
             "overall": lift.overall.summary("alerted"),

@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import TruncWeek
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from crm_plugin.models import ChurnScore, Customer, LoopSnapshot
+from crm_plugin.formatting import money
+from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Intervention, LoopSnapshot
 from crm_plugin.customers.selectors import owner_for_user, user_sees_everyone
 from crm_plugin.loop.report import (
     ACTION_LABELS,
+    RISK_KINDS,
     ProfitReport,
     loop_data_fingerprint,
     next_best_action_for,
@@ -160,6 +165,11 @@ class FunnelView:
     outcomes_known: int
     retained: int
     churned: int
+    owner_id: int | None = None  # for links to the owner's logged actions; None for "no owner" and totals
+
+
+def _share(part: int, whole: int) -> str:
+    return "—" if not whole else f"{100 * part / whole:.0f}%"
 
 
 def _funnel_rows(rows: list[dict]) -> list[FunnelView]:
@@ -168,7 +178,7 @@ def _funnel_rows(rows: list[dict]) -> list[FunnelView]:
             owner=r["owner"], alerts=r["alerts"], acted=r["acted"],
             acted_share="—" if r["acted_share"] is None else f"{100 * r['acted_share']:.0f}%",
             acted_in_time=r["acted_in_time"], escalated=r["escalated"], outcomes_known=r["outcomes_known"],
-            retained=r["retained"], churned=r["churned"],
+            retained=r["retained"], churned=r["churned"], owner_id=r.get("owner_id"),
         )
         for r in rows
     ]
@@ -197,7 +207,10 @@ def loop_report(*, user: AbstractBaseUser) -> LoopReport | None:
     who may not see it."""
     if not loop_report_visible(user=user):
         return None
-    report = closed_loop_report_cached()
+    return _loop_view(closed_loop_report_cached())
+
+
+def _loop_view(report: dict) -> LoopReport:
     lift, text = report["lift"], report["lift_text"]
     overall = lift["overall"]
     evidence = []
@@ -295,4 +308,195 @@ def next_best_action_for_page(*, customer: Customer) -> Suggestion:
         action=recommendation.action, label=ACTION_LABELS.get(recommendation.action, recommendation.action),
         evidence=recommendation.evidence_text, uplift=f"{100 * recommendation.estimated_uplift:+.0f} pts",
         why_not="", alternatives=alternatives,
+    )
+
+
+# --- the Impact page: are the alerts working? -------------------------------------------
+# Everything here is either the stored closed loop (lift, funnel: no query) or one grouped query per
+# figure over the whole shop, so the page costs the same at 100 customers and at 100,000.
+
+IMPACT_WEEKS = 12
+# Risk alerts that reached their owner: sent as a DM, or rolled into the daily digest that was.
+DELIVERED = (Alert.Status.SENT, Alert.Status.DIGESTED)
+
+
+def lift_shortfall(*, overall: dict, control_share: float, outcome_days: int) -> str:
+    """Why the overall lift is not measured yet, in counts a manager can follow ("Not enough outcomes
+    yet — held out: 12 of 30 needed."), or "" once it is."""
+    if overall["enough_data"]:
+        return ""
+    if control_share <= 0:
+        return ("Nobody is held out (CONTROL_GROUP_SHARE is 0): every at-risk customer is alerted, so there is "
+                "no group to compare the alerted customers with.")
+    treated, control = overall["treated_n"], overall["control_n"]
+    if not treated and not control:
+        return (f"No outcomes yet: an alert's outcome is known {outcome_days} days after it, or as soon as its "
+                "owner records one.")
+    min_n, min_events = settings.UPLIFT_MIN_N, settings.UPLIFT_MIN_EVENTS
+    churned = overall["treated_churned"] + overall["control_churned"]
+    kept = treated + control - churned
+    needs = []
+    if control < min_n:
+        needs.append(f"held out: {control:,} of {min_n:,} needed")
+    if treated < min_n:
+        needs.append(f"alerted: {treated:,} of {min_n:,} needed")
+    if churned < min_events:
+        needs.append(f"churned: {churned:,} of {min_events:,} needed")
+    if kept < min_events:
+        needs.append(f"kept: {kept:,} of {min_events:,} needed")
+    if not needs:  # the rule changed since the loop was computed; its own words then
+        return overall.get("reason") or "Not enough outcomes yet."
+    return "Not enough outcomes yet — " + "; ".join(needs) + "."
+
+
+def _funnel_total(rows: list[FunnelView]) -> FunnelView:
+    alerts, acted = sum(r.alerts for r in rows), sum(r.acted for r in rows)
+    return FunnelView(
+        owner="All owners", alerts=alerts, acted=acted, acted_share=_share(acted, alerts),
+        acted_in_time=sum(r.acted_in_time for r in rows), escalated=sum(r.escalated for r in rows),
+        outcomes_known=sum(r.outcomes_known for r in rows), retained=sum(r.retained for r in rows),
+        churned=sum(r.churned for r in rows),
+    )
+
+
+def impact_funnel(*, funnel: list[dict]) -> tuple[list[FunnelView], FunnelView]:
+    """The stored alert -> action -> outcome rows, plus a zero row for every owner with a book who got no
+    alert yet (a quiet book is news too), and the total. One query: the owners with customers."""
+    rows = _funnel_rows(funnel)
+    listed = {r.owner_id for r in rows}
+    books = (AccountOwner.objects.filter(Exists(Customer.objects.filter(owner=OuterRef("pk"))))
+             .order_by("name", "pk").values_list("pk", "name"))
+    rows += [FunnelView(owner=name, alerts=0, acted=0, acted_share="—", acted_in_time=0, escalated=0, outcomes_known=0,
+                        retained=0, churned=0, owner_id=pk) for pk, name in books if pk not in listed]
+    return rows, _funnel_total(rows)
+
+
+@dataclass(frozen=True)
+class RevenueKept:
+    """Two answers to "how much revenue did we keep?", each in the shop's currency with what it counts."""
+
+    recorded_value: str  # "€20,000": yearly value of customers whose latest recorded outcome is retained
+    recorded_customers: int
+    measured: bool  # the lift is measured, so the implied figures below are set
+    implied_value: str  # lift x alerted_value: what the alerts kept that would otherwise have left
+    implied_low: str
+    implied_high: str
+    alerted_value: str  # yearly value of the alerted customers with a known outcome
+    alerted_customers: int
+    lift_points: str  # "9.5 pts"
+
+
+def revenue_recorded_retained() -> tuple[int, float]:
+    """(customers, yearly value) of the customers whose latest recorded final outcome (retained or
+    churned) is "retained": one query, whatever the number of customers."""
+    final = (Intervention.Outcome.RETAINED, Intervention.Outcome.CHURNED)
+    latest = (Intervention.objects.filter(customer=OuterRef("pk"), outcome__in=final)
+              .order_by(F("outcome_at").desc(nulls_last=True), "-pk").values("outcome")[:1])
+    retained = Intervention.objects.filter(customer=OuterRef("pk"), outcome=Intervention.Outcome.RETAINED)
+    totals = (Customer.objects.filter(Exists(retained)).annotate(last=Subquery(latest))
+              .filter(last=Intervention.Outcome.RETAINED).aggregate(n=Count("pk"), value=Sum("value")))
+    return totals["n"] or 0, float(totals["value"] or 0)
+
+
+def _revenue(report: dict) -> RevenueKept:
+    customers, value = revenue_recorded_retained()
+    overall = report["lift"]["overall"]
+    alerted_value = report.get("alerted_value")  # absent from a loop stored before it was added
+    measured = bool(overall["enough_data"] and overall["absolute_lift"] is not None and alerted_value is not None)
+    lift = overall["absolute_lift"] or 0.0
+    low, high = overall.get("lift_low"), overall.get("lift_high")
+    return RevenueKept(
+        recorded_value=money(value), recorded_customers=customers, measured=measured,
+        implied_value=money(lift * alerted_value) if measured else "",
+        implied_low=money(low * alerted_value) if measured and low is not None else "",
+        implied_high=money(high * alerted_value) if measured and high is not None else "",
+        alerted_value=money(alerted_value or 0), alerted_customers=overall["treated_n"],
+        lift_points=f"{100 * lift:.1f} pts",
+    )
+
+
+@dataclass(frozen=True)
+class WeekRow:
+    """One ISO week: risk alerts sent and held out, actions logged, and what came of those actions."""
+
+    start: date  # the Monday
+    end: date  # the Sunday
+    label: str  # "16 Feb"
+    iso: str  # "2026-W08"
+    current: bool
+    alerts_sent: int
+    held_out: int
+    actions: int
+    retained: int  # of the actions logged that week, outcome recorded as retained
+    churned: int
+
+
+def _week_of(value: datetime | date) -> date:
+    if isinstance(value, datetime):
+        value = timezone.localtime(value) if timezone.is_aware(value) else value
+        value = value.date()
+    return value - timedelta(days=value.weekday())
+
+
+def impact_weeks(*, weeks: int = IMPACT_WEEKS, today: date | None = None) -> list[WeekRow]:
+    """The last `weeks` ISO weeks (this one so far last), in the shop's time zone: two grouped queries.
+
+    Alerts count in the week they were raised; outcomes in the week of the action they belong to, so a
+    week's row reads alert -> action -> outcome and its counts match the interventions list filtered
+    to those dates."""
+    today = today or timezone.localdate()
+    first = today - timedelta(days=today.weekday()) - timedelta(weeks=weeks - 1)
+    since = timezone.make_aware(datetime.combine(first, time.min))
+    alerts = {
+        _week_of(row["week"]): row for row in
+        Alert.objects.filter(kind__in=RISK_KINDS, created_at__gte=since).annotate(week=TruncWeek("created_at"))
+        .values("week").annotate(sent=Count("pk", filter=Q(is_control=False, status__in=DELIVERED)),
+                                 held_out=Count("pk", filter=Q(is_control=True))).order_by()
+    }
+    actions = {
+        _week_of(row["week"]): row for row in
+        Intervention.objects.filter(created_at__gte=since).annotate(week=TruncWeek("created_at")).values("week")
+        .annotate(n=Count("pk"), retained=Count("pk", filter=Q(outcome=Intervention.Outcome.RETAINED)),
+                  churned=Count("pk", filter=Q(outcome=Intervention.Outcome.CHURNED))).order_by()
+    }
+    rows = []
+    for index in range(weeks):
+        start = first + timedelta(weeks=index)
+        a, i = alerts.get(start, {}), actions.get(start, {})
+        year, number, _ = start.isocalendar()
+        rows.append(WeekRow(
+            start=start, end=start + timedelta(days=6), label=f"{start.day} {start:%b}", iso=f"{year}-W{number:02d}",
+            current=index == weeks - 1, alerts_sent=a.get("sent", 0), held_out=a.get("held_out", 0),
+            actions=i.get("n", 0), retained=i.get("retained", 0), churned=i.get("churned", 0),
+        ))
+    return rows
+
+
+@dataclass(frozen=True)
+class ImpactReport:
+    """Everything the Impact page shows, formatted so the template does no arithmetic."""
+
+    loop: LoopReport
+    shortfall: str  # why the overall lift is not measured yet, or ""
+    funnel: list[FunnelView]
+    funnel_total: FunnelView
+    revenue: RevenueKept
+    weeks: list[WeekRow]
+    as_of: datetime | None  # the outcomes known at this time are counted (when the loop was computed)
+
+
+def impact_report(*, user: AbstractBaseUser) -> ImpactReport | None:
+    """Are the alerts working: measured lift, the funnel per owner, revenue kept, week by week.
+    None for users who may not see it (it compares every owner's book: managers and staff only)."""
+    if not loop_report_visible(user=user):
+        return None
+    report, _ = _loop_current()
+    as_of = report.get("as_of")  # absent from a loop stored before it was added
+    funnel, total = impact_funnel(funnel=report["funnel"])
+    return ImpactReport(
+        loop=_loop_view(report),
+        shortfall=lift_shortfall(overall=report["lift"]["overall"], control_share=report["control_share"],
+                                 outcome_days=report["outcome_days"]),
+        funnel=funnel, funnel_total=total, revenue=_revenue(report), weeks=impact_weeks(),
+        as_of=datetime.fromisoformat(as_of) if as_of else None,
     )

@@ -47,8 +47,11 @@ def _signature(data: bytes) -> str:
     return salted_hmac(SIGNING_SALT, data, algorithm="sha256").hexdigest()
 
 
-def closed_loop_refresh(*, as_of: datetime | None = None) -> LoopSnapshot:
+def closed_loop_refresh(*, as_of: datetime | None = None, model: NextBestActionModel | None = None) -> LoopSnapshot:
     """Compute the closed-loop report and fit the next-best-action model once, and store both.
+
+    `model`: the next-best-action model when the caller has just fitted it (the daily job, for the
+    alert policy): stored as it is rather than fitted a second time.
 
     The fingerprint is taken before the data is read: a change while it is computed makes the new
     snapshot stale at once (and so refreshed again) instead of being missed.
@@ -56,7 +59,7 @@ def closed_loop_refresh(*, as_of: datetime | None = None) -> LoopSnapshot:
     fingerprint, scores_fingerprint = loop_data_fingerprint(), profit_fingerprint()
     as_of = as_of or timezone.now()
     started = time.perf_counter()
-    report, model = closed_loop_compute(as_of=as_of)
+    report, model = closed_loop_compute(as_of=as_of, model=model)
     # The profit threshold reads every customer's latest score: linear in the customers, so it is
     # computed here too rather than by the first model report after scoring.
     computed = LoopComputed(model=model, profit=profit_threshold_build(), profit_fingerprint=scores_fingerprint)

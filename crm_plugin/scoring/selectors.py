@@ -13,11 +13,16 @@ from django.db.models.functions import Cast, Coalesce
 
 from crm_plugin.models import Alert, Customer, Event, Intervention
 
-EVENT_FIELDS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes")
+# imported_at is when the event became known, state_imported_at when a re-sent event moved its state
+# on: the earliest time a ticket marked closed (or a coupon marked redeemed) without a date can count
+# as closed (redeemed) in a snapshot.
+EVENT_FIELDS = ("customer_id", "kind", "occurred_at", "amount", "quantity", "rating", "text", "attributes",
+                "imported_at", "state_imported_at")
+_TIME_FIELDS = ("occurred_at", "imported_at", "state_imported_at")
 
 
 def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.datetime | None = None) -> pd.DataFrame:
-    """Events as a frame (EVENT_FIELDS; occurred_at tz-aware UTC, amount float, attributes dicts).
+    """Events as a frame (EVENT_FIELDS; the times tz-aware UTC, amount float, attributes dicts).
 
     Ordered by customer, time and id, so ties in time come out the same way every run. The rows
     are fetched with the ORM's SQL on a plain cursor and converted a column at a time: Django's
@@ -30,9 +35,11 @@ def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.dateti
     if before is not None:
         qs = qs.filter(occurred_at__lt=before)
     # Times as ISO text, parsed by pandas in one go (a datetime object per row cost more than the query).
-    columns = [f for f in EVENT_FIELDS if f not in ("amount", "occurred_at")]
-    query = (qs.annotate(amount_float=Cast("amount", FloatField()), occurred_text=Cast("occurred_at", TextField()))
-             .values_list(*columns, "amount_float", "occurred_text").query)
+    columns = [f for f in EVENT_FIELDS if f not in ("amount", *_TIME_FIELDS)]
+    query = (qs.annotate(amount_float=Cast("amount", FloatField()), occurred_text=Cast("occurred_at", TextField()),
+                         imported_text=Cast("imported_at", TextField()),
+                         state_imported_text=Cast("state_imported_at", TextField()))
+             .values_list(*columns, "amount_float", "occurred_text", "imported_text", "state_imported_text").query)
     try:
         sql, params = query.sql_with_params()
     except EmptyResultSet:  # e.g. no customer ids: nothing to fetch
@@ -41,8 +48,9 @@ def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.dateti
         with connections[qs.db].cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    frame = pd.DataFrame(rows, columns=[*columns, "amount", "occurred_at"])
-    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True, format="ISO8601")
+    frame = pd.DataFrame(rows, columns=[*columns, "amount", *_TIME_FIELDS])
+    for field in _TIME_FIELDS:
+        frame[field] = pd.to_datetime(frame[field], utc=True, format="ISO8601")
     frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce").astype("float64")
     frame["attributes"] = _json_objects(frame["attributes"].tolist())
     return frame[list(EVENT_FIELDS)]
@@ -55,12 +63,16 @@ def _json_objects(values: list) -> list[dict]:
     return [v if isinstance(v, dict) else json.loads(v) if isinstance(v, str) and v else {} for v in values]
 
 
+CUSTOMER_FIELDS = ("customer_id", "segment", "segment_since", "first_seen_at")
+
+
 def customers_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Customers as a frame (CUSTOMER_FIELDS); segment_since says from when snapshots may show the segment."""
     qs = Customer.objects.all()
     if customer_ids is not None:
         qs = qs.filter(pk__any_of=list(customer_ids))
-    return pd.DataFrame(list(qs.values_list("pk", "segment", "first_seen_at")),
-                        columns=["customer_id", "segment", "first_seen_at"])
+    return pd.DataFrame(list(qs.values_list("pk", "segment", "segment_since", "first_seen_at")),
+                        columns=list(CUSTOMER_FIELDS))
 
 
 INTERVENTION_FIELDS = ("customer_id", "created_at", "action", "outcome", "outcome_at")

@@ -23,12 +23,14 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from crm_plugin.scoring import selectors as selectors_ml
+from crm_plugin.scoring.messages import message_features_score, message_features_train, message_rows_for
 from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, ModelVersion, ScoringRun
 from mlcore import dataset, registry
 from mlcore.compare import active_mask, choose_champion
 from mlcore.errors import MlError
 from mlcore.lifecycle import lifecycle_stages
+from mlcore.messages import uses_messages
 from mlcore.scoring import band_of, is_text_model, score_rows
 from mlcore.event_tokens import event_tokens
 from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_events, rows_for_features
@@ -179,6 +181,8 @@ def _out(stdout, message: str) -> None:
 
 
 CHAMPION_KEY = "current champion"
+# Families that start from the latest registered masked-event pretraining (events_encoder_pretrain).
+PRETRAINED_EVENT_FAMILIES = ("bert_events_pretrained", "stacked")
 
 
 def model_train_all(
@@ -212,12 +216,15 @@ def model_train_all(
             interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame())
     except MlError as exc:
         raise CrmError(str(exc)) from exc
+    # The customers' own words as msg_* columns for every family (none when off or without text).
+    train, valid, messages, message_events = message_features_train(events=events, train=train, valid=valid,
+                                                                     log=lambda line: _out(stdout, line))
     del events
     _out(stdout, f"training rows: {len(train)} from {len(np.unique(train.as_of))} cutoffs; validation: {len(valid)} "
                  f"customers at {pd.Timestamp(valid.as_of[0]):%Y-%m-%d} ({valid.labels.mean():.1%} churned)")
     events_config = events_config_from_settings(tiny=tiny_bert)
     encoder_dir = None
-    if any(f.startswith("bert_events_pretrained") or f == "stacked" for f in families):
+    if any(f in PRETRAINED_EVENT_FAMILIES for f in families):
         encoder_version, encoder_dir = events_encoder_local(as_of=as_of)  # the registered pretraining, if any
         if encoder_dir is not None:
             events_config.update(pretrained_path=str(encoder_dir), pretrained_name=encoder_version.name)
@@ -232,7 +239,7 @@ def model_train_all(
                                    bert_model_path=settings.BERT_MODEL_PATH,
                                    bert_max_length=settings.ML_BERT_MAX_LENGTH, tiny=tiny_bert,
                                    progress=(lambda _: None) if progress_bar else None, horizon_days=horizon_days,
-                                   events_config=events_config)
+                                   events_config=events_config, messages=messages)
         except MlError as exc:
             raise CrmError(str(exc)) from exc
         version = _register(trained, as_of=as_of, horizon_days=horizon_days)
@@ -253,8 +260,10 @@ def model_train_all(
             old = model_version_load(version=champion)
             # Judged like the new versions (training.calibrate_on_validation): as if untreated, on
             # the same calibration rows and evaluation weights; a champion saved with fewer
-            # features reads just its own.
-            old_rows = as_if_untreated(rows_for_features(calib, old.feature_names))
+            # features reads just its own; one with message columns gets them from its own featurizer.
+            old_calib = message_rows_for(featurizer=old.messages if uses_messages(old.feature_names) else None,
+                                         rows=calib, table=message_events)
+            old_rows = as_if_untreated(rows_for_features(old_calib, old.feature_names))
             scored[CHAMPION_KEY] = old.predict_proba(old_rows)
             incumbent = CHAMPION_KEY
         except (CrmError, MlError) as exc:
@@ -278,6 +287,14 @@ def model_train_all(
         was = "" if champion is None else f" (replacing {champion.name})"
         _out(stdout, f"champion: {best.name}{was}: {decision.text.replace(CHAMPION_KEY, 'the champion')}")
     return created
+
+
+def model_train_scheduled(*, families: list[str], max_train_minutes: float, stdout=None) -> list[ModelVersion]:
+    """The weekly retraining: a fresh masked-event pretraining first when a family starts from it
+    (bert_events_pretrained, stacked), so they fine-tune on this week's behaviour; then every family."""
+    if any(f in PRETRAINED_EVENT_FAMILIES for f in families):
+        events_encoder_pretrain(stdout=stdout)
+    return model_train_all(families=families, max_train_minutes=max_train_minutes, stdout=stdout)
 
 
 # --- the behaviour BERT's pretrained encoder ------------------------------------------------
@@ -406,17 +423,21 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     tokens = (event_tokens(prepare_events(events), snap.customer_ids, as_of)
               if getattr(trained.model, "needs_events", False) else None)
     order_events = events.loc[events["kind"] == "order", ["customer_id", "kind", "occurred_at"]]
-    del events
     # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
     # evidence keeps the real latest action for the reasons). A champion trained before columns
     # were added reads its own feature list; one needing a column we no longer compute is refused.
+    rows, evidence = as_if_untreated(replace(dataset.snapshot_rows(snap), events=tokens)), snap.evidence
+    if trained.messages is not None and uses_messages(trained.feature_names):
+        # Its message columns, from vectors cached by content: only messages new to this encoder are encoded.
+        rows, evidence, _ = message_features_score(featurizer=trained.messages, events=events, rows=rows,
+                                                   as_of=as_of, evidence=evidence)
+    del events
     try:
-        rows = rows_for_features(as_if_untreated(replace(dataset.snapshot_rows(snap), events=tokens)),
-                                 trained.feature_names)
+        rows = rows_for_features(rows, trained.feature_names)
     except MlError as exc:
         raise CrmError(f"model {version.name} cannot score: {exc}") from exc
     ids = [int(c) for c in snap.customer_ids]
-    scored = score_rows(trained, rows, evidence=snap.evidence, as_of=snap.as_of, cached=cached,
+    scored = score_rows(trained, rows, evidence=evidence, as_of=snap.as_of, cached=cached,
                         text_keys=snap.text_keys if cached is not None else None,
                         occlusion_threshold=settings.CHURN_BAND_HIGH)
     _carry_text_reasons(version, as_of, ids, scored)
@@ -620,5 +641,5 @@ def last_event_day() -> datetime | None:
     return (span[1] + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-__all__ = ["model_train_all", "model_version_promote", "model_version_load",
+__all__ = ["model_train_all", "model_train_scheduled", "model_version_promote", "model_version_load",
            "churn_scores_compute_chunk", "scoring_run_fail", "scoring_run_finish", "champion_get", "churn_scores_riskiest", "customer_risk_change_refresh"]

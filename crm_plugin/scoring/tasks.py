@@ -13,7 +13,8 @@ from django.conf import settings
 
 from crm_plugin.scoring.retention import churn_scores_prune
 from crm_plugin.scoring.services import (
-    churn_scores_compute_chunk, events_encoder_pretrain, model_train_all, scoring_run_fail, scoring_run_finish,
+    churn_scores_compute_chunk, events_encoder_pretrain, model_train_all, model_train_scheduled, scoring_run_fail,
+    scoring_run_finish,
 )
 
 
@@ -47,7 +48,9 @@ def train_models(as_of: str | None = None, families: list[str] | None = None,
 
 @shared_task(name="mlcore.train_weekly")
 def train_weekly() -> list[int]:
-    return train_models(families=list(settings.ML_TRAIN_FAMILIES), max_train_minutes=settings.ML_BERT_MAX_TRAIN_MINUTES)
+    """Beat, Sundays: pretrain the behaviour encoder when a family needs it, then train and maybe promote."""
+    return [v.pk for v in model_train_scheduled(families=list(settings.ML_TRAIN_FAMILIES),
+                                                max_train_minutes=settings.ML_BERT_MAX_TRAIN_MINUTES)]
 
 
 @shared_task(name="mlcore.train_events_encoder")

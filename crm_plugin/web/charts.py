@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from crm_plugin.formatting import day
+from crm_plugin.formatting import day, money
 
 # Colour-blind-safe palette (Okabe-Ito), one per model family / series.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -101,7 +102,7 @@ def _svg(frame: _Frame, title: str, body: list[str], css_class: str = "chart") -
 
 def _axes(frame: _Frame, *, x_label: str, y_label: str, x_percent: bool, y_percent: bool,
           x_ticks: list[tuple[float, str]] | None = None, y_format: Callable[[float], str] | None = None,
-          y_tick_count: int = 4) -> list[str]:
+          y_tick_count: int = 4, tick_offset: int = 0) -> list[str]:
     out = []
     for y in _nice_ticks(*frame.y_range, count=y_tick_count):
         py = frame.py(y)
@@ -118,7 +119,7 @@ def _axes(frame: _Frame, *, x_label: str, y_label: str, x_percent: bool, y_perce
         elif x_ticks is not None and index == len(ticks) - 1:
             anchor = "end"
         out.append(f'<line class="grid" x1="{_fmt(px)}" x2="{_fmt(px)}" y1="{frame.top}" y2="{frame.height - frame.bottom}"/>')
-        out.append(f'<text class="tick" x="{_fmt(px)}" y="{frame.height - frame.bottom + 14}" text-anchor="{anchor}">{escape(text)}</text>')
+        out.append(f'<text class="tick" x="{_fmt(px)}" y="{frame.height - frame.bottom + tick_offset + 14}" text-anchor="{anchor}">{escape(text)}</text>')
     base = frame.height - frame.bottom
     out.append(f'<line class="axis" x1="{frame.left}" x2="{frame.width - frame.right}" y1="{base}" y2="{base}"/>')
     out.append(f'<line class="axis" x1="{frame.left}" x2="{frame.left}" y1="{frame.top}" y2="{base}"/>')
@@ -213,19 +214,123 @@ def histogram(
     return mark_safe(f'<figure class="chart-box">{_svg(frame, title, body)}{legend}</figure>')
 
 
+@dataclass(frozen=True)
+class Marker:
+    """Something that happened to the customer, drawn on the score chart's time axis."""
+
+    when: datetime
+    kind: str  # a key of MARKER_KINDS
+    label: str = ""  # alerts and actions: "Alert sent: sharp rise", "Call — retained" (the date is added)
+    count: int = 1  # orders: how many that day
+    amount: float | Decimal | None = None  # orders: their total
+
+
+# kind -> (legend name, plural, colour, shape); lanes under the time axis in this order.
+MARKER_KINDS = {
+    "order": ("Order", "orders", PALETTE[2], "circle"),
+    "alert": ("Alert", "alerts", PALETTE[1], "triangle"),
+    "action": ("Action logged", "actions", PALETTE[3], "diamond"),
+}
+MARKER_LANE = 12  # px between lanes
+# Markers of one kind within this many pixels of a mark's first one merge into it (its tooltip
+# lists them): hundreds of orders become at most one mark per this many pixels. Drawn at the middle
+# of what they stand for, two marks are then at least half this apart: 2 * MARKER_RADIUS, no overlap.
+MARKER_MIN_GAP = 14
+MARKER_RADIUS = 3.5
+MARKER_LIST_MAX = 4  # a merged mark names this many, then "…"
+
+
+def score_history_span(points: Sequence[tuple[datetime, float]]) -> tuple[datetime, datetime] | None:
+    """The time axis of `score_history_chart`: first to last score, at least a week wide (None: no scores)."""
+    if not points:
+        return None
+    times = sorted(p[0] for p in points)
+    lo, hi = times[0], times[-1]
+    if (hi - lo).total_seconds() < 86400:
+        lo, hi = lo - timedelta(days=3), hi + timedelta(days=3)
+    return lo, hi
+
+
+def _shape(shape: str, x: float, y: float, size: float, color: str) -> str:
+    if shape == "circle":
+        return f'<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="{_fmt(size)}" fill="{color}"/>'
+    if shape == "triangle":
+        d = f"M{_fmt(x)},{_fmt(y - size * 1.1)} L{_fmt(x + size)},{_fmt(y + size * .8)} L{_fmt(x - size)},{_fmt(y + size * .8)}Z"
+    else:  # diamond
+        d = f"M{_fmt(x)},{_fmt(y - size * 1.15)} L{_fmt(x + size)},{_fmt(y)} L{_fmt(x)},{_fmt(y + size * 1.15)} L{_fmt(x - size)},{_fmt(y)}Z"
+    return f'<path d="{d}" fill="{color}"/>'
+
+
+def _when(first: datetime, last: datetime) -> str:
+    a, b = day(first), day(last)
+    return f"on {a}" if a == b else f"from {a} to {b}"
+
+
+def _money_exact(value) -> str:
+    number = float(value)
+    return money(number, digits=0 if number.is_integer() else 2)
+
+
+def _marker_text(kind: str, group: list[Marker]) -> str:
+    """The tooltip of one mark, which may stand for several markers of one kind."""
+    when = _when(group[0].when, group[-1].when)
+    if kind == "order":
+        n = sum(m.count for m in group)
+        amounts = [m.amount for m in group if m.amount is not None]
+        total = f" {_money_exact(sum(float(a) for a in amounts))}" if amounts else ""
+        return f"Order{total} {when}" if n == 1 else f"{n} orders,{total} {when}"
+    if len(group) == 1:
+        return f"{group[0].label} {when}"
+    names = "; ".join(m.label for m in group[:MARKER_LIST_MAX]) + ("; …" if len(group) > MARKER_LIST_MAX else "")
+    return f"{len(group)} {MARKER_KINDS[kind][1]} {when}: {names}"
+
+
+def _marker_groups(frame: _Frame, markers: Sequence[Marker]) -> dict[str, list[list[Marker]]]:
+    """Markers inside the time axis by kind, oldest first, neighbours closer than MARKER_MIN_GAP merged."""
+    lo, hi = frame.x_range
+    groups: dict[str, list[list[Marker]]] = {}
+    for kind in MARKER_KINDS:
+        inside = sorted((m for m in markers if m.kind == kind and lo <= m.when.timestamp() <= hi), key=lambda m: m.when)
+        merged: list[list[Marker]] = []
+        for m in inside:
+            if merged and frame.px(m.when.timestamp()) - frame.px(merged[-1][0].when.timestamp()) < MARKER_MIN_GAP:
+                merged[-1].append(m)
+            else:
+                merged.append([m])
+        if merged:
+            groups[kind] = merged
+    return groups
+
+
+def _marker_key(groups: dict[str, list[list[Marker]]]) -> SafeString:
+    """The legend: the score line, then each kind of marker with its shape and how many there are."""
+    items = [f'<li><span class="swatch" style="background:{PALETTE[0]}"></span>Churn probability</li>']
+    for kind, merged in groups.items():
+        name, plural, color, shape = MARKER_KINDS[kind]
+        n = sum(m.count if kind == "order" else 1 for group in merged for m in group)
+        icon = f'<svg class="mark-key" width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">{_shape(shape, 6, 6, 4, color)}</svg>'
+        items.append(f"<li>{icon}{escape(name if n == 1 else plural.capitalize())} ({n})</li>")
+    return mark_safe(f'<ul class="legend chart-key">{"".join(items)}</ul>')
+
+
 def score_history_chart(
     points: Sequence[tuple[datetime, float]], *, high: float, medium: float, title: str = "Churn probability over time",
-    width: int = 640, height: int = 220,
+    width: int = 640, height: int = 220, markers: Sequence[Marker] = (),
 ) -> SafeString:
-    """A customer's probability over time with the medium/high band thresholds shaded."""
+    """A customer's probability over time with the medium/high band thresholds shaded, and what
+    happened (orders, alerts, logged actions) marked in lanes under the time axis, each mark with
+    its tooltip and a dotted guide up through the chart for alerts and actions."""
     points = sorted(points)
-    if not points:
+    span = score_history_span(points)
+    if span is None:
         return empty_chart("No scores yet", width=width, height=height)
-    xs = [p[0].timestamp() for p in points]
-    lo, hi = xs[0], xs[-1]
-    if hi - lo < 86400:
-        lo, hi = lo - 86400 * 3, hi + 86400 * 3
-    frame = _Frame(width, height, (lo, hi), (0.0, 1.0), bottom=26)
+    lo, hi = span[0].timestamp(), span[1].timestamp()
+    probe = _Frame(width, height, (lo, hi), (0.0, 1.0))
+    groups = _marker_groups(probe, markers)
+    lanes = len(groups)
+    height += lanes * MARKER_LANE
+    frame = _Frame(width, height, (lo, hi), (0.0, 1.0), bottom=26 + lanes * MARKER_LANE)
+    base = frame.height - frame.bottom
     body = [
         f'<rect class="band-high" x="{frame.left}" y="{_fmt(frame.py(1.0))}" width="{frame.width - frame.left - frame.right}" '
         f'height="{_fmt(frame.py(high) - frame.py(1.0))}"/>',
@@ -234,19 +339,41 @@ def score_history_chart(
     ]
     count = 5 if width >= 480 else 3
     step = (hi - lo) / (count - 1)
-    # The pages' one date format (crm_plugin.formatting.day), without the year when it fits.
+    # The pages' one date format (crm_plugin.formatting.day).
     ticks = [(lo + i * step, day(datetime.fromtimestamp(lo + i * step, tz=points[0][0].tzinfo)))
              for i in range(count)]
-    body += _axes(frame, x_label="", y_label="", x_percent=False, y_percent=True, x_ticks=ticks)
-    pairs = [(x, float(p[1])) for x, p in zip(xs, points)]
+    body += _axes(frame, x_label="", y_label="", x_percent=False, y_percent=True, x_ticks=ticks,
+                  tick_offset=lanes * MARKER_LANE)
+    marks = []
+    for lane, (kind, merged) in enumerate(groups.items()):
+        _, _, color, shape = MARKER_KINDS[kind]
+        y = base + 8 + lane * MARKER_LANE
+        for group in merged:
+            x = (frame.px(group[0].when.timestamp()) + frame.px(group[-1].when.timestamp())) / 2
+            if kind != "order":
+                body.append(f'<line class="mark-guide" stroke="{color}" x1="{_fmt(x)}" x2="{_fmt(x)}" '
+                            f'y1="{frame.top}" y2="{_fmt(base)}"/>')
+            many = " many" if len(group) > 1 or group[0].count > 1 else ""
+            marks.append(f'<g class="mark mark-{kind}{many}"><title>{escape(_marker_text(kind, group))}</title>'
+                         f'{_shape(shape, x, y, MARKER_RADIUS, color)}</g>')
+    pairs = [(p[0].timestamp(), float(p[1])) for p in points]
     body.append(_polyline(frame, pairs, PALETTE[0]))
     for (x, y), (when, _) in zip(pairs, points):
         body.append(
             f'<circle cx="{_fmt(frame.px(x))}" cy="{_fmt(frame.py(y))}" r="3" fill="{PALETTE[0]}">'
-            f'<title>{when:%Y-%m-%d}: {y * 100:.0f}%</title></circle>'
+            f'<title>{day(when)}: {y * 100:.0f}%</title></circle>'
         )
-    summary = f"{title}: from {points[0][1] * 100:.0f}% on {points[0][0]:%Y-%m-%d} to {points[-1][1] * 100:.0f}% on {points[-1][0]:%Y-%m-%d}"
-    return _svg(frame, summary, body, css_class="chart chart-wide")
+    body += marks
+    summary = (f"{title}: from {points[0][1] * 100:.0f}% on {day(points[0][0])} to {points[-1][1] * 100:.0f}% "
+               f"on {day(points[-1][0])}")
+    if groups:
+        counts = [(sum(m.count if kind == "order" else 1 for g in merged for m in g), kind) for kind, merged in groups.items()]
+        summary += "; marked: " + ", ".join(f"{n} {MARKER_KINDS[kind][0].lower() if n == 1 else MARKER_KINDS[kind][1]}"
+                                            for n, kind in counts)
+    svg = _svg(frame, summary, body, css_class="chart chart-wide")
+    if not groups:
+        return svg
+    return mark_safe(f'<figure class="chart-box">{svg}{_marker_key(groups)}</figure>')
 
 
 def sparkline(values: Sequence[float], *, width: int = 72, height: int = 20) -> SafeString:
@@ -324,4 +451,37 @@ def profit_curve_chart(
         summary += f", in use {in_use * 100:.0f}%"
     legend = _legend([Series(f"{name} ({x * 100:.0f}%)", [], []) for x, _, _, name in markers],
                      [color for _, color, _, _ in markers])
+    return mark_safe(f'<figure class="chart-box">{_svg(frame, summary, body, css_class="chart chart-wide")}{legend}</figure>')
+
+
+def weekly_counts_chart(
+    weeks: Sequence[str], series: Sequence[Series], *, title: str = "Week by week",
+    width: int = 640, height: int = 220, label_every: int = 1,
+) -> SafeString:
+    """Counts per week (oldest first) as one line per series, each week labelled by `weeks`; on a
+    narrow chart every `label_every`-th week is labelled, always including the latest."""
+    n = len(weeks)
+    values = [[float(v) for v in s.ys] for s in series]
+    if not n or not any(any(vs) for vs in values):
+        return empty_chart(f"{title}: nothing yet", width=width, height=height)
+    top = max(max(vs) for vs in values)
+    # At least 0-4 so a quiet period gets whole-number ticks instead of 0.5 steps.
+    frame = _Frame(width, height, (0.0, float(max(n - 1, 1))), (0.0, float(max(4, math.ceil(top * 1.1)))),
+                   left=36, right=16, bottom=26)
+    ticks = [(float(i), weeks[i]) for i in range(n) if (n - 1 - i) % max(label_every, 1) == 0]
+    body = _axes(frame, x_label="", y_label="", x_percent=False, y_percent=False, x_ticks=ticks)
+    colors = []
+    for index, (s, vs) in enumerate(zip(series, values)):
+        color = s.color or PALETTE[index % len(PALETTE)]
+        colors.append(color)
+        pairs = [(float(i), v) for i, v in enumerate(vs)]
+        body.append(_polyline(frame, pairs, color))
+        body.extend(
+            f'<circle cx="{_fmt(frame.px(x))}" cy="{_fmt(frame.py(y))}" r="2.5" fill="{color}">'
+            f'<title>{escape(weeks[int(x)])}: {y:.0f} {escape(s.name.lower())}</title></circle>'
+            for x, y in pairs
+        )
+    totals = ", ".join(f"{s.name.lower()} {sum(vs):.0f}" for s, vs in zip(series, values))
+    summary = f"{title}, {n} weeks from {weeks[0]} to {weeks[-1]}: {totals}"
+    legend = _legend(series, colors)
     return mark_safe(f'<figure class="chart-box">{_svg(frame, summary, body, css_class="chart chart-wide")}{legend}</figure>')

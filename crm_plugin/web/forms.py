@@ -4,6 +4,7 @@ from __future__ import annotations
 from django import forms
 
 from crm_plugin.errors import CrmError
+from crm_plugin.formatting import day
 from crm_plugin.models import ChurnScore, Customer, Intervention
 from crm_plugin.web.selectors import WORKLIST_SORTS
 
@@ -60,6 +61,20 @@ class InterventionFilterForm(forms.Form):
         self.fields["owner"].choices = ALL + [(o.pk, o.name) for o in owners]
         if not owners:
             del self.fields["owner"]
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            # Said next to "From", not answered with an empty list that reads as "nothing was done".
+            self.add_error("date_from", f"After “To” ({day(end)}): pick a date on or before it.")
+        return data
+
+
+class PromoteForm(forms.Form):
+    """The explicit yes a promotion needs: one tick, so it works without JavaScript."""
+
+    confirm = forms.BooleanField(error_messages={"required": "Tick the box to confirm the promotion."})
 
 
 class _ServiceErrorsMixin:

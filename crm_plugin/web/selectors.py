@@ -6,22 +6,29 @@ one query each, so the number of queries never grows with the number of rows.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum, Window
+from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
 from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
-from crm_plugin.customers.selectors import customer_list_visible_to, owner_for_user, user_sees_everyone
+from crm_plugin.customers.selectors import (
+    customer_list_visible_to, customer_search_match, owner_for_user, user_sees_everyone,
+)
 from crm_plugin.formatting import top_reason
+from crm_plugin.web import charts
+from mlcore.backtest import latest_cutoff
+from mlcore.compare import CHAMPION_METRIC
+from mlcore.snapshot import as_timestamp
 
 SPARKLINE_POINTS = 10
 # A rise (Customer.risk_change_7d, over 7 days) smaller than this is float noise or a re-score of unchanged data, not news.
@@ -114,10 +121,7 @@ def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilt
     if filters.segment:
         qs = qs.filter(segment=filters.segment)
     if filters.q:
-        match = Q(name__icontains=filters.q) | Q(external_id__iexact=filters.q) | Q(email__iexact=filters.q)
-        if filters.q.isdigit():  # the number `/churn customer` and the customer page's URL use
-            match |= Q(pk=int(filters.q))
-        qs = qs.filter(match)
+        qs = qs.filter(customer_search_match(filters.q))  # the same search as `/churn customer`
     if filters.risk_rose:
         # Stored by scoring (latest probability minus the earliest score in the 7 days before it),
         # so this is an indexed column test, not a score-history lookup per customer.
@@ -342,6 +346,43 @@ def customer_alerts(*, customer: Customer, limit: int = 10) -> list[Alert]:
     return list(Alert.objects.filter(customer=customer).order_by("-created_at", "-pk")[:limit])
 
 
+# Alerts that told someone about this customer; follow-up questions and reassignment notices are not about risk.
+CHART_ALERT_KINDS = (Alert.Kind.HIGH_RISK, Alert.Kind.SHARP_RISE, Alert.Kind.ESCALATION)
+CHART_ALERT_LIMIT = 500
+
+
+def customer_chart_markers(*, customer: Customer, start: datetime, end: datetime,
+                           interventions: Iterable[Intervention]) -> list[charts.Marker]:
+    """Orders, alerts and logged actions from `start` to `end` (the score chart's time axis).
+
+    Two queries however long the history: orders grouped by day and the alerts in the window
+    (capped); the actions come from the page's own list. The chart merges marks that would overlap.
+    """
+    markers = [
+        charts.Marker(when=row["at"], kind="order", count=row["n"], amount=row["total"])
+        for row in (Event.objects.filter(customer=customer, kind=Event.Kind.ORDER, occurred_at__gte=start,
+                                         occurred_at__lte=end)
+                    .annotate(day=TruncDate("occurred_at")).values("day")
+                    .annotate(n=Count("pk"), total=Sum("amount"), at=Min("occurred_at")).order_by("day"))
+    ]
+    alerts = (Alert.objects.filter(customer=customer, kind__in=CHART_ALERT_KINDS,
+                                   status__in=[Alert.Status.SENT, Alert.Status.DIGESTED])
+              .annotate(at=Coalesce("sent_at", "created_at")).filter(at__gte=start, at__lte=end)
+              .order_by("-at").values_list("at", "kind", "status")[:CHART_ALERT_LIMIT])
+    for at, kind, status in alerts:
+        if kind == Alert.Kind.ESCALATION:
+            label = "Escalated to the manager"
+        else:
+            how = "Alert sent" if status == Alert.Status.SENT else "Alert in the daily digest"
+            label = f"{how}: {Alert.Kind(kind).label.lower()}"
+        markers.append(charts.Marker(when=at, kind="alert", label=label))
+    for iv in interventions:
+        if start <= iv.created_at <= end:
+            outcome = f" — {iv.get_outcome_display().lower()}" if iv.outcome else ""
+            markers.append(charts.Marker(when=iv.created_at, kind="action", label=f"{iv.get_action_display()}{outcome}"))
+    return markers
+
+
 # --- interventions ---------------------------------------------------------------------
 
 
@@ -390,3 +431,78 @@ def model_versions_for_report(*, limit: int = 50) -> list[ModelVersion]:
 
 def backtest_latest() -> BacktestRun | None:
     return BacktestRun.objects.order_by("-created_at", "-pk").first()
+
+
+# The champion rule's metric first; plain PR-AUC when a version was saved without it.
+PROMOTION_METRICS = (CHAMPION_METRIC, "pr_auc")
+
+
+@dataclass(frozen=True)
+class PromotionCheck:
+    """A version next to the current champion on the validation metric the champion rule uses."""
+
+    version: ModelVersion
+    champion: ModelVersion | None
+    metric: str = ""  # the key compared, "" when the two have no validation metric in common
+    value: float | None = None
+    champion_value: float | None = None
+
+    @property
+    def difference(self) -> float | None:
+        if self.value is None or self.champion_value is None:
+            return None
+        return self.value - self.champion_value
+
+    @property
+    def weaker(self) -> bool:
+        return self.difference is not None and self.difference < 0
+
+    @property
+    def same_data(self) -> bool:
+        """Validated on the same cut of the data (trained to the same date, same horizon)."""
+        return (self.champion is not None and self.version.trained_as_of == self.champion.trained_as_of
+                and self.version.horizon_days == self.champion.horizon_days)
+
+
+def _metric(version: ModelVersion, key: str) -> float | None:
+    value = (version.metrics if isinstance(version.metrics, dict) else {}).get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def model_version_promotion_check(*, version: ModelVersion) -> PromotionCheck:
+    """How `version` compares with the champion it would replace, on the champion rule's metric."""
+    champion = ModelVersion.objects.filter(is_champion=True).exclude(pk=version.pk).first()
+    if champion is None:
+        return PromotionCheck(version=version, champion=None)
+    for key in PROMOTION_METRICS:
+        value, champion_value = _metric(version, key), _metric(champion, key)
+        if value is not None and champion_value is not None:
+            return PromotionCheck(version=version, champion=champion, metric=key, value=value,
+                                  champion_value=champion_value)
+    return PromotionCheck(version=version, champion=champion)
+
+
+@dataclass(frozen=True)
+class BacktestWindow:
+    """The latest date a backtest can use: its label window of `horizon_days` must end by the newest event."""
+
+    horizon_days: int
+    first_event: datetime | None = None
+    newest_event: datetime | None = None
+    latest: date | None = None  # None: no events, or less history than one horizon
+
+    @property
+    def too_short(self) -> bool:
+        return self.newest_event is not None and self.latest is None
+
+
+def backtest_window(*, horizon_days: int) -> BacktestWindow:
+    """Where `manage.py backtest` would put its default (latest) date, from one indexed MIN/MAX query."""
+    span = Event.objects.aggregate(first=Min("occurred_at"), last=Max("occurred_at"))
+    if span["last"] is None:
+        return BacktestWindow(horizon_days=horizon_days)
+    cutoff = latest_cutoff(span["last"], horizon_days)  # the backtest command's own rule
+    latest = cutoff.date() if cutoff > as_timestamp(span["first"]) else None
+    return BacktestWindow(horizon_days=horizon_days, first_event=span["first"], newest_event=span["last"], latest=latest)

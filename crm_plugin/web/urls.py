@@ -15,6 +15,7 @@ urlpatterns = [
     path("interventions/", views.interventions, name="crm-interventions"),
     path("models/", views.model_report, name="crm-models"),
     path("models/<int:pk>/promote/", views.model_promote, name="crm-model-promote"),
+    path("impact/", views.impact, name="crm-impact"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+from datetime import date, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
@@ -21,20 +22,23 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from crm_plugin.web import charts
 from crm_plugin.loop import selectors as sl
 from crm_plugin.web import selectors as sv
 from crm_plugin.errors import CrmError
-from crm_plugin.web.forms import BulkForm, InterventionFilterForm, InterventionForm, OutcomeForm, WorklistFilterForm
+from crm_plugin.web.forms import (
+    BulkForm, InterventionFilterForm, InterventionForm, OutcomeForm, PromoteForm, WorklistFilterForm,
+)
 from crm_plugin.models import Customer, Event, Intervention, ModelVersion
 from crm_plugin.customers.selectors import can_reassign, customer_list_visible_to, owner_for_user
 from crm_plugin.alerts.selectors import alert_silence_reason
 from crm_plugin.alerts.feedback import alert_snooze_many
-from crm_plugin.formatting import reasons_for_people
+from crm_plugin.formatting import day, reasons_for_people
 from crm_plugin.customers.services import customer_reassign
 from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
+from mlcore.compare import CHAMPION_METRIC
 
 WORKLIST_PAGE_SIZE = 50
 INTERVENTIONS_PAGE_SIZE = 50
@@ -277,12 +281,25 @@ def _tenure(customer: Customer) -> str:
     return f"{days} days"
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _fact_text(value) -> str:
+    """A fact as people read it: a date the model stored as YYYY-MM-DD reads like every other date."""
+    if isinstance(value, str) and _ISO_DAY.fullmatch(value):
+        try:
+            return day(date.fromisoformat(value))
+        except ValueError:
+            pass
+    return str(value)
+
+
 def _evidence_text(evidence) -> str:
     """Evidence may be a quote, a list of quotes or a mapping of facts; show each as text."""
     if evidence is None or evidence == "":
         return ""
     if isinstance(evidence, dict):
-        return "; ".join(f"{key}: {value}" for key, value in evidence.items() if value not in (None, ""))
+        return "; ".join(f"{key}: {_fact_text(value)}" for key, value in evidence.items() if value not in (None, ""))
     if isinstance(evidence, (list, tuple)):
         return " · ".join(_evidence_text(item) for item in evidence if item not in (None, ""))
     return str(evidence)
@@ -372,16 +389,20 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     status = 400 if (request.method == "POST") else 200
     interventions_shown = sv.customer_interventions(customer=customer)
     alerts_shown = sv.customer_alerts(customer=customer)
+    span = charts.score_history_span(history)
+    markers = sv.customer_chart_markers(customer=customer, start=span[0], end=span[1],
+                                        interventions=interventions_shown) if span else []
     outcome_errors = _outcome_errors(request, outcome_form)
     if outcome_errors and outcome_errors["pk"] not in {iv.pk for iv in interventions_shown}:
         outcome_errors["pk"] = None  # shown above the list instead of under one action
     return render(request, "crm/customer.html", {
         "customer": customer, "score": score, "value_at_risk": value_at_risk, "tenure": _tenure(customer),
         "history_chart": charts.score_history_chart(
-            history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM,
+            history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM, markers=markers,
         ),
         "history_chart_narrow": charts.score_history_chart(
             history, high=settings.CHURN_BAND_HIGH, medium=settings.CHURN_BAND_MEDIUM, width=360, height=220,
+            markers=markers,
         ),
         "history_count": len(history),
         "reasons": _reasons_for_display(score.reasons if score else None),
@@ -406,17 +427,23 @@ def interventions(request: HttpRequest) -> HttpResponse:
     owners = sv.owners_for_filter(user=request.user)
     form = InterventionFilterForm(request.GET or None, owners=owners)
     filters = sv.InterventionFilters()
-    if form.is_bound and form.is_valid():
-        data = form.cleaned_data
-        filters = sv.InterventionFilters(
-            action=data["action"], outcome=data["outcome"], owner_id=data.get("owner"),
-            date_from=data["date_from"], date_to=data["date_to"], follow_ups_due=data["view"] == "due",
-        )
-    page = Paginator(sv.intervention_list_visible(user=request.user, filters=filters), INTERVENTIONS_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    page = None
+    if form.is_bound and not form.is_valid():
+        # A filter that cannot be read lists nothing: the error next to the field says what to fix,
+        # rather than an unfiltered list or "0 actions" that looks like an answer.
+        filters = sv.InterventionFilters(follow_ups_due=request.GET.get("view") == "due")
+    else:
+        if form.is_bound:
+            data = form.cleaned_data
+            filters = sv.InterventionFilters(
+                action=data["action"], outcome=data["outcome"], owner_id=data.get("owner"),
+                date_from=data["date_from"], date_to=data["date_to"], follow_ups_due=data["view"] == "due",
+            )
+        page = Paginator(sv.intervention_list_visible(user=request.user, filters=filters),
+                         INTERVENTIONS_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "crm/interventions.html", {
         "form": form, "page": page, "query": _query_without_page(request), "due_view": filters.follow_ups_due,
+        "filtered": any(request.GET.get(key) for key in ("action", "outcome", "owner", "date_from", "date_to")),
         "due_count": sv.follow_ups_due_count(user=request.user), "today": timezone.localdate(),
         "role": _role(request.user), "nav": "interventions",
     })
@@ -538,8 +565,11 @@ def model_report(request: HttpRequest) -> HttpResponse:
         metrics = version.metrics if isinstance(version.metrics, dict) else {}
         version.metric_cells = [_metric_text(key, metrics.get(key)) for key in metric_keys]
     loop = sl.loop_report(user=request.user)
+    window = sv.backtest_window(horizon_days=settings.CHURN_HORIZON_DAYS)
     return render(request, "crm/models.html", {
         "versions": versions, "run": run, "metric_columns": METRIC_COLUMNS, "bt": _backtest_context(run),
+        "bt_window": window, "bt_is_latest": bool(run and window.latest
+                                                   and run.as_of.astimezone(dt_timezone.utc).date() == window.latest),
         "loop": loop, "escalation_days": settings.CHURN_ESCALATION_DAYS, "outcome_days": settings.CHURN_OUTCOME_DAYS,
         "profit": _profit_context(sl.profit_threshold_current()) if loop else {},
         "own_funnel": [] if loop or _role(request.user) != "owner" else sl.funnel_for_owner(user=request.user),
@@ -547,20 +577,111 @@ def model_report(request: HttpRequest) -> HttpResponse:
     })
 
 
+METRIC_NAMES = {
+    CHAMPION_METRIC: "PR-AUC on active customers, the measure the champion rule compares",
+    "pr_auc": "PR-AUC on all customers",
+}
+FALLBACK_NOTE = ("The champion rule's own figure, PR-AUC on active customers, is missing for one of the two, so this "
+                 "compares PR-AUC on all customers.")
+PROMOTION_TABLE = [
+    (CHAMPION_METRIC, "PR AUC, active customers", True), ("pr_auc", "PR AUC", True), ("roc_auc", "ROC AUC", True),
+    ("brier", "Brier", False), ("ece", "ECE", False),
+]
+
+
+def _promotion_words(check: sv.PromotionCheck) -> dict:
+    """What promoting means for this version, in plain words: above all whether it is weaker."""
+    version, champion = check.version, check.champion
+    if version.is_champion:
+        return {"headline": f"{version.name} is already the champion."}
+    if champion is None:
+        return {"headline": f"There is no champion yet: {version.name} will score every customer from the next "
+                            "scoring run."}
+    words: dict = {"weaker": check.weaker}
+    if not check.metric:
+        words["headline"] = (f"{version.name} cannot be compared with the champion {champion.name}: the two have no "
+                             "validation PR-AUC in common.")
+    elif check.weaker:
+        gap = -check.difference
+        share = f", {gap / check.champion_value:.0%} worse" if check.champion_value else ""
+        words["headline"] = f"{version.name} is weaker than the champion {champion.name} on validation."
+        words["detail"] = (f"It scores {check.value:.3f} against {check.champion_value:.3f} "
+                           f"({METRIC_NAMES[check.metric]}): {gap:.3f} lower{share}. It would find fewer of the "
+                           "customers who are about to leave, and the weekly training would keep "
+                           f"{champion.name}.")
+    elif check.difference == 0:
+        words["headline"] = (f"{version.name} scores the same as the champion {champion.name} on validation: "
+                             f"{check.value:.3f} ({METRIC_NAMES[check.metric]}).")
+    else:
+        words["headline"] = (f"{version.name} scores {check.value:.3f} against {check.champion_value:.3f} for the "
+                             f"champion {champion.name} on validation ({METRIC_NAMES[check.metric]}): "
+                             f"{check.difference:.3f} higher.")
+    notes = [FALLBACK_NOTE] if check.metric and check.metric != CHAMPION_METRIC else []
+    if check.metric and not check.same_data:
+        notes.append("The two were validated on different data (trained to different dates or for another "
+                     "horizon), so the figures compare only roughly; the weekly training compares a challenger "
+                     "with the champion on the same customers and promotes it only when it is clearly better.")
+    if notes:
+        words["note"] = " ".join(notes)
+    return words
+
+
 @login_required
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what promoting this version would change, and a confirm box; POST with the box ticked: promote."""
     if not request.user.is_superuser:
         raise PermissionDenied("Only an admin can promote a model version.")
     version = ModelVersion.objects.filter(pk=pk).first()
     if version is None:
         raise Http404("No such model version.")
-    try:
-        from crm_plugin.scoring.services import model_version_promote  # loads the ML stack only when needed
+    form = PromoteForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        try:
+            from crm_plugin.scoring.services import model_version_promote  # loads the ML stack only when needed
 
-        model_version_promote(version=version, by=request.user)
-    except CrmError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, f"{version.name} is now the champion; the next scoring run uses it.")
-    return redirect("crm-models")
+            model_version_promote(version=version, by=request.user)
+        except CrmError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"{version.name} is now the champion; the next scoring run uses it.")
+        return redirect("crm-models")
+    check = sv.model_version_promotion_check(version=version)
+    rows = [{"label": label, "value": _metric_text(key, (version.metrics or {}).get(key)),
+             "champion": _metric_text(key, (check.champion.metrics or {}).get(key)) if check.champion else None,
+             "higher_better": higher_better} for key, label, higher_better in PROMOTION_TABLE]
+    return render(request, "crm/model_promote.html", {
+        "version": version, "check": check, "words": _promotion_words(check), "form": form, "rows": rows,
+        "role": _role(request.user), "nav": "models",
+    }, status=400 if form.is_bound else 200)
+
+
+# --- impact: are the alerts working? ---------------------------------------------------
+
+
+def _weekly_chart(weeks: list[sl.WeekRow], *, narrow: bool = False):
+    series = [
+        charts.Series("Alerts sent", [], [w.alerts_sent for w in weeks], color="#0072B2"),
+        charts.Series("Actions logged", [], [w.actions for w in weeks], color="#E69F00"),
+        charts.Series("Retained", [], [w.retained for w in weeks], color="#009E73"),
+        charts.Series("Churned", [], [w.churned for w in weeks], color="#D55E00"),
+    ]
+    labels = [w.label for w in weeks]
+    if narrow:
+        return charts.weekly_counts_chart(labels, series, width=360, height=220, label_every=3)
+    return charts.weekly_counts_chart(labels, series, label_every=2)
+
+
+@login_required
+def impact(request: HttpRequest) -> HttpResponse:
+    """Are the alerts working: the measured lift, the funnel per owner, revenue kept, week by week."""
+    report = sl.impact_report(user=request.user)
+    if report is None:
+        own = " Your own alerts, actions and outcomes are on the Models page." if _role(request.user) == "owner" else ""
+        raise PermissionDenied("This page compares every owner's book, so it is for managers and staff." + own)
+    return render(request, "crm/impact.html", {
+        "impact": report, "loop": report.loop, "weekly_chart": _weekly_chart(report.weeks),
+        "weekly_chart_narrow": _weekly_chart(report.weeks, narrow=True),
+        "escalation_days": settings.CHURN_ESCALATION_DAYS, "outcome_days": report.loop.outcome_days,
+        "min_n": settings.UPLIFT_MIN_N, "role": _role(request.user), "nav": "impact",
+    })

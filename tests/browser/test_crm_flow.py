@@ -92,7 +92,7 @@ def test_pages_at_phone_width(browser, live_server, shop, screenshots):
     sign_in(page, base, "maria")
     clara = shop["customers"]["Clara Quinn"]
     for name, path in [("worklist", "/"), ("customer", f"/customers/{clara.pk}/"), ("interventions", "/interventions/"),
-                       ("models", "/models/")]:
+                       ("models", "/models/"), ("impact", "/impact/")]:
         page.goto(base + path)
         expect(page.locator("main h1")).to_be_visible()
         # Nothing wider than the phone: no sideways scrolling of the page itself.
@@ -113,7 +113,7 @@ def test_admin_sees_promote_and_admin_link(browser, live_server, shop):
     sign_in(page, base, "admin")
     expect(page.get_by_role("link", name="Admin")).to_have_attribute("href", "/admin/")
     page.goto(f"{base}/models/")
-    expect(page.get_by_role("button", name="Promote lightgbm-2026-11-20 to champion")).to_be_visible()
+    expect(page.get_by_role("link", name="Promote lightgbm-2026-11-20 to champion")).to_be_visible()
     assert console.errors == []
     context.close()
 
@@ -128,13 +128,12 @@ def test_manager_reads_the_closed_loop_and_an_owner_sees_the_suggestion(browser,
         console = ConsoleLog(page)
         sign_in(page, base, "maria")
         page.goto(f"{base}/models/")
-        lift = page.locator("#lift")
-        expect(lift.locator(".headline")).to_contain_text("held out (n=50)")
-        expect(lift.locator("tr", has_text="coupon").first).to_contain_text("+20.0 pts")
-        expect(lift.locator("tr", has_text="vip").first).to_contain_text("Not enough data yet")
+        # The lift and the funnel per owner are on the Impact page (tests/browser/test_impact.py).
+        expect(page.locator("#lift")).to_have_count(0)
+        expect(page.locator("#impact-link").get_by_role("link", name="Impact")).to_have_attribute("href", "/impact/")
         expect(page.locator("#threshold")).to_contain_text("Most profitable threshold")
+        expect(page.locator("#threshold")).to_contain_text("Measured so far: alerted customers churned")
         expect(page.locator("#threshold svg.chart:visible")).to_have_count(1)  # the wide or the phone chart
-        expect(page.locator("#funnel")).to_contain_text("Ana Ortiz")
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 1, f"models scrolls sideways by {overflow}px at {suffix}"
         page.screenshot(path=str(screenshots / f"models-loop-{suffix}.png"), full_page=True)

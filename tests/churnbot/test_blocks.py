@@ -48,7 +48,7 @@ def assert_escaped(text: str, blocks: list[dict]) -> None:
 @pytest.fixture
 def nasty(slack_settings):
     owner = AccountOwnerFactory(name=NASTY, slack_user_id="UANA", daily_alert_cap=50)
-    customer = CustomerFactory(owner=owner, name=NASTY)
+    customer = CustomerFactory(owner=owner, name=NASTY, segment=NASTY)
     score = ChurnScoreFactory(customer=customer, model_version=ModelVersionFactory(), probability=0.9, band="high",
                               as_of=timezone.now() - timedelta(days=4))
     Customer.objects.filter(pk=customer.pk).update(latest_score=score, lifecycle_stage="at_risk")  # as scoring stages it
@@ -102,24 +102,24 @@ def test_the_customer_card_top_list_and_help_escape_names_and_input(slack, nasty
     card = slack.command(f"customer {nasty.external_id}", user_id="UANA").json()
     assert_escaped(card["text"], card["blocks"])
     top = slack.command("top", user_id="UANA").json()
-    assert top["text"] == "Your 10 riskiest customers: 1 customers"  # Calm Carl is not at risk
+    assert top["text"] == "Your 10 riskiest customers: 1 customer"  # Calm Carl is not at risk
     assert [t for t in mrkdwn_texts(top["blocks"]) if ESCAPED in t]
     assert not [t for t in mrkdwn_texts(top["blocks"]) if "<!channel>" in t or "<script>" in t]
     help_ = slack.command(f"top {NASTY}", user_id="UANA").json()
     assert "<!channel>" not in help_["text"] and "&lt;!channel&gt;" in help_["text"]
-    assert help_["text"].endswith("Usage: /churn customer &lt;id or email&gt; | top [N] | help")
+    assert help_["text"].endswith("Usage: /churn customer &lt;name, email or id&gt; | top [N] | help")
 
 
 def test_a_managers_top_list_escapes_the_owners_name_in_its_title(slack, nasty):
     AccountOwnerFactory(name="Boss", slack_user_id="UBOSS", is_manager=True)
     body = slack.command(f"top @{nasty.owner.email}", user_id="UBOSS").json()
-    assert body["text"] == f"{ESCAPED}'s 10 riskiest customers: 1 customers"
+    assert body["text"] == f"{ESCAPED}'s 10 riskiest customers: 1 customer"
 
 
 def test_help_escapes_the_problem_it_quotes():
     text, blocks = help_message(f"Unknown subcommand `{NASTY}`.")
     assert_escaped(text, blocks)
-    assert json.dumps(blocks).count("&lt;id or email&gt;") == 1
+    assert json.dumps(blocks).count("&lt;name, email or id&gt;") == 1
     assert escape("a < b & c > d") == "a &lt; b &amp; c &gt; d"
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from crm_plugin.models import Customer, Event, Intervention
 from crm_plugin.scoring.services import customer_latest_score_refresh
+from tests.churnbot.block_kit import block_kit_problems
 from tests.crm_plugin.factories import (
     AccountOwnerFactory,
     ChurnScoreFactory,
@@ -65,6 +66,7 @@ def book():
 
 
 def test_customer_card_shows_risk_trend_reasons_last_order_and_actions(slack, book):
+    Customer.objects.filter(pk=book["risky"].pk).update(value=Decimal("4844.40"), segment="vip", lifecycle_stage="at_risk")
     response = slack.command("customer C000123", user_id="UANA")
     assert response.status_code == 200
     body = response.json()
@@ -74,7 +76,12 @@ def test_customer_card_shows_risk_trend_reasons_last_order_and_actions(slack, bo
     assert "82%" in text and "high" in text
     assert "7 days ▲ +32 pts" in text and "30 days ▲ +52 pts" in text
     assert "No order for 64 days; usually orders every 20 days" in text  # reasons in a manager's words
-    assert "Last order:* " in text and "59.90" in text and "64 days ago" in text
+    ordered = timezone.localdate() - timedelta(days=64)
+    [facts] = [b["fields"] for b in body["blocks"] if "fields" in b]
+    assert [f["text"] for f in facts] == [
+        "*Yearly value*\n€4,844", f"*Last order*\n{ordered.day} {ordered:%b %Y} · €59.90\n64 days ago",
+        "*Segment*\nvip", "*Stage*\nAt risk",
+    ]
     assert "Call on" in text and "left a voicemail" in text
     actions = next(b for b in body["blocks"] if b["type"] == "actions")
     ids = [e["action_id"] for e in actions["elements"]]
@@ -88,7 +95,7 @@ def test_customer_found_by_email_too(slack, book):
 
 def test_unknown_customer_gets_a_clear_message_with_a_hint(slack, book):
     text = _all_text(slack.command("customer C999999", user_id="UANA").json())
-    assert "No customer with id or email 'C999999'" in text
+    assert "No customer you can see matches 'C999999'" in text
     assert "/churn top" in text
 
 
@@ -151,9 +158,10 @@ def test_manager_top_for_someone_by_mention_or_name(slack, book):
     ("", None),
     ("help", None),
     ("frobnicate", "Unknown subcommand `frobnicate`"),
-    ("customer", "needs exactly one customer id"),
-    ("customer a b", "needs exactly one customer id"),
+    ("customer", "needs a name, email or id"),
+    ("customer <mailto:>", "needs a name, email or id"),
     ("top lots", "takes a number from 1 to 20"),
+    ("top ²", "takes a number from 1 to 20"),
     ("top 0", "takes a number from 1 to 20"),
     ("top 500", "takes a number from 1 to 20"),
 ])
@@ -164,3 +172,119 @@ def test_empty_unknown_or_malformed_commands_get_usage_help(slack, book, text, p
     assert "/churn top [N]" in body_text
     if problem:
         assert problem in body_text
+
+
+# --- finding a customer by name -------------------------------------------------------------------
+
+def _choices(body: dict) -> list[dict]:
+    """The matches a search listed: one section with a Show button each."""
+    return [b for b in body["blocks"] if b["type"] == "section" and (b.get("accessory") or {}).get("type") == "button"]
+
+
+def test_customer_found_by_part_of_the_name_in_any_case(slack, book):
+    body = slack.command("customer rITa", user_id="UANA").json()
+    assert body["blocks"][0] == {"type": "header", "text": {"type": "plain_text", "text": "Risky Rita", "emoji": True}}
+    assert "82%" in _all_text(body)
+
+
+def test_a_name_search_only_finds_customers_the_caller_may_see(slack, book):
+    refused = _all_text(slack.command("customer betty", user_id="UANA").json())
+    assert "No customer you can see matches 'betty'" in refused
+    assert "Bobs" not in refused and "95%" not in refused and "another owner" not in refused
+    assert "Bobs Betty" in _all_text(slack.command("customer betty", user_id="UBOSS").json())
+
+
+def test_a_name_with_spaces_and_an_ampersand_is_found_as_typed(slack, book):
+    CustomerFactory(owner=book["ana"], name="Smith & Sons Ltd", external_id="C000500")
+    # Slack sends & < > in command text as entities.
+    body = slack.command("customer smith  &amp; sons", user_id="UANA").json()
+    assert "Smith &amp; Sons Ltd" in _all_text(body) and "C000500" in _all_text(body)
+    assert not _choices(body)
+
+
+@pytest.mark.parametrize("typed", [
+    "<mailto:rita@mail.example|rita@mail.example>", "<mailto:rita@mail.example>", "RITA@mail.example",
+])
+def test_an_email_is_found_also_as_slack_sends_it_in_a_link(slack, book, typed):
+    body = slack.command(f"customer {typed}", user_id="UANA").json()
+    assert "Risky Rita" in _all_text(body) and not _choices(body)
+
+
+def test_a_database_id_still_finds_the_customer(slack, book):
+    assert "Risky Rita" in _all_text(slack.command(f"customer {book['risky'].pk}", user_id="UANA").json())
+
+
+@pytest.mark.parametrize("typed", ["<@UBOB|bob>", "<#C0123|general>", "<!here>", "rita <@UBOB>"])
+def test_a_mention_is_not_taken_for_a_customer(slack, book, typed):
+    response = slack.command(f"customer {typed}", user_id="UANA")
+    assert response.status_code == 200
+    text = _all_text(response.json())
+    assert "looks up customers by name, email or id, not Slack people or channels" in text
+    assert "Risky Rita" not in text
+
+
+@pytest.mark.parametrize("typed", ["99999999999999999999999", "²", "a" * 250, "%", "_", "\x00rita"])
+def test_odd_searches_get_an_answer_not_an_error(slack, book, typed):
+    response = slack.command(f"customer {typed}", user_id="UANA")
+    assert response.status_code == 200
+    text = _all_text(response.json())
+    if typed == "\x00rita":
+        assert "Risky Rita" in text
+    elif len(typed) > 200:
+        assert "search with at most 200" in text
+    else:  # no customer has these in the name; % and _ are not wildcards
+        assert f"No customer you can see matches {typed!r}" in text
+
+
+def test_several_matches_are_listed_best_first_with_a_show_button_and_a_count_of_the_rest(slack, book):
+    for i in range(11):
+        CustomerFactory(owner=book["ana"], name=f"Anna Meyer {i:02d}", external_id=f"M{i:03d}")
+    CustomerFactory(owner=book["ana"], name="Meyer", external_id="M100")
+    CustomerFactory(owner=book["bob"], name="Meyer Bob's", external_id="M200")  # not Ana's
+    body = slack.command("customer meyer", user_id="UANA").json()
+    assert body["response_type"] == "ephemeral"
+    assert body["text"] == "12 customers match meyer: pick one."
+    assert body["blocks"][0]["text"]["text"] == "12 customers match “meyer”"
+    listed = _choices(body)
+    assert len(listed) == 10
+    assert "|Meyer>* (M100)" in listed[0]["text"]["text"]  # the whole name first
+    assert "Anna Meyer 00" in listed[1]["text"]["text"] and "Anna Meyer 08" in listed[9]["text"]["text"]
+    assert {b["accessory"]["action_id"] for b in listed} == {"show_customer"}
+    assert "2 more — refine the search" in body["blocks"][-1]["elements"][0]["text"]
+    assert "Bob" not in _all_text(body)
+    assert block_kit_problems(body["blocks"]) == []
+
+
+def test_an_email_two_customers_share_lists_both(slack, book):
+    CustomerFactory(owner=book["ana"], name="Rita's Shop", external_id="C000777", email="rita@mail.example")
+    body = slack.command("customer rita@mail.example", user_id="UANA").json()
+    assert body["text"] == "2 customers match rita@mail.example: pick one."
+    assert "more — refine" not in _all_text(body)
+
+
+def test_show_replaces_the_list_with_the_customer_card(slack, slack_standin, book, django_capture_on_commit_callbacks):
+    CustomerFactory(owner=book["ana"], name="Rita Two", external_id="C000778")
+    listed = _choices(slack.command("customer rita", user_id="UANA").json())
+    assert ["Rita Two" in b["text"]["text"] for b in listed] == [True, False]  # a name starting so comes first
+    with django_capture_on_commit_callbacks(execute=True):
+        response = slack.click(user_id="UANA", action_id="show_customer", value=listed[1]["accessory"]["value"],
+                               ephemeral=True)
+    assert response.status_code == 200
+    [answer] = slack_standin.calls_to("/response/xyz")
+    assert answer.arg("replace_original") is True and answer.arg("response_type") == "ephemeral"
+    assert answer.arg("blocks")[0]["text"]["text"] == "Risky Rita"
+    assert "churn risk 82%" in answer.arg("text")
+
+
+def test_show_on_another_owners_customer_is_refused(slack, slack_standin, book, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        slack.click(user_id="UBOB", action_id="show_customer", value=f"{book['risky'].pk}::", ephemeral=True)
+    [answer] = slack_standin.calls_to("/response/xyz")
+    assert answer.arg("text") == "That customer is not in your book (or no longer exists)."
+    assert not answer.arg("blocks") and "Rita" not in str(answer.json)
+
+
+def test_top_one_and_its_count_are_singular(slack, book):
+    body = slack.command("top 1", user_id="UANA").json()
+    assert body["text"] == "Your riskiest customer: 1 customer"
+    assert body["blocks"][0]["text"]["text"] == "Your riskiest customer"

@@ -16,7 +16,7 @@ def test_help_is_answered_to_a_correctly_signed_request(slack):
     assert response.status_code == 200
     body = response.json()
     assert body["response_type"] == "ephemeral"
-    assert "/churn customer &lt;id or email&gt;" in body["blocks"][0]["text"]["text"]  # Slack shows <id or email>
+    assert "/churn customer &lt;name, email or id&gt;" in body["blocks"][0]["text"]["text"]  # Slack shows <…>
 
 
 def test_a_bad_signature_gets_401(slack):

@@ -7,9 +7,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from churnbot.delivery import alert_deliver
 from churnbot.tasks import follow_ups_send
+from crm_plugin.web.forms import InterventionForm
 from crm_plugin.models import Alert, Intervention, RiskFeedback
 from crm_plugin.alerts.policy import alert_policy_apply
+from tests.churnbot.block_kit import modal_problems
+from tests.churnbot.test_delivery import make_alerts
 from tests.crm_plugin.factories import AccountOwnerFactory, CustomerFactory, InterventionFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,10 +24,12 @@ def button_value(message: dict, action_id: str) -> str:
     return next(e["value"] for e in actions["elements"] if e["action_id"] == action_id)
 
 
-def modal_values(action: str, note: str = "", follow_up: str | None = None) -> dict:
+def modal_values(action: str, note: str = "", follow_up: str | None = None, outcome: str | None = None) -> dict:
     return {
         "action": {"value": {"type": "static_select", "selected_option": {"value": action}}},
         "note": {"value": {"type": "plain_text_input", "value": note}},
+        "outcome": {"value": {"type": "static_select",
+                              "selected_option": {"value": outcome} if outcome is not None else None}},
         "follow_up": {"value": {"type": "datepicker", "selected_date": follow_up}},
     }
 
@@ -41,6 +47,7 @@ def test_log_action_button_modal_submission_creates_an_intervention_and_updates_
     assert view["callback_id"] == "log_action_modal"
     options = [o["value"] for o in view["blocks"][1]["element"]["options"]]
     assert options == ["call", "email", "coupon", "recommendation", "escalation", "other"]
+    assert modal_problems(view) == []
 
     follow_up = (timezone.localdate() + timedelta(days=14)).isoformat()
     with django_capture_on_commit_callbacks(execute=True):
@@ -87,6 +94,29 @@ def test_snooze_button_records_feedback_updates_the_dm_and_silences_the_policy(
     later = timezone.now() + timedelta(days=2)
     ChurnScoreFactory(customer=customer, probability=0.99, band="high", as_of=later)
     assert alert_policy_apply(as_of=later).skipped_snoozed == 1
+
+
+@pytest.mark.parametrize("days,said", [(90, "for 90 days"), (30, "for 30 days"), (1, "for 1 day")])
+def test_not_a_risk_asks_first_and_names_the_time_the_press_then_silences(
+        slack, slack_standin, slack_settings, django_capture_on_commit_callbacks, days, said):
+    slack_settings.ALERT_NOT_A_RISK_DAYS = days
+    [alert] = make_alerts()
+    alert_deliver(alert_id=alert.pk)
+    [message] = slack_standin.posted("DANA")
+    actions = next(b for b in message["blocks"] if b["type"] == "actions")
+    button = next(e for e in actions["elements"] if e["action_id"] == "not_a_risk")
+    confirm = button["confirm"]
+    assert confirm["title"]["text"] == "Mark as not a risk?"
+    assert confirm["text"]["text"].startswith(f"No churn alerts about {alert.customer.name} {said}.")
+    assert (confirm["confirm"]["text"], confirm["deny"]["text"], confirm["style"]) == ("Not a risk", "Cancel", "danger")
+    # Only the destructive button asks.
+    assert [e["action_id"] for e in actions["elements"] if "confirm" in e] == ["not_a_risk"]
+    with django_capture_on_commit_callbacks(execute=True):
+        slack.click(user_id="UANA", action_id="not_a_risk", value=button["value"], channel="DANA",
+                    message_ts=message["ts"])
+    alert.customer.refresh_from_db()
+    silenced = alert.customer.not_a_risk_until - timezone.now()
+    assert timedelta(days=days) - timedelta(minutes=5) < silenced <= timedelta(days=days)
 
 
 def test_not_a_risk_button(slack, slack_standin, delivered, django_capture_on_commit_callbacks):
@@ -239,3 +269,66 @@ def test_an_outcome_button_pressed_twice_records_the_outcome_once(
     intervention.refresh_from_db()
     assert (intervention.outcome, intervention.outcome_at) == ("churned", recorded_at)
     assert "Outcome recorded: churned by <@UANA>" in json.dumps(slack_standin.posted("DANA")[0]["blocks"])
+
+
+def _opened_modal(slack, slack_standin, delivered) -> dict:
+    [message] = slack_standin.posted("DANA")
+    slack.click(user_id="UANA", action_id="log_action", value=button_value(message, "log_action"),
+                channel="DANA", message_ts=delivered.slack_ts)
+    view = slack_standin.calls_to("views.open")[-1].arg("view")
+    return json.loads(view) if isinstance(view, str) else view
+
+
+def test_the_modal_offers_the_crm_forms_outcomes_as_an_optional_field(slack, slack_standin, delivered):
+    view = _opened_modal(slack, slack_standin, delivered)
+    assert [b["block_id"] for b in view["blocks"] if b["type"] == "input"] == ["action", "note", "outcome", "follow_up"]
+    outcome = next(b for b in view["blocks"] if b.get("block_id") == "outcome")
+    assert outcome["optional"] is True
+    crm_choices = InterventionForm().fields["outcome"].widget.choices[1:]  # after "Not known yet"
+    assert [(o["value"], o["text"]["text"]) for o in outcome["element"]["options"]] == crm_choices
+    assert outcome["element"]["placeholder"]["text"] == "Not known yet"
+
+
+def test_a_call_and_its_outcome_are_logged_in_one_submit(
+        slack, slack_standin, delivered, django_capture_on_commit_callbacks):
+    view = _opened_modal(slack, slack_standin, delivered)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = slack.submit_view(user_id="UANA", callback_id="log_action_modal",
+                                     private_metadata=view["private_metadata"],
+                                     values=modal_values("call", "They will stay", outcome="retained"))
+    assert response.content in (b"", b"{}")
+    intervention = Intervention.objects.get()
+    assert (intervention.action, intervention.outcome, intervention.outcome_by) == (
+        "call", "retained", delivered.owner.user)
+    assert intervention.outcome_at is not None and intervention.source == "slack"
+    assert "Logged: call → retained by <@UANA>" in json.dumps(slack_standin.posted("DANA")[0]["blocks"], ensure_ascii=False)
+
+
+def test_without_an_outcome_the_action_waits_for_one(slack, slack_standin, delivered):
+    view = _opened_modal(slack, slack_standin, delivered)
+    slack.submit_view(user_id="UANA", callback_id="log_action_modal", private_metadata=view["private_metadata"],
+                      values=modal_values("email"))
+    assert Intervention.objects.get().outcome == Intervention.Outcome.PENDING
+
+
+@pytest.mark.parametrize("outcome", ["maybe", ""])
+def test_an_outcome_no_select_offers_is_shown_on_the_outcome_field(slack, delivered, outcome):
+    metadata = json.dumps({"customer": delivered.customer_id, "alert": delivered.pk})
+    response = slack.submit_view(user_id="UANA", callback_id="log_action_modal", private_metadata=metadata,
+                                 values=modal_values("call", outcome=outcome))
+    if outcome:
+        assert response.json() == {"response_action": "errors", "errors": {"outcome": (
+            "Unknown outcome 'maybe'; choose one of: retained, churned, no_response, still_working.")}}
+        assert not Intervention.objects.exists()
+    else:  # an empty value is no outcome
+        assert Intervention.objects.get().outcome == Intervention.Outcome.PENDING
+
+
+def test_a_modal_for_another_owners_customer_logs_nothing(slack, delivered):
+    AccountOwnerFactory(slack_user_id="UBOB")
+    metadata = json.dumps({"customer": delivered.customer_id, "alert": delivered.pk})
+    response = slack.submit_view(user_id="UBOB", callback_id="log_action_modal", private_metadata=metadata,
+                                 values=modal_values("call", outcome="retained"))
+    assert response.json() == {"response_action": "errors",
+                               "errors": {"action": "That customer is not in your book (or no longer exists)."}}
+    assert not Intervention.objects.exists()

@@ -22,6 +22,7 @@ from crm_plugin.models import (
     EncoderCacheEntry,
     Event,
     Intervention,
+    MessageEmbedding,
     ModelVersion,
     RiskFeedback,
     ScoringRun,
@@ -61,6 +62,7 @@ def shop():
                               n_customers=25, n_encoded=3, finished_at=timezone.now())
     EncoderCacheEntry.objects.create(model_version=version, customer=customer, text_key="t1:" + "ab" * 8,
                                      embedding=b"\x00" * 16)
+    MessageEmbedding.objects.create(model_id="model-0123456789abcdef", sha256="cd" * 32, vector=b"\x00" * 768)
     BacktestRun.objects.create(as_of=timezone.now(), horizon_days=90, n_customers=25, churn_rate=0.27,
                                results={"families": {"logreg": {}, "lightgbm": {}}})
     alert = Alert.objects.create(customer=customer, owner=customer.owner, score=score, kind=Alert.Kind.HIGH_RISK,
@@ -224,3 +226,40 @@ def test_promote_action_calls_the_promotion_service(staff, shop, monkeypatch):
     # The admin capitalises the first letter of a message.
     assert f"{version.name.capitalize()} is now the champion." in response.content.decode()
     assert calls == [(version.pk, user.pk)]
+
+
+def _change_form_data(response) -> dict:
+    """The change page's form as the browser would send it back unchanged (main form and inline management forms)."""
+    form = response.context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        widget_value = field.widget.format_value(value) if hasattr(field.widget, "format_value") else value
+        if isinstance(widget_value, list):  # split date and time
+            for i, part in enumerate(widget_value):
+                data[f"{name}_{i}"] = part or ""
+        else:
+            data[name] = "" if value is None else (form[name].value() if widget_value is None else widget_value)
+    for inline in response.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        for name in management.fields:
+            data[f"{management.prefix}-{name}"] = management[name].value()
+    return data
+
+
+def test_changing_a_segment_in_the_admin_records_when_it_changed(staff):
+    client, _user = staff
+    long_ago = timezone.now() - timedelta(days=300)
+    customer = CustomerFactory(segment="vip", segment_since=long_ago)
+    url = _url(Customer, "change", customer.pk)
+    page = client.get(url)
+    assert "Segment since" in page.content.decode()  # shown, not editable
+    data = _change_form_data(page)
+    response = client.post(url, {**data, "name": "Renamed"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    customer.refresh_from_db()
+    assert customer.name == "Renamed" and customer.segment_since == long_ago  # the segment did not change
+    started = timezone.now()
+    client.post(url, {**data, "segment": "lapsed"})
+    customer.refresh_from_db()
+    assert customer.segment == "lapsed" and customer.segment_since >= started

@@ -73,7 +73,8 @@ def test_people_cannot_import(make_user):
 def test_integration_user_imports(client):
     response = post(client, [ORDER])
     assert response.status_code == 201
-    assert response.json() == {"rows": 1, "added": 1, "skipped": 0, "customers_created": 1}
+    assert response.json() == {"rows": 1, "added": 1, "updated": 0, "skipped": 0, "customers_created": 1,
+                               "tickets_closed": 0, "coupons_redeemed": 0}
 
 
 def test_a_signed_in_superuser_session_is_enough():
@@ -115,7 +116,8 @@ def test_wrong_token_is_refused():
 def test_imports_a_batch_idempotently(client):
     response = client.post("/api/events/", {"events": [ORDER, {**ORDER, "kind": "visit", "amount": None}]}, format="json")
     assert response.status_code == 201
-    assert response.json() == {"rows": 2, "added": 2, "skipped": 0, "customers_created": 1}
+    assert response.json() == {"rows": 2, "added": 2, "updated": 0, "skipped": 0, "customers_created": 1,
+                               "tickets_closed": 0, "coupons_redeemed": 0}
     again = client.post("/api/events/", {"events": [ORDER]}, format="json")
     assert again.json()["added"] == 0
     assert Event.objects.count() == 2
@@ -139,7 +141,8 @@ def test_a_source_id_cannot_be_claimed_for_another_customers_event(client):
 def test_a_re_sent_event_is_skipped_but_changed_content_is_a_conflict(client):
     order = {**ORDER, "source_id": "order-1"}
     assert post(client, [order]).json()["added"] == 1
-    assert post(client, [order]).json() == {"rows": 1, "added": 0, "skipped": 1, "customers_created": 0}
+    assert post(client, [order]).json() == {"rows": 1, "added": 0, "updated": 0, "skipped": 1,
+                                           "customers_created": 0, "tickets_closed": 0, "coupons_redeemed": 0}
     changed = post(client, [{**order, "amount": "46.00"}])
     assert changed.status_code == 400
     assert changed.json()["errors"][0]["row"] == 1 and changed.json()["errors"][0]["field"] == "source_id"
@@ -327,7 +330,8 @@ def test_a_full_batch_of_10000_realistic_reviews_fits(client):
     assert len(body) > 15_000_000  # six times Django's 2.5 MB form limit, which refused it with an HTML page
     response = client.post("/api/events/", body, content_type="application/json")
     assert response.status_code == 201, response.content[:500]
-    assert response.json() == {"rows": 10_000, "added": 10_000, "skipped": 0, "customers_created": 700}
+    assert response.json() == {"rows": 10_000, "added": 10_000, "updated": 0, "skipped": 0,
+                               "customers_created": 700, "tickets_closed": 0, "coupons_redeemed": 0}
 
 
 def test_a_body_over_the_limit_is_a_json_400(client, settings):
@@ -375,3 +379,79 @@ def test_interventions_are_untouched_by_an_import(client):
     assert post(client, [ORDER]).status_code == 201
     customer.refresh_from_db()
     assert customer.owner == owner and Intervention.objects.filter(customer=customer).count() == 1
+
+
+# --- when a ticket closed, when a coupon was redeemed -------------------------------------------
+
+
+def test_closing_and_redemption_times_are_imported(client):
+    response = post(client, [
+        {"customer_id": "C1", "kind": "ticket", "occurred_at": "2026-03-01T09:00:00Z", "text": "refund late",
+         "closed_at": "2026-03-03T17:00:00Z", "source_id": "t-1"},
+        {"customer_id": "C1", "kind": "coupon", "occurred_at": "2026-03-01", "amount": "5",
+         "attributes": {"code": "SAVE5"}, "redeemed_at": "2026-03-04", "source_id": "c-1"},
+    ])
+    assert response.status_code == 201, response.json()
+    assert Event.objects.get(source_id="t-1").attributes == {"status": "closed", "closed_at": "2026-03-03T17:00:00+00:00"}
+    assert Event.objects.get(source_id="c-1").attributes == {"code": "SAVE5", "redeemed": True,
+                                                             "redeemed_at": "2026-03-04T00:00:00+00:00"}
+
+
+def test_a_ticket_closed_before_it_opened_is_a_400_naming_the_row_and_field(client):
+    response = post(client, [ORDER, {"customer_id": "C1", "kind": "ticket", "occurred_at": "2026-03-05T09:00:00Z",
+                                     "closed_at": "2026-03-05T08:59:00Z"}])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{
+        "row": 2, "field": "closed_at",
+        "message": "'2026-03-05T08:59:00Z' is before the ticket was opened (occurred_at 2026-03-05 09:00:00 UTC)"}]
+    assert Event.objects.count() == 0
+
+
+def test_schema_documents_the_closing_and_redemption_times(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    fields = schema["components"]["schemas"]["EventIn"]["properties"]
+    assert "closed_at" in fields and "redeemed_at" in fields
+
+
+# --- tickets and coupons re-sent as they stand today ---------------------------------------------
+
+TICKET = {"customer_id": "C1", "kind": "ticket", "occurred_at": "2026-03-01T09:00:00Z", "text": "refund late",
+          "source_id": "t-1"}
+COUPON = {"customer_id": "C1", "kind": "coupon", "occurred_at": "2026-03-01", "amount": "5",
+          "attributes": {"code": "SAVE5"}, "source_id": "c-1"}
+
+
+def test_a_re_sent_ticket_and_coupon_move_forward_and_the_answer_counts_them(client):
+    assert post(client, [TICKET, COUPON, ORDER]).status_code == 201
+    response = post(client, [{**TICKET, "closed_at": "2026-03-03T17:00:00Z"},
+                             {**COUPON, "attributes": {"code": "SAVE5", "redeemed": True}}, ORDER])
+    assert response.status_code == 201, response.json()
+    assert response.json() == {"rows": 3, "added": 0, "updated": 2, "skipped": 1, "customers_created": 0,
+                               "tickets_closed": 1, "coupons_redeemed": 1}
+    assert Event.objects.get(source_id="t-1").attributes == {"status": "closed", "closed_at": "2026-03-03T17:00:00+00:00"}
+    assert Event.objects.get(source_id="c-1").attributes == {"code": "SAVE5", "redeemed": True}
+    assert Event.objects.count() == 3
+    # The same batch again (a retry after a timeout): nothing moves twice.
+    again = post(client, [{**TICKET, "closed_at": "2026-03-03T17:00:00Z"},
+                          {**COUPON, "attributes": {"code": "SAVE5", "redeemed": True}}, ORDER])
+    assert (again.json()["updated"], again.json()["skipped"]) == (0, 3)
+
+
+def test_a_re_sent_ticket_cannot_reopen_and_nothing_in_the_batch_is_stored(client):
+    post(client, [{**TICKET, "closed_at": "2026-03-03T17:00:00Z"}])
+    response = post(client, [{**ORDER, "customer_id": "C2"}, {**TICKET, "attributes": {"status": "open"}}])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{
+        "row": 2, "field": "source_id",
+        "message": "'t-1' is stored as a closed ticket, and a re-send cannot reopen it: a ticket's state only moves "
+                   "forward (open to closed); send a reopened ticket as a new event with a new source_id"}]
+    assert Event.objects.get(source_id="t-1").attributes["status"] == "closed"
+    assert not Customer.objects.filter(external_id="C2").exists()
+
+
+def test_schema_documents_state_updates(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    out = schema["components"]["schemas"]["EventBatchOut"]["properties"]
+    assert {"updated", "tickets_closed", "coupons_redeemed"} <= set(out)
+    post_op = schema["paths"]["/api/events/"]["post"]
+    assert "an open ticket now closed" in post_op["description"]

@@ -62,6 +62,7 @@ def _keys(snap) -> dict[int, str]:
 
 def test_text_keys_stay_on_a_quiet_day_and_change_with_anything_the_text_shows(shop):
     events, customers = shop
+    customers = customers.assign(segment_since=AS_OF - pd.Timedelta(days=30))  # segments known at these cutoffs
     events = events[events["occurred_at"] < AS_OF - pd.Timedelta(days=3)].reset_index(drop=True)
     today = customer_snapshot(events, customers, AS_OF, known_text_keys={})
     assert len(set(today.text_keys)) == len(today.customer_ids)  # one key per distinct text

@@ -1,4 +1,4 @@
-"""Buttons: Log action (opens the modal), Snooze, Not a risk, Open in CRM, follow-up outcomes."""
+"""Buttons: Log action (opens the modal), Snooze, Not a risk, Open in CRM, follow-up outcomes, Show (a search match)."""
 from __future__ import annotations
 
 import logging
@@ -9,10 +9,10 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from churnbot.blocks import OUTCOME_LABELS, log_action_modal
-from churnbot.listeners._common import owner_and_customer, tell, tell_problem
+from churnbot.blocks import OUTCOME_LABELS, SHOW_CUSTOMER_ACTION, customer_card, log_action_modal
+from churnbot.listeners._common import owner_and_customer, show, tell, tell_problem
 from churnbot.payloads import ModalMetadata, parse_button_value, parse_outcome_value, parse_snooze_value
-from churnbot.queries import alert_get, intervention_get
+from churnbot.queries import alert_get, customer_card_data, intervention_get
 from crm_plugin.errors import CrmError
 from crm_plugin.alerts.feedback import alert_mark_not_a_risk, alert_snooze
 from crm_plugin.interventions.services import intervention_record_outcome
@@ -77,6 +77,18 @@ def not_a_risk(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
          alert_pk=alert_pk)
 
 
+def show_customer(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
+    """One of the customers `/churn customer <name>` listed: its card replaces the list."""
+    ack()
+    try:
+        customer_pk, _, _ = parse_button_value(_value(action))
+        _, customer = owner_and_customer(slack_user_id=body["user"]["id"], customer_pk=customer_pk, client=client)
+    except CrmError as exc:
+        tell_problem(body, exc.message)
+        return
+    show(body, customer_card(customer_card_data(customer=customer)))
+
+
 def open_crm(ack: Ack) -> None:
     ack()  # a link button: Slack opens the URL, we only acknowledge
 
@@ -103,4 +115,5 @@ def register(app: App) -> None:
     app.action(re.compile(r"^snooze_(\d+|select)$"))(snooze)
     app.action("not_a_risk")(not_a_risk)
     app.action("open_crm")(open_crm)
+    app.action(SHOW_CUSTOMER_ACTION)(show_customer)
     app.action(re.compile(r"^follow_up_[a-z_]+$"))(follow_up_outcome)

@@ -1,7 +1,8 @@
 """Out-of-time backtest at --dates rolling cutoffs: train before each, score at it, compare with the next --horizon-days.
 
 Families are compared with lightgbm on active customers first, with paired bootstrap intervals.
-Never changes the champion.
+Every family gets the message-embedding columns unless ML_MESSAGE_EMBEDDINGS=0 (run both to see
+what the customers' words add). Never changes the champion.
 """
 import json
 from pathlib import Path
@@ -10,7 +11,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from crm_plugin.scoring import selectors as selectors_ml
+from crm_plugin.errors import CrmError
 from crm_plugin.scoring import services as ml
+from crm_plugin.scoring.messages import message_embedder
 from crm_plugin.management.commands._ml import parse_as_of, parse_families
 from crm_plugin.models import BacktestRun
 from mlcore.backtest import backtest_json, backtest_table, comparison_table, run_backtests
@@ -39,6 +42,14 @@ class Command(BaseCommand):
         if opts["horizon_days"] < 1:
             raise CommandError("--horizon-days must be at least 1")
         as_of = parse_as_of(opts["as_of"])
+        embedder = None
+        if settings.ML_MESSAGE_EMBEDDINGS:  # vectors through the same cache as training and scoring
+            try:
+                embedder = message_embedder()
+                self.stderr.write(f"message embeddings from encoder {embedder.model_id}")  # a bad path says so here
+            except (CrmError, MlError) as exc:
+                self.stderr.write(f"message embeddings skipped: {exc}")
+                embedder = None
         try:
             summary = run_backtests(
                 selectors_ml.events_frame(), selectors_ml.customers_frame(), as_of=as_of,
@@ -49,6 +60,7 @@ class Command(BaseCommand):
                 bert_model_path=settings.BERT_MODEL_PATH, bert_max_length=settings.ML_BERT_MAX_LENGTH,
                 tiny=opts["tiny_bert"], events_config=None if opts["tiny_bert"] else ml.events_config_from_settings(),
                 progress=None if opts["no_progress"] else (lambda _event: None), log=self.stderr.write,
+                message_embedder=embedder,
             )
         except MlError as exc:
             raise CommandError(str(exc)) from exc

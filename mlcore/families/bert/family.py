@@ -30,8 +30,7 @@ from mlcore.families.bert.config import (
 from mlcore.families.bert.model import (
     FusionModel,
     autocast_for,
-    embed_with,
-    length_sorted_batches,
+    embed_token_lists,
     training_batches,
     pad_batch,
     param_groups,
@@ -164,20 +163,11 @@ class BertFamily:
 
         `cpu_precision` must match `encoder`: "int8" for the quantised copy (run as is), "bf16" or
         "fp32" for the model's own encoder (`_inference_encoder` returns the pair)."""
-        hidden = self._require_model().encoder.config.hidden_size
-        out = np.zeros((len(token_lists), hidden), dtype=np.float32)
-        if not token_lists:
-            return out
-        device = self.device  # the int8 copy only exists on CPU, where the model is too
-        lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-        with torch.inference_mode(), autocast_for(device, cpu_precision):
-            for index in length_sorted_batches(lengths, self.config.inference_batch_size(), sort=sort):
-                batch = pad_batch(
-                    [token_lists[i] for i in index], self.tokenizer.pad_token_id, device,
-                    with_token_types=self._with_token_types,
-                )
-                out[index] = embed_with(encoder, batch).float().cpu().numpy()
-        return out
+        self._require_model()
+        # The int8 copy only exists on CPU, where the model is too.
+        return embed_token_lists(encoder, token_lists, pad_id=self.tokenizer.pad_token_id, device=self.device,
+                                 batch_size=self.config.inference_batch_size(),
+                                 with_token_types=self._with_token_types, cpu_precision=cpu_precision, sort=sort)
 
     def _head_logits(self, embeddings: np.ndarray, x_std: np.ndarray) -> np.ndarray:
         model = self._require_model()

@@ -77,6 +77,26 @@ def pad_batch(
     return batch
 
 
+def embed_token_lists(
+    encoder: nn.Module, token_lists: list[list[int]], *, pad_id: int, device: torch.device, batch_size: int,
+    with_token_types: bool, cpu_precision: str = "fp32", sort: bool = True,
+) -> np.ndarray:
+    """Mean-pooled encoder output per token list, float32 [n, hidden], in the order given.
+
+    Run in inference mode in batches of similar length (`sort`), each padded to its longest row;
+    `cpu_precision` must match `encoder` ("int8" for a quantised copy, else "bf16" / "fp32").
+    """
+    out = np.zeros((len(token_lists), encoder.config.hidden_size), dtype=np.float32)
+    if not token_lists:
+        return out
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    with torch.inference_mode(), autocast_for(device, cpu_precision):
+        for index in length_sorted_batches(lengths, batch_size, sort=sort):
+            batch = pad_batch([token_lists[i] for i in index], pad_id, device, with_token_types=with_token_types)
+            out[index] = embed_with(encoder, batch).float().cpu().numpy()
+    return out
+
+
 def length_sorted_batches(lengths: np.ndarray, batch_size: int, *, sort: bool = True) -> Iterator[np.ndarray]:
     """Row positions in batches of similar length (longest first), so padding stays small."""
     order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(lengths))

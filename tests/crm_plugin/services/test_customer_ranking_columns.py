@@ -145,7 +145,7 @@ def test_the_migration_fills_the_columns_in_from_existing_rows():
     """Customers stored before the columns existed get them from their scores, orders and actions;
     one scored before stages were stored keeps its place on the at-risk tab."""
     executor = MigrationExecutor(connection)
-    before, after = [("crm_plugin", "0009_loop_snapshot")], [("crm_plugin", "0010_customer_ranking_columns")]
+    before, after = [("crm_plugin", "0012_message_embedding")], [("crm_plugin", "0013_customer_ranking_columns")]
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
     Old = apps.get_model("crm_plugin", "Customer")

@@ -86,7 +86,18 @@ def test_events_follow_the_shared_attribute_conventions_and_stay_inside_the_hist
         elif event.kind == "return":
             assert event.amount > 0 and event.quantity >= 1 and event.text
         elif event.kind == "coupon":
-            assert event.amount > 0 and isinstance(event.attributes["redeemed"], bool) and event.attributes["code"]
+            attrs = event.attributes
+            assert event.amount > 0 and isinstance(attrs["redeemed"], bool) and attrs["code"]
+            # Dated redemptions, so a snapshot before the redemption sees an unused coupon.
+            if attrs["redeemed"]:
+                assert event.occurred_at <= datetime.fromisoformat(attrs["redeemed_at"]) < END_AT
+            else:
+                assert attrs["redeemed_at"] is None
+    coupons = Event.objects.filter(kind="coupon")
+    assert coupons.filter(attributes__redeemed=True).exists() and coupons.filter(attributes__redeemed=False).exists()
+    # A demo customer's segment is fixed when they join: known from their first day.
+    for segment_since, seen in Customer.objects.values_list("segment_since", "first_seen_at"):
+        assert segment_since == seen
 
 
 def test_hidden_churn_process_is_not_stored_anywhere_a_model_reads():

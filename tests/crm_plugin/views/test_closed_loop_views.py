@@ -1,5 +1,6 @@
-"""The closed loop on the CRM pages: measured lift, profit threshold and funnel in the model report,
-the next-best action on the customer page; who sees what; query counts that do not grow with rows."""
+"""The closed loop on the CRM pages: measured lift and the funnel on the Impact page, the profit threshold
+in the model report, the next-best action on the customer page; who sees what; query counts that do not
+grow with rows. (The Impact page's own figures: test_impact.py.)"""
 from __future__ import annotations
 
 import re
@@ -16,6 +17,7 @@ from tests.crm_plugin.views.builders import alerted_group, scored_customer
 
 pytestmark = pytest.mark.django_db
 REPORT = reverse("crm-models")
+IMPACT = reverse("crm-impact")
 
 
 @pytest.fixture(autouse=True)
@@ -54,12 +56,12 @@ def section(html: str, anchor: str) -> str:
     return html[start:html.index("</section>", start)]
 
 
-# --- model report: lift -------------------------------------------------------------------
+# --- Impact page: lift ---------------------------------------------------------------------
 
 
 def test_manager_sees_the_measured_lift_overall_per_action_and_per_segment(client, maria, loop):
     client.force_login(maria.user)
-    html = client.get(REPORT).content.decode()
+    html = client.get(IMPACT).content.decode()
     lift = text_of(section(html, "lift"))
     # Overall: 29 of 95 alerted churned vs 22 of 55 held out.
     assert "30.5% of alerted churned (n=95) vs 40.0% held out (n=55): lift +9.5 pts" in lift
@@ -73,31 +75,40 @@ def test_manager_sees_the_measured_lift_overall_per_action_and_per_segment(clien
     assert "+20.0 pts" not in lift.split("vip", 1)[1]
 
 
-def test_report_and_api_show_the_same_lift(client, maria, loop):
+def test_impact_page_and_api_show_the_same_lift(client, maria, loop):
     """One service behind both: every sentence of the API's lift_text appears on the page."""
     client.force_login(maria.user)
-    html = client.get(REPORT).content.decode()
+    html = client.get(IMPACT).content.decode()
     api = client.get("/api/lift/").json()
     assert text_of(api["lift_text"]["overall"]) in text_of(html)
-    page = client.get(REPORT).context["loop"]
+    page = client.get(IMPACT).context["loop"]
     for row in page.by_action:
         assert row.summary == api["lift_text"]["by_action"][row.label]
     for row in page.by_segment:
         assert row.summary == api["lift_text"]["by_segment"][row.label]
 
 
-def test_without_outcomes_the_report_says_there_is_not_enough_data(client, maria):
+def test_without_outcomes_the_impact_page_says_there_is_not_enough_data(client, maria):
     client.force_login(maria.user)
-    lift = text_of(section(client.get(REPORT).content.decode(), "lift"))
-    assert "No alert has a known outcome yet" in lift
-    assert "All alerted customers Not enough data yet: only 0 treated customers (need 30); only 0 held-out customers" in lift
-    assert "No action has a known outcome yet" in lift
+    html = client.get(IMPACT).content.decode()
+    lift = text_of(section(html, "lift"))
+    assert "No outcomes yet: an alert&#x27;s outcome is known 30 days after it" in lift
+    assert "table" not in section(html, "lift")  # no rows of dashes: nothing is measured yet
+    assert "No action has a known outcome yet" in text_of(section(html, "evidence"))
 
 
 def test_next_best_action_evidence_is_listed(client, maria, loop):
     client.force_login(maria.user)
-    lift = text_of(section(client.get(REPORT).content.decode(), "lift"))
-    assert "coupon 50 55 80.0% 60.0% per customer (uplift model)" in lift
+    evidence = text_of(section(client.get(IMPACT).content.decode(), "evidence"))
+    assert "coupon 50 55 80.0% 60.0% per customer (uplift model)" in evidence
+
+
+def test_model_report_keeps_model_quality_and_points_managers_to_the_impact_page(client, maria, loop):
+    client.force_login(maria.user)
+    html = client.get(REPORT).content.decode()
+    assert 'id="lift"' not in html and 'id="funnel"' not in html  # moved, not copied
+    assert 'id="threshold"' in html
+    assert f'on the <a href="{IMPACT}">Impact</a> page' in html
 
 
 # --- model report: threshold --------------------------------------------------------------
@@ -141,12 +152,12 @@ def test_measured_relative_lift_is_shown_next_to_the_assumed_success_rate(client
     assert "Measured so far: alerted customers churned 24% less than held-out ones (the relative lift)." in threshold
 
 
-# --- model report: funnel and who sees what -----------------------------------------------
+# --- funnel and who sees what --------------------------------------------------------------
 
 
 def test_manager_sees_the_funnel_of_every_owner(client, maria, loop):
     client.force_login(maria.user)
-    funnel = text_of(section(client.get(REPORT).content.decode(), "funnel"))
+    funnel = text_of(section(client.get(IMPACT).content.decode(), "funnel"))
     assert "Ana 55 50 (91%) 50 0 50 40 10" in funnel
     assert "Ben 40 0 (0%) 0 0 0 0 0" in funnel
 
@@ -163,15 +174,17 @@ def test_owner_sees_only_their_own_funnel_and_no_lift(ana_client, loop):
 
 def test_staff_and_admin_see_the_loop_but_a_user_without_a_book_does_not(client, admin_user, loop):
     client.force_login(admin_user)
-    assert 'id="lift"' in client.get(REPORT).content.decode()
+    assert 'id="lift"' in client.get(IMPACT).content.decode()
+    assert 'id="threshold"' in client.get(REPORT).content.decode()
     staff = UserFactory(username="ops")
     staff.is_staff = True
     staff.save()
     client.force_login(staff)
-    assert 'id="lift"' in client.get(REPORT).content.decode()
+    assert 'id="lift"' in client.get(IMPACT).content.decode()
     client.force_login(UserFactory(username="nobody"))
+    assert client.get(IMPACT).status_code == 403
     html = client.get(REPORT).content.decode()
-    assert 'id="lift"' not in html and 'id="funnel"' not in html
+    assert 'id="threshold"' not in html and 'id="funnel"' not in html
 
 
 def _report_queries(client) -> int:
@@ -280,17 +293,17 @@ def test_cached_report_follows_new_outcomes_and_settings(client, maria, loop, se
     from crm_plugin.models import Intervention
 
     client.force_login(maria.user)
-    before = text_of(section(client.get(REPORT).content.decode(), "lift"))
+    before = text_of(section(client.get(IMPACT).content.decode(), "lift"))
     assert "coupon 20.0% of 50" in before
     # Two coupon customers who had been kept turn out to have churned after all.
     for intervention in Intervention.objects.filter(outcome="retained").order_by("pk")[:2]:
         intervention.outcome = "churned"
         intervention.save()
-    after = text_of(section(client.get(REPORT).content.decode(), "lift"))
+    after = text_of(section(client.get(IMPACT).content.decode(), "lift"))
     assert "coupon 24.0% of 50" in after
     settings.UPLIFT_MIN_N = 60  # a stricter evidence rule applies at once
     assert "coupon Not enough data yet: only 50 treated customers (need 60)" in text_of(
-        section(client.get(REPORT).content.decode(), "lift"))
+        section(client.get(IMPACT).content.decode(), "lift"))
 
 
 def test_cached_suggestion_follows_newly_logged_actions(ana_client, ana, version):

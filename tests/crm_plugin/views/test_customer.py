@@ -10,6 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from crm_plugin import formatting
+from crm_plugin.events.importing import events_import_records
 from crm_plugin.models import Event, Intervention
 from tests.crm_plugin.factories import EventFactory, InterventionFactory
 from tests.crm_plugin.views.builders import scored_customer
@@ -155,11 +157,40 @@ def test_owner_cannot_post_to_another_owners_customer(client, ben, customer):
     assert not Intervention.objects.exists()
 
 
+def test_score_chart_marks_orders_alerts_and_actions_within_its_dates(ana_client, ana, customer):
+    from crm_plugin.models import Alert
+
+    now = timezone.now()
+    EventFactory(customer=customer, kind=Event.Kind.ORDER, amount=Decimal("54.00"), occurred_at=now - timedelta(days=1))
+    EventFactory(customer=customer, kind=Event.Kind.ORDER, amount=Decimal("77.00"), occurred_at=now - timedelta(days=30))
+    Alert.objects.create(customer=customer, owner=ana, kind="high_risk", status="sent", idempotency_key="a1",
+                         created_at=now - timedelta(hours=30), sent_at=now - timedelta(hours=30))
+    Alert.objects.create(customer=customer, owner=ana, kind="high_risk", status="held_out", idempotency_key="a2",
+                         created_at=now - timedelta(hours=20))  # nobody was told: not marked
+    InterventionFactory(customer=customer, action="call", outcome="retained", created_at=now - timedelta(hours=12))
+    content = ana_client.get(url(customer)).content.decode()
+    chart = content[content.index('id="history"'):content.index('id="reasons"')]
+    day = lambda value: formatting.day(value)  # noqa: E731
+    # Drawn twice: the wide chart and the phone's.
+    assert chart.count(f"<title>Order €54 on {day(now - timedelta(days=1))}</title>") == 2
+    assert chart.count(f"<title>Alert sent: crossed into high risk on {day(now - timedelta(hours=30))}</title>") == 2
+    assert chart.count(f"<title>Call — retained on {day(now - timedelta(hours=12))}</title>") == 2
+    assert "€77" not in chart  # a month before the first score: outside the chart
+    assert chart.count('class="mark mark-alert"') == 2
+    assert "Order (1)</li>" in chart and "Alert (1)</li>" in chart and "Action logged (1)</li>" in chart
+
+
 def test_customer_page_query_count_does_not_grow_with_history(ana_client, ana, version):
+    from crm_plugin.models import Alert
+
     def grow(customer, n):
         for i in range(n):
             EventFactory(customer=customer, kind=Event.Kind.REVIEW, rating=2, text=f"meh {i}", amount=None)
             InterventionFactory(customer=customer)
+            # Orders and alerts inside the score chart's dates: marked on it, in a fixed number of queries.
+            EventFactory(customer=customer, kind=Event.Kind.ORDER, occurred_at=timezone.now() - timedelta(hours=i + 1))
+            Alert.objects.create(customer=customer, owner=ana, kind="sharp_rise", status="sent",
+                                 idempotency_key=f"grow-{customer.pk}-{i}", sent_at=timezone.now() - timedelta(hours=i + 1))
     small = scored_customer(owner=ana, probabilities=[0.4] * 3, version=version)
     large = scored_customer(owner=ana, probabilities=[0.4] * 60, version=version)
     grow(small, 2)
@@ -248,3 +279,14 @@ def test_reasons_nobody_can_act_on_are_left_out(ana_client, ana, version):
     shown = content[content.index('<ol class="reasons">'):content.index('<details class="evidence-detail">')]
     assert "coupons" not in shown and "1 orders" not in shown
     assert "Spending down 40% on the previous 90 days (€60 vs €100)" in shown
+
+
+def test_a_ticket_the_shop_sent_again_closed_shows_closed(ana_client, customer):
+    ticket = {"customer_id": "SHOP-77", "kind": "ticket", "occurred_at": (timezone.now() - timedelta(days=2)).isoformat(),
+              "text": "refund not processed", "source_id": "T-1", "attributes": {"ticket_id": "T-1"}}
+    events_import_records(records=[ticket])
+    # No status yet: open, as the model counts it.
+    assert '<span class="badge band-high">open</span>' in ana_client.get(url(customer)).content.decode()
+    events_import_records(records=[{**ticket, "attributes": {"ticket_id": "T-1", "status": "closed"}}])
+    content = ana_client.get(url(customer)).content.decode()
+    assert '<span class="badge">closed</span>' in content and '<span class="badge band-high">open</span>' not in content

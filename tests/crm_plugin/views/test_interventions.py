@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from crm_plugin import formatting
 from tests.crm_plugin.factories import AccountOwnerFactory, InterventionFactory
 from tests.crm_plugin.views.builders import scored_customer
 
@@ -57,9 +58,32 @@ def test_filters_by_action_outcome_and_date(ana_client, actions):
     assert notes(ana_client.get(URL, {"date_to": until})) == ["call, due"]
 
 
-def test_bad_date_is_explained(ana_client, actions):
+def _from_field(content: str) -> str:
+    """The filter's "From" field: its label, its input and whatever is said under it."""
+    start = content.index('<label for="id_date_from">')
+    return content[start:content.index('<label for="id_date_to">')]
+
+
+def test_bad_date_is_explained_next_to_the_field(ana_client, actions):
     response = ana_client.get(URL, {"date_from": "not-a-date"})
-    assert "From: Enter a valid date." in response.content.decode()
+    field = _from_field(response.content.decode())
+    assert 'aria-invalid="true"' in field
+    assert '<p class="field-error" id="id_date_from_error" role="alert">Enter a valid date.</p>' in field
+
+
+def test_from_after_to_is_an_error_next_to_from_not_an_empty_list(ana_client, actions):
+    today = timezone.localdate()
+    response = ana_client.get(URL, {"date_from": today.isoformat(), "date_to": (today - timedelta(days=7)).isoformat()})
+    assert response.status_code == 200
+    content = response.content.decode()
+    until = formatting.day(today - timedelta(days=7))
+    assert f"After “To” ({until}): pick a date on or before it." in _from_field(content)
+    assert "0 actions" not in content and "No actions match" not in content
+    assert response.context["page"] is None
+    assert "the filter below needs fixing" in content
+    # The same dates the right way round are a filter like any other.
+    fixed = ana_client.get(URL, {"date_from": (today - timedelta(days=7)).isoformat(), "date_to": today.isoformat()})
+    assert notes(fixed) == ["coupon, later", "email, retained"]
 
 
 def test_follow_ups_due_lists_pending_follow_ups_up_to_today(ana_client, client, maria, actions):

@@ -15,6 +15,7 @@ from tests.crm_plugin.views.builders import alerted_group, scored_customer
 from tests.crm_plugin.views.test_closed_loop_views import _loop_settings, loop, section, text_of  # noqa: F401
 
 REPORT = reverse("crm-models")
+IMPACT = reverse("crm-impact")
 
 
 def _no_fitting(monkeypatch):
@@ -44,8 +45,8 @@ def test_report_customer_page_and_slack_read_the_stored_loop_without_fitting(cli
     closed_loop_refresh()  # what the daily job does after the alert policy
     _no_fitting(monkeypatch)
     client.force_login(maria.user)
+    assert "coupon 20.0% of 50" in text_of(section(client.get(IMPACT).content.decode(), "lift"))
     report = client.get(REPORT).content.decode()
-    assert "coupon 20.0% of 50" in text_of(section(report, "lift"))
     assert "latest score of 1 customer." in text_of(section(report, "threshold"))
     client.force_login(ana.user)
     page = client.get(reverse("crm-customer", args=[customer.pk])).content.decode()
@@ -66,7 +67,7 @@ def test_with_a_broker_a_stale_loop_is_served_and_a_refresh_queued_once(client, 
     _no_fitting(monkeypatch)
     client.force_login(maria.user)
     for _ in range(2):
-        assert "coupon 20.0% of 50" in text_of(section(client.get(REPORT).content.decode(), "lift"))
+        assert "coupon 20.0% of 50" in text_of(section(client.get(IMPACT).content.decode(), "lift"))
     assert len(queued) == 1
 
 
@@ -84,7 +85,7 @@ def test_with_the_broker_down_the_stored_loop_is_still_served(client, maria, loo
     Intervention.objects.filter(outcome="retained").order_by("pk").first().delete()  # the data changed
     _no_fitting(monkeypatch)
     client.force_login(maria.user)
-    response = client.get(REPORT)
+    response = client.get(IMPACT)
     assert response.status_code == 200 and "coupon 20.0% of 50" in text_of(section(response.content.decode(), "lift"))
 
 

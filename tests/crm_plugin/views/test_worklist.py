@@ -234,6 +234,13 @@ def test_searching_by_the_number_slack_accepts_finds_the_customer(ana_client, an
     assert names(ana_client.get("/", {"q": str(c.pk)})) == ["Numbered"]
 
 
+@pytest.mark.parametrize("q", ["99999999999999999999999", "²"])
+def test_a_search_for_a_number_no_id_can_be_finds_nothing_instead_of_failing(ana_client, ana, version, q):
+    scored_customer(owner=ana, name="Numbered", probabilities=[0.7], version=version)
+    response = ana_client.get("/", {"q": q})
+    assert response.status_code == 200 and names(response) == []
+
+
 # --- manager tools: reassign, snooze, export a selection ---------------------------------------
 
 def test_a_manager_reassigns_two_customers_and_the_new_owner_is_told(client, maria, ana, ben, version):

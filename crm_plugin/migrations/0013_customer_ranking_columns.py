@@ -40,7 +40,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('crm_plugin', '0009_loop_snapshot'),
+        ('crm_plugin', '0012_message_embedding'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
