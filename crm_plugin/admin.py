@@ -31,7 +31,8 @@ from crm_plugin.models import (
     ScoringRun,
 )
 from crm_plugin.alerts.outbox import alert_resend
-from crm_plugin.interventions.services import intervention_record_outcome
+from crm_plugin.events.importing import customer_last_order_refresh
+from crm_plugin.interventions.services import intervention_record_outcome, interventions_delete
 
 CUSTOMER_SEARCH = ("customer__external_id", "customer__name", "customer__email", "customer__owner__name")
 # For tables with millions of rows (events, score history) a substring search would scan them all.
@@ -204,6 +205,11 @@ class EventAdmin(CustomerExactSearchMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: Event, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.kind == Event.Kind.ORDER:  # an order added by hand moves the customer's stored last order
+            customer_last_order_refresh(customer_ids=[obj.customer_id])
 
 
 @admin.register(ModelVersion)
@@ -406,6 +412,13 @@ class InterventionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    # Deleting goes through the service, which moves each customer's stored last action back.
+    def delete_model(self, request: HttpRequest, obj: Intervention) -> None:
+        interventions_delete(interventions=Intervention.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        interventions_delete(interventions=queryset)
 
     @admin.display(description="Owner", ordering="customer__owner__name")
     def owner(self, intervention: Intervention):

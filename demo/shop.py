@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
+from crm_plugin.events.importing import customer_last_order_refresh
 from crm_plugin.models import AccountOwner, Customer, Event
 
 UTC = dt_timezone.utc
@@ -605,6 +606,7 @@ def demo_shop_generate(*, customers: int, days: int, seed: int, end_date: date |
                         days=days, season=season, writer=writer, order_totals=order_totals,
                         last_order_day=last_order_day)
         writer.flush()
+        customer_last_order_refresh(customer_ids=customer_ids)  # the events went in without the importer
         # Expected yearly spend from the last 365 days, so value at risk works before any scoring.
         yearly = order_totals[idx] * (365 / min(days, 365))
         updates = [Customer(pk=cid, value=_money(v)) for cid, v in zip(customer_ids, yearly)]

@@ -27,13 +27,18 @@ from django.test import override_settings
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
+from crm_plugin.events.importing import customer_last_order_refresh
 from crm_plugin.models import AccountOwner, Alert, ChurnScore, Customer, Event, Intervention, ModelVersion
 from crm_plugin.loop import report as closed_loop
 from crm_plugin.alerts.escalations import alert_escalations_create
 from crm_plugin.alerts.outbox import alert_claim_for_delivery, alert_mark_sent
 from crm_plugin.alerts.policy import alert_policy_apply
 from demo.shop import demo_shop_generate
-from crm_plugin.interventions.services import intervention_create, intervention_record_outcome
+from crm_plugin.interventions.services import (
+    customer_last_action_refresh,
+    intervention_create,
+    intervention_record_outcome,
+)
 from mlcore.simulation import world as W
 
 UTC = dt_timezone.utc
@@ -358,6 +363,7 @@ def _act(ep, customers, world, t, as_of, config, pending_outcomes, _n, episodes,
                              note="simulated", source=Intervention.Source.SIMULATION,
                              alert=alert if alert is not None and alert.customer_id == customer.pk else None)
     Intervention.objects.filter(pk=iv.pk).update(created_at=as_of + timedelta(hours=10))
+    customer_last_action_refresh(customer_ids=[customer.pk])  # dated in the simulated day, not today
     world.treat(ep.customer, action=ep.action, until_day=history_days + ep.start + config.window)
     treated_day[ep.customer] = history_days + t
     pending_outcomes[ep.start + config.window - 1].append((iv.pk, episodes.index(ep)))
@@ -381,6 +387,7 @@ def _write_orders(customers, today, visits, as_of, seed, seq, segments, aov, rng
                               attributes={"order_id": f"sim-{seed}-{seq}", "category": "simulated"},
                               source_id=f"sim-{seed}-order-{seq}"))
     Event.objects.bulk_create(rows, batch_size=2000)
+    customer_last_order_refresh(customer_ids=[int(customers[i].pk) for i in np.flatnonzero(today)])
     return seq
 
 

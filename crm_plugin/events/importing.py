@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import DataError, connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
@@ -174,3 +175,16 @@ def events_import_records(*, records: list[Any], kind: str | None = None) -> Imp
             yield number, number, record
 
     return _run(numbered(), fmt="jsonl", kind=kind, source="request", problems=problems)
+
+
+def customer_last_order_refresh(*, customer_ids: list[int] | None = None) -> int:
+    """Store `Customer.last_order_at` from the stored orders of these customers (all when None), in one
+    UPDATE; returns the number of customers updated.
+
+    The import keeps it current by itself; this is for events written another way (the demo shop's
+    generator, a correction added in the admin).
+    """
+    last = (Event.objects.filter(customer_id=OuterRef("pk"), kind=Event.Kind.ORDER)
+            .order_by("-occurred_at").values("occurred_at")[:1])
+    qs = Customer.objects.all() if customer_ids is None else Customer.objects.filter(pk__any_of=customer_ids)
+    return qs.update(last_order_at=Subquery(last))

@@ -247,7 +247,8 @@ class Written(NamedTuple):
 
 
 def staging_write(cursor, now: datetime) -> Written:
-    """Create missing customers, append new events, and move re-sent tickets and coupons forward.
+    """Create missing customers, append new events, move each customer's last order forward, and move
+    re-sent tickets and coupons forward.
 
     Only rows whose event is not stored yet count for the customers: re-sending old events changes
     no customer, so a retried or replayed batch cannot put back a customer's old name, email,
@@ -316,6 +317,16 @@ def staging_write(cursor, now: datetime) -> Written:
         [now],
     )
     added = max(cursor.rowcount, 0)
+    # Each customer's last order, stored for the worklist's "last order" sort: only a newer order
+    # moves it (an import of older history leaves it as it is).
+    cursor.execute(
+        f"UPDATE {customer_table} SET last_order_at = s.last_order "
+        f"FROM (SELECT customer_ext, MAX(occurred_at) AS last_order FROM import_rows "
+        f"WHERE existing_id IS NULL AND kind = %s GROUP BY customer_ext) s "
+        f"WHERE {customer_table}.external_id = s.customer_ext "
+        f"AND ({customer_table}.last_order_at IS NULL OR {customer_table}.last_order_at < s.last_order)",
+        [Event.Kind.ORDER.value],
+    )
     closed, redeemed = (_states_update(cursor, now, kind=kind, postgres=postgres) for kind in ("ticket", "coupon"))
     cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.import_rows")
     return Written(created, added, closed, redeemed)

@@ -5,6 +5,7 @@ from datetime import date
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from crm_plugin.errors import CrmError
@@ -57,7 +58,7 @@ def intervention_create(
     try:
         # A savepoint: when a concurrent request inserted the same key first, only this insert is undone.
         with transaction.atomic():
-            return Intervention.objects.create(
+            intervention = Intervention.objects.create(
                 customer=customer, alert=alert, action=action, note=note.strip(), created_by=by,
                 follow_up_on=follow_up_on, source=source, idempotency_key=idempotency_key or None, **known,
             )
@@ -66,6 +67,30 @@ def intervention_create(
         if existing is None:
             raise
         return existing
+    # Stored for the worklist's "last action" sort; only ever forward (two actions logged at once).
+    (Customer.objects.filter(pk=customer.pk)
+     .filter(Q(last_action_at__isnull=True) | Q(last_action_at__lt=intervention.created_at))
+     .update(last_action_at=intervention.created_at))
+    return intervention
+
+
+@transaction.atomic
+def interventions_delete(*, interventions: QuerySet[Intervention]) -> int:
+    """Delete actions (a wrong entry, removed by staff in the admin) and move each customer's stored last
+    action back to the latest one left. Returns the number of actions deleted."""
+    customer_ids = list(interventions.values_list("customer_id", flat=True).distinct())
+    deleted, _ = interventions.delete()
+    customer_last_action_refresh(customer_ids=customer_ids)
+    return deleted
+
+
+def customer_last_action_refresh(*, customer_ids: list[int] | None = None) -> int:
+    """Store `Customer.last_action_at` from the logged actions of these customers (all when None), in one
+    UPDATE; empty for a customer with none. Returns the number of customers updated."""
+    last = (Intervention.objects.filter(customer_id=OuterRef("pk")).order_by("-created_at")
+            .values("created_at")[:1])
+    qs = Customer.objects.all() if customer_ids is None else Customer.objects.filter(pk__any_of=customer_ids)
+    return qs.update(last_action_at=Subquery(last))
 
 
 def _intervention_for_key(*, key: str, customer: Customer) -> Intervention | None:

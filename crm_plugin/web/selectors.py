@@ -12,18 +12,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import (
-    Count, Exists, F, FloatField, OuterRef, Q, QuerySet, Window,
-)
-from django.db.models import Max, Min, Sum
-from django.db.models.functions import Cast, RowNumber
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum, Window
+from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
 from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
-from crm_plugin.customers.selectors import customer_list_visible_to, customer_search_match, user_sees_everyone
+from crm_plugin.customers.selectors import (
+    customer_list_visible_to, customer_search_match, owner_for_user, user_sees_everyone,
+)
 from crm_plugin.formatting import top_reason
 from crm_plugin.web import charts
 from mlcore.backtest import latest_cutoff
@@ -38,16 +38,28 @@ NO_ACTION_WINDOW_DAYS = 30
 HISTORY_POINTS = 120
 
 
-# The worklist's orderings: key -> (label, column). Each is one indexed or denormalised column, so a
-# sorted page of 100,000 customers is still one ordered query.
+# The worklist's orderings: key -> label. Each sorts on one column stored on Customer with an index in
+# that order per lifecycle stage (crm_plugin.models.SortIndex), so a page of 1,000,000 customers is a
+# walk down an index, not a join and sort of every row (docs/scale.md).
 WORKLIST_SORTS = {
     "value": "Value at risk",
     "risk": "Churn risk",
     "change": "Change (7 days)",
     "yearly": "Yearly value",
+    "last_order": "Last order",
+    "last_action": "Last action",
 }
+_SORT_COLUMNS = {"value": "value_at_risk", "risk": "latest_probability", "change": "risk_change_7d",
+                 "yearly": "value", "last_order": "last_order_at", "last_action": "last_action_at"}
 # The stage the worklist opens on: active customers who may still be kept. "all" shows every stage.
 DEFAULT_STAGE = Customer.Stage.AT_RISK
+# The whole shop's tab counts are counted on every request up to this many customers (a few ms) and
+# kept for a minute above it (worklist_stage_counts): at 100,000 counting was a third of a page's time.
+STAGE_COUNTS_EXACT_UP_TO = 20_000
+STAGE_COUNTS_CACHE_SECONDS = 60
+STAGE_COUNTS_CACHE_KEY = "crm:worklist:stage-counts"
+# A filtered list is counted up to this many customers ("10,000+ match"; 200 pages of 50).
+WORKLIST_COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -62,13 +74,26 @@ class WorklistFilters:
     no_action: bool = False
     q: str = ""
 
+    @property
+    def narrowed(self) -> bool:
+        """Filtered beyond the stage and owner, so the tab's count is not the list's length."""
+        return bool(self.band or self.segment or self.q or self.risk_rose or self.no_action)
 
-def _worklist_order(filters: WorklistFilters) -> list:
-    column = {"value": F("value_at_risk"), "risk": F("latest_score__probability"), "change": F("risk_change_7d"),
-              "yearly": F("value")}.get(filters.sort, F("value_at_risk"))
-    # Ties (no yearly value yet, the same score) go to the riskier customer first.
-    return [column.desc(nulls_last=True) if filters.descending else column.asc(nulls_last=True),
-            F("latest_score__probability").desc(nulls_last=True), "pk"]
+
+def _worklist_order(filters: WorklistFilters, *, nulls_first: bool = False) -> list:
+    """Descending: the sort column with empty values last, ties (no yearly value yet, the same score) to
+    the riskier customer, then by id - the order of the column's index. Ascending: exactly the reverse,
+    except that customers without a value stay last.
+
+    `nulls_first` gives the ascending order as the index read backwards, for a part of the list that is
+    all with or all without a value (where the two orders agree)."""
+    name = _SORT_COLUMNS.get(filters.sort, "value_at_risk")
+    columns = [name] if name == "latest_probability" else [name, "latest_probability"]
+    if filters.descending:
+        return [*(F(c).desc(nulls_last=True) for c in columns), "pk"]
+    first, *ties = columns
+    return [F(first).asc(nulls_first=True) if nulls_first else F(first).asc(nulls_last=True),
+            *(F(c).asc(nulls_first=True) for c in ties), "-pk"]
 
 
 def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> QuerySet[Customer]:
@@ -80,24 +105,19 @@ def worklist_queryset(*, user: AbstractBaseUser, filters: WorklistFilters) -> Qu
 def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilters) -> QuerySet[Customer]:
     """The worklist's filters and ranking over customers already limited to what a user may see
     (the CRM page and Slack's `/churn top` rank alike)."""
-    qs = (
-        visible
-        .select_related("owner", "latest_score")
-        .annotate(
-            value_at_risk=F("latest_score__probability") * Cast("value", FloatField()),
-        )
-    )
-    if filters.stage == Customer.Stage.AT_RISK:
-        # Customers not staged yet (scored before stages existed; the next scoring run stages them)
-        # count by their band, so the list is not empty in between.
-        qs = qs.filter(Q(lifecycle_stage=filters.stage)
-                       | Q(lifecycle_stage="", latest_score__band__in=[ChurnScore.Band.HIGH, ChurnScore.Band.MEDIUM]))
-    elif filters.stage:
+    qs = visible.select_related("owner", "latest_score")
+    if filters.stage:
         qs = qs.filter(lifecycle_stage=filters.stage)
     if filters.owner_id:
         qs = qs.filter(owner_id=filters.owner_id)
     if filters.band:
-        qs = qs.filter(latest_score__band=filters.band)
+        # The band of the stored latest probability by scoring's own rule (mlcore.scoring.band_of): a
+        # range of a sort index instead of a join to every customer's score.
+        high, medium = settings.CHURN_BAND_HIGH, settings.CHURN_BAND_MEDIUM
+        band = {ChurnScore.Band.HIGH: Q(latest_probability__gte=high),
+                ChurnScore.Band.MEDIUM: Q(latest_probability__gte=medium, latest_probability__lt=high),
+                ChurnScore.Band.LOW: Q(latest_probability__lt=medium)}
+        qs = qs.filter(band.get(filters.band, Q(latest_score__band=filters.band)))
     if filters.segment:
         qs = qs.filter(segment=filters.segment)
     if filters.q:
@@ -107,19 +127,71 @@ def worklist_queryset_from(visible: QuerySet[Customer], *, filters: WorklistFilt
         # so this is an indexed column test, not a score-history lookup per customer.
         qs = qs.filter(risk_change_7d__gte=RISE_MIN)
     if filters.no_action:
+        # The stored time of the customer's last action, not a lookup of their actions per row.
         since = timezone.now() - timedelta(days=NO_ACTION_WINDOW_DAYS)
-        recent = Intervention.objects.filter(customer_id=OuterRef("pk"), created_at__gte=since)
-        qs = qs.filter(~Exists(recent))
+        qs = qs.filter(Q(last_action_at__isnull=True) | Q(last_action_at__lt=since))
     return qs.order_by(*_worklist_order(filters))
 
 
+class WorklistIds:
+    """The ids of a worklist in its order, for a Paginator to count and slice a page from.
+
+    Descending, a page is one query read off the sort column's index. Ascending with empty values
+    last is no index order, so a page is read as two ranges of the same index backwards - the
+    customers with a value, then (once those run out) those without - instead of sorting every row.
+    `count` is the tab's count when the caller knows it (no filter beyond stage and owner). Otherwise
+    matches are counted up to WORKLIST_COUNT_CAP: counting every match of a filter over a million
+    customers reads them all, and nobody pages that far; past it `capped` is set and the list ends there.
+    """
+
+    def __init__(self, qs: QuerySet[Customer], *, filters: WorklistFilters, count: int | None = None) -> None:
+        self.qs, self.filters, self.known_count = qs.values_list("pk", flat=True), filters, count
+        self.capped = False
+
+    def count(self) -> int:
+        if self.known_count is None:
+            found = self.qs.order_by()[:WORKLIST_COUNT_CAP + 1].count()
+            self.capped = found > WORKLIST_COUNT_CAP
+            self.known_count = min(found, WORKLIST_COUNT_CAP)
+        return self.known_count
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, page: slice) -> list[int]:
+        start, stop = page.start or 0, page.stop
+        if self.filters.descending:
+            return list(self.qs[start:stop])
+        column = _SORT_COLUMNS.get(self.filters.sort, "value_at_risk")
+        backwards = _worklist_order(self.filters, nulls_first=True)
+        with_value = self.qs.filter(**{f"{column}__isnull": False}).order_by(*backwards)
+        ids = list(with_value[start:stop])
+        if len(ids) == stop - start:
+            return ids
+        # The customers with a value ran out on this page: the rest of it comes from those without.
+        skip = 0 if ids else start - with_value.count()
+        without = self.qs.filter(**{f"{column}__isnull": True}).order_by(*backwards)
+        return ids + list(without[skip:skip + stop - start - len(ids)])
+
+
 def worklist_stage_counts(*, user: AbstractBaseUser, owner_id: int | None = None) -> dict[str, int]:
-    """How many visible customers are in each lifecycle stage, for the tabs (one grouped query)."""
+    """How many visible customers are in each lifecycle stage, for the tabs (one grouped query).
+
+    An owner's book is counted off the (owner, segment, stage) index. Counting the whole shop (a
+    manager with no owner chosen) reads every customer's index entry, ~0.2 s at 1,000,000: above
+    STAGE_COUNTS_EXACT_UP_TO customers those counts are kept per web process for
+    STAGE_COUNTS_CACHE_SECONDS, so they may lag an import or a scoring run by that much.
+    """
     qs = customer_list_visible_to(user=user)
     if owner_id:
         qs = qs.filter(owner_id=owner_id)
-    rows = qs.values_list("lifecycle_stage").annotate(n=Count("pk")).order_by()
-    return {stage: n for stage, n in rows}
+    whole_shop = not owner_id and user_sees_everyone(user)
+    if whole_shop and (counts := cache.get(STAGE_COUNTS_CACHE_KEY)) is not None:
+        return counts
+    counts = {stage: n for stage, n in qs.values_list("lifecycle_stage").annotate(n=Count("*")).order_by()}
+    if whole_shop and sum(counts.values()) > STAGE_COUNTS_EXACT_UP_TO:
+        cache.set(STAGE_COUNTS_CACHE_KEY, counts, STAGE_COUNTS_CACHE_SECONDS)
+    return counts
 
 
 def score_history_for(customer_ids: Iterable[int], *, limit: int = SPARKLINE_POINTS) -> dict[int, list[float]]:
@@ -218,19 +290,25 @@ def owners_for_filter(*, user: AbstractBaseUser) -> list[AccountOwner]:
 
 
 def segments_for_filter(*, user: AbstractBaseUser) -> list[str]:
-    if not user_sees_everyone(user):
-        qs = customer_list_visible_to(user=user).exclude(segment="").order_by("segment")
-        return list(qs.values_list("segment", flat=True).distinct())
-    # All customers: a loose index scan (one index probe per distinct segment) instead of
-    # DISTINCT over every row, which costs ~30 ms at 100,000 customers.
+    """The segments of the customers a user may see, for the filter.
+
+    A loose index scan - one index probe per distinct segment, on (segment) for the whole shop and on
+    (owner, segment, stage) for a book - instead of DISTINCT over every row (~30 ms at 100,000
+    customers, ~0.3 s for a 50,000-customer book).
+    """
+    owner = None if user_sees_everyone(user) else owner_for_user(user)
+    if owner is None and not user_sees_everyone(user):
+        return []
     table = connection.ops.quote_name(Customer._meta.db_table)
+    column = connection.ops.quote_name(Customer._meta.get_field("owner").column)
+    mine, params = (f"{column} = %s AND ", [owner.pk]) if owner is not None else ("", [])
     sql = (
-        f"WITH RECURSIVE seg(v) AS (SELECT MIN(segment) FROM {table} WHERE segment > %s "
-        f"UNION ALL SELECT (SELECT MIN(segment) FROM {table} WHERE segment > seg.v) FROM seg WHERE seg.v IS NOT NULL) "
-        f"SELECT v FROM seg WHERE v IS NOT NULL"
+        f"WITH RECURSIVE seg(v) AS (SELECT MIN(segment) FROM {table} WHERE {mine}segment > %s "
+        f"UNION ALL SELECT (SELECT MIN(segment) FROM {table} WHERE {mine}segment > seg.v) FROM seg "
+        f"WHERE seg.v IS NOT NULL) SELECT v FROM seg WHERE v IS NOT NULL"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [""])
+        cursor.execute(sql, [*params, "", *params])
         return [row[0] for row in cursor.fetchall()]
 
 

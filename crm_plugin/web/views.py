@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -129,7 +130,11 @@ def _worklist_sort_links(request: HttpRequest, filters: sv.WorklistFilters) -> d
 def worklist(request: HttpRequest) -> HttpResponse:
     form, filters = _worklist_filters(request)
     qs = sv.worklist_queryset(user=request.user, filters=filters)
-    page = Paginator(qs.values_list("pk", flat=True), WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    tabs = _worklist_tabs(request, filters)
+    # Unfiltered, the list is as long as its tab says: no second count of the same rows.
+    count = None if filters.narrowed else next((t["count"] for t in tabs if t["current"]), None)
+    ids = sv.WorklistIds(qs, filters=filters, count=count)
+    page = Paginator(ids, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = sv.worklist_rows(sv.worklist_page_customers(qs, list(page.object_list)))
     for row in rows:
         row.spark = charts.sparkline(row.history)
@@ -139,11 +144,13 @@ def worklist(request: HttpRequest) -> HttpResponse:
         "export_query": request.GET.urlencode(), "role": role,
         "no_owner": role == "none", "filters": filters,
         "stage_label": dict(Customer.Stage.choices).get(filters.stage, "All stages"),
-        "tabs": _worklist_tabs(request, filters), "sorts": _worklist_sort_links(request, filters),
+        "tabs": tabs, "sorts": _worklist_sort_links(request, filters),
         "filtered": any([filters.owner_id, filters.band, filters.segment, filters.risk_rose, filters.no_action, filters.q]),
         "can_reassign": can_reassign(user=request.user),
-        "action_choices": Intervention.Action.choices,
-        "outcome_choices": [c for c in Intervention.Outcome.choices if c[0]],
+        # Every row has its own "Log action" form: the options are rendered once, not 50 times.
+        "action_options": format_html_join("", '<option value="{}">{}</option>', Intervention.Action.choices),
+        "outcome_options": format_html_join("", '<option value="{}">{}</option>',
+                                            [c for c in Intervention.Outcome.choices if c[0]]),
         "owners": form.owner_list,
         "nav": "worklist",
     })

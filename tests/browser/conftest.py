@@ -90,7 +90,10 @@ def shop(transactional_db):
 
     cache.clear()  # the closed-loop report is cached by a data fingerprint; ids restart with each test
 
+    from crm_plugin.events.importing import customer_last_order_refresh
+    from crm_plugin.interventions.services import customer_last_action_refresh
     from crm_plugin.models import AccountOwner, Alert, BacktestRun, ChurnScore, Customer, Event, Intervention, ModelVersion
+    from crm_plugin.scoring.services import customer_latest_score_refresh
 
     User = get_user_model()
     now = timezone.now()
@@ -159,6 +162,11 @@ def shop(transactional_db):
             Intervention.objects.create(customer=customer, action="email", note="Sent an apology and a 10% coupon.",
                                         created_by=book.user, follow_up_on=timezone.localdate(), created_at=now - timedelta(days=6))
         customers[name] = customer
+    # What scoring, the import and logging an action store on each customer for the worklist's sorts.
+    ids = [c.pk for c in customers.values()]
+    customer_latest_score_refresh(customer_ids=ids)
+    customer_last_order_refresh(customer_ids=ids)
+    customer_last_action_refresh(customer_ids=ids)
     return {"ana": ana, "ben": ben, "customers": customers}
 
 

@@ -51,7 +51,7 @@ def nasty(slack_settings):
     customer = CustomerFactory(owner=owner, name=NASTY, segment=NASTY)
     score = ChurnScoreFactory(customer=customer, model_version=ModelVersionFactory(), probability=0.9, band="high",
                               as_of=timezone.now() - timedelta(days=4))
-    Customer.objects.filter(pk=customer.pk).update(latest_score=score)
+    Customer.objects.filter(pk=customer.pk).update(latest_score=score, lifecycle_stage="at_risk")  # as scoring stages it
     customer.refresh_from_db()
     return customer
 

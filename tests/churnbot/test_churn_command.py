@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from crm_plugin.models import Customer, Event, Intervention
+from crm_plugin.scoring.services import customer_latest_score_refresh
 from tests.churnbot.block_kit import block_kit_problems
 from tests.crm_plugin.factories import (
     AccountOwnerFactory,
@@ -22,14 +23,17 @@ pytestmark = pytest.mark.django_db
 
 
 def _scored(customer: Customer, history: list[tuple[int, float]], version) -> None:
-    """Scores at `days ago` with probabilities; the newest becomes latest_score."""
+    """Scores at `days ago` with probabilities; the newest becomes latest_score, and the customer is
+    staged and ranked as scoring would leave a customer still ordering (at risk from a medium score)."""
     now = timezone.now()
     latest = None
     for days, probability in sorted(history, reverse=True):
         band = "high" if probability >= 0.6 else "medium" if probability >= 0.3 else "low"
         latest = ChurnScoreFactory(customer=customer, model_version=version, as_of=now - timedelta(days=days),
                                    probability=probability, band=band)
-    Customer.objects.filter(pk=customer.pk).update(latest_score=latest)
+    Customer.objects.filter(pk=customer.pk).update(
+        latest_score=latest, lifecycle_stage="at_risk" if latest.band != "low" else "active")
+    customer_latest_score_refresh(customer_ids=[customer.pk])
 
 
 def _all_text(body: dict) -> str:

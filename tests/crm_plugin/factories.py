@@ -8,6 +8,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from crm_plugin.interventions.services import customer_last_action_refresh
 from crm_plugin.models import AccountOwner, ChurnScore, Customer, Event, Intervention, ModelVersion
 
 
@@ -92,7 +93,14 @@ class ChurnScoreFactory(factory.django.DjangoModelFactory):
 class InterventionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Intervention
+        skip_postgeneration_save = True  # the hook writes the customer, not this row
 
     customer = factory.SubFactory(CustomerFactory)
     action = Intervention.Action.CALL
     note = "Called, promised a follow-up."
+
+    @factory.post_generation
+    def stored_on_the_customer(obj, create, extracted, **kwargs):
+        """The customer's last action, as logging one through the service leaves it."""
+        if create:
+            customer_last_action_refresh(customer_ids=[obj.customer_id])

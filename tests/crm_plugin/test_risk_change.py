@@ -41,6 +41,11 @@ def test_two_scoring_runs_seven_days_apart_store_the_change(order):
             assert stored[cid] is None
     assert any(v is not None and abs(v) > 1e-6 for v in stored.values())
     assert all(c.latest_score.as_of == today for c in Customer.objects.filter(pk__in=now).select_related("latest_score"))
+    # The worklist's ranking columns come with the latest score, whichever day was scored last; the value at
+    # risk uses the value the last run wrote.
+    for customer in Customer.objects.filter(pk__in=now):
+        assert customer.latest_probability == pytest.approx(now[customer.pk], abs=1e-12)
+        assert customer.value_at_risk == pytest.approx(now[customer.pk] * float(customer.value))
 
 
 def _customer(owner, version, points: list[tuple[float, float]]) -> Customer:

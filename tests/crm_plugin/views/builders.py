@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from crm_plugin.models import Customer
-from crm_plugin.scoring.services import customer_risk_change_refresh
+from crm_plugin.scoring.services import customer_latest_score_refresh, customer_risk_change_refresh
 from tests.crm_plugin.factories import ChurnScoreFactory, CustomerFactory, ModelVersionFactory
 
 
@@ -34,7 +34,9 @@ def scored_customer(*, owner, probabilities=(0.5,), value="1000.00", version=Non
     if stage is None:
         stage = "at_risk" if probabilities and probabilities[-1] >= 0.3 else "active"
     Customer.objects.filter(pk=customer.pk).update(latest_score=score, lifecycle_stage=stage)
-    customer_risk_change_refresh(customer_ids=[customer.pk])  # as scoring does after writing latest_score
+    # What scoring stores with latest_score: probability, value at risk and the 7-day change.
+    customer_latest_score_refresh(customer_ids=[customer.pk])
+    customer_risk_change_refresh(customer_ids=[customer.pk])
     customer.refresh_from_db()
     return customer
 
