@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection, reset_queries, transaction
-from django.db.models import DateTimeField, FloatField, OuterRef, Subquery
+from django.db.models import DateTimeField, F, FloatField, OuterRef, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -629,8 +629,13 @@ def scoring_run_finish(*, run_id: int, results: list[dict]) -> ScoringRun:
 
 
 def churn_scores_riskiest(*, run: ScoringRun, limit: int = 10) -> list[ChurnScore]:
-    return list(ChurnScore.objects.filter(model_version=run.model_version, as_of=run.as_of)
-                .select_related("customer").order_by("-probability", "customer_id")[:limit])
+    """The run's scores of the customers the worklist opens on: at risk (active, medium or high),
+    most value at risk first, as the worklist and `/churn top` rank them. Lapsed customers, however
+    high their score, are a win-back list, not an early warning."""
+    return list(ChurnScore.objects.filter(model_version=run.model_version, as_of=run.as_of,
+                                          customer__lifecycle_stage=Customer.Stage.AT_RISK)
+                .select_related("customer")
+                .order_by(F("customer__value_at_risk").desc(nulls_last=True), "-probability", "customer_id")[:limit])
 
 
 def last_event_day() -> datetime | None:

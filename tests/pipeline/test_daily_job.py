@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conftest import ROOT
 from crm_plugin.errors import CrmError
-from crm_plugin.models import Alert, ChurnScore, ScoringRun
+from crm_plugin.models import Alert, ChurnScore, Customer, ScoringRun
 from crm_plugin.scoring import services as ml
 from crm_plugin.scoring import runs as scoring_runs
 from demo.shop import demo_shop_generate
@@ -38,7 +38,14 @@ def test_run_daily_trains_scores_alerts_and_delivers_in_one_command(shop, django
     assert "no champion yet: training logreg" in printed
     assert f"scored {ChurnScore.objects.filter(as_of=shop).count()} customers" in printed
     assert "alert policy: alerts as of" in printed and "alerts to deliver:" in printed
-    assert "riskiest 10 customers:" in printed
+    assert "at risk: the 10 active customers with the most value at risk" in printed
+    # The list the worklist opens on: active customers at risk, most value at risk first; no lapsed one.
+    listed = [line.split("(")[-1].rstrip(")") for line in printed.split("with the most value at risk")[1].splitlines()
+              if " at risk  " in line]
+    customers = {c.external_id: c for c in Customer.objects.filter(external_id__in=listed)}
+    assert len(listed) == 10 and {c.lifecycle_stage for c in customers.values()} == {Customer.Stage.AT_RISK}
+    values = [customers[x].value_at_risk for x in listed]
+    assert values == sorted(values, reverse=True)
     alerts = Alert.objects.filter(kind__in=["high_risk", "digest"], is_control=False)
     assert alerts.exists() and set(alerts.values_list("status", flat=True)) <= {"sent", "digested"}
     assert ScoringRun.objects.get().status == ScoringRun.Status.DONE

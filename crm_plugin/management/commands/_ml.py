@@ -5,6 +5,7 @@ import datetime as dt
 import logging
 
 from django.core.management.base import CommandError
+from crm_plugin.formatting import money, plural, reasons_for_people
 
 
 def parse_as_of(value: str | None) -> dt.datetime | None:
@@ -26,12 +27,17 @@ def format_reasons(reasons: list[dict], limit: int = 3) -> str:
 
 
 def print_riskiest(stdout, scores) -> None:
-    """The riskiest customers, each with up to four reasons."""
-    stdout.write(f"riskiest {len(scores)} customers:")
+    """The customers at risk with the most value at risk, each with up to four reasons in words."""
+    if not scores:
+        stdout.write("no active customer is at risk today")
+        return
+    stdout.write(f"at risk: the {plural(len(scores), 'active customer')} with the most value at risk "
+                 "(as the worklist and /churn top rank them):")
     for s in scores:
         c = s.customer
-        stdout.write(f"  {s.probability:.0%} {s.band:6} {c.name or c.external_id} ({c.external_id})")
-        for r in s.reasons[:4]:
+        stdout.write(f"  {s.probability:.0%} {s.band:6} {money(c.value_at_risk):>8} at risk  "
+                     f"{c.name or c.external_id} ({c.external_id})")
+        for r in reasons_for_people(s.reasons, limit=4):
             stdout.write(f"      - {r['text']}")
 
 
