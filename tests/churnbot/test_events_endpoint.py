@@ -86,3 +86,26 @@ def test_a_signed_body_that_is_not_a_slack_payload_gets_400(slack, body):
     response = slack.post(body)
     assert response.status_code == 400
     assert response.content == b"The request body is not a Slack payload."
+
+
+@pytest.mark.parametrize("payload, problem", [
+    ({"type": "block_actions", "user": {"id": "UANA"}, "actions": "alert_snooze"}, "`actions` is not a list of objects"),
+    ({"type": "block_actions", "user": {"id": "UANA"}, "actions": ["alert_snooze"]}, "`actions` is not a list of objects"),
+    ({"type": "block_actions", "user": "UANA", "actions": [{"action_id": "alert_snooze", "value": "1::"}]},
+     "`user` is not an object"),
+    ({"type": "view_submission", "user": {"id": "UANA"}, "view": "log_action"}, "`view` is not an object"),
+    ({"type": "view_submission", "user": {"id": "UANA"},
+      "view": {"callback_id": "log_action", "private_metadata": "{}", "state": {"values": []}}},
+     "`view.state.values` is not blocks of inputs"),
+])
+def test_a_signed_envelope_of_the_wrong_shape_gets_400_naming_what_is_wrong(slack, payload, problem):
+    response = slack.interact(payload)
+    assert response.status_code == 400
+    assert response.content.decode() == f"The request body is not a Slack payload: {problem}."
+
+
+def test_a_real_shaped_envelope_with_team_null_still_reaches_the_listeners(slack):
+    response = slack.interact({"type": "block_actions", "team": None, "user": {"id": "UNOBODY"}, "actions": [
+        {"action_id": "snooze_7", "block_id": "b", "type": "button", "value": "not-a-value", "action_ts": "1.2"}],
+        "response_url": slack.response_url, "container": {"type": "message", "channel_id": "D1", "message_ts": "1.1"}})
+    assert response.status_code == 200
