@@ -339,8 +339,8 @@ ML_TRAIN_FAMILIES = env.list("ML_TRAIN_FAMILIES", default=["logreg", "lightgbm",
 # Families run_daily trains when the shop has no champion yet (the first, demo-sized training):
 # the baselines, the behaviour BERT over event tokens and the stacked family (which pretrains its
 # encoder by masked-event modelling inside its budget), so `make demo` shows the transformer in the
-# loop. On the 2,000-customer demo shop, 1 minute each: the whole run_daily took 2m10s on the
-# shared 2-core CPU (docs/bert.md). The text family `bert` (MiniLM over prose) is left out: its
+# loop. On the 2,000-customer demo shop, 1 minute each: the whole `make demo` took 3m45s on the
+# shared 2-core CPU (docs/scoring.md). The text family `bert` (MiniLM over prose) is left out: its
 # fixed costs (tokenising, validation encodes) took 400 s beside a 2-minute budget; `manage.py train` (weekly) includes it.
 ML_DAILY_FAMILIES = env.list("ML_DAILY_FAMILIES", default=["logreg", "lightgbm", "bert_events", "stacked"])
 # Token budget of the customer text for bert training (and so scoring). 64 on CPU-only shops:
