@@ -14,10 +14,20 @@ EncoderCacheEntry). Chunks run in-process, or with --workers N (and CELERY_BROKE
 `celery worker -c N`. Peak memory is this process's max RSS (and the pool processes' with
 --workers); run several sizes to see whether it grows with the customer count. DEBUG is off
 unless the environment sets it, as in production.
+
+Machines differ (the packaged encoder alone ran 364 texts/s on one 2-core machine and 193 on
+another), so the run measures its own yardstick: the packaged MiniLM (BERT_MODEL_PATH) encoding
+the texts of the first --encoder-texts customers through `BertFamily.encode`, the call scoring
+makes, with the champion's precision, batch size and threads (this process's: with --workers
+each pool process has fewer); once right before the full scoring and once after the daily
+re-run. Each scoring rate is also given as a ratio to the mean of the two, the in-process rates
+also per CPU-second of this process, and the load average is printed at every step; a warning
+says when the two encoder figures disagree, i.e. the machine's speed changed during the run.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import io
 import json
@@ -42,6 +52,7 @@ import django  # noqa: E402
 django.setup()
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -51,10 +62,15 @@ from crm_plugin.models import ChurnScore, Customer, EncoderCacheEntry, Event, Mo
 from crm_plugin.scoring import services as ml
 from crm_plugin.scoring import runs as scoring_runs
 from mlcore.dataset import snapshot_rows  # noqa: E402
+from mlcore.families.bert.config import BertConfig, load_encoder, load_tokenizer  # noqa: E402
+from mlcore.families.bert.family import BertFamily  # noqa: E402
+from mlcore.families.bert.model import FusionModel  # noqa: E402
 from mlcore.snapshot import customer_snapshot  # noqa: E402
 from mlcore.training import train_family  # noqa: E402
 
 AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+# Two encoder measurements further apart than this mean the machine's speed changed during the run.
+DRIFT_WARNING = 0.15
 PRODUCTS = ["running shoes", "rain jacket", "wool socks", "yoga mat", "water bottle", "hiking boots", "backpack"]
 REVIEWS = ["arrived broken, want a refund", "lovely quality, will buy again", "cheap material", "fast delivery"]
 TICKETS = ["refund not processed after three weeks", "where is my parcel?", "wrong size delivered"]
@@ -62,6 +78,21 @@ TICKETS = ["refund not processed after three weeks", "where is my parcel?", "wro
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_line() -> str:
+    return "load %.2f / %.2f / %.2f (1 / 5 / 15 min)" % os.getloadavg()
+
+
+def cpu_note(step: dict) -> str:
+    """", N per CPU-second" where this process did the work: less sensitive to other load than the wall clock."""
+    return f"; {step['customers_per_cpu_s']} per CPU-second" if "cpu_s" in step else ""
+
+
+def report(out: dict, step: str, text: str) -> None:
+    """Print one step's figures with the machine's load average now, and keep that load in `out`."""
+    out.setdefault("load", {})[step.replace(" ", "_")] = [round(x, 2) for x in os.getloadavg()]
+    print(f"[{step}] {text}; {load_line()}", flush=True)
 
 
 def _gc_timer():
@@ -157,8 +188,9 @@ def synthesise(n: int, seed: int) -> None:
                                  "attributes", "source_id", "imported_at"], events())
 
 
-def register_bert(seed: int, max_length: int) -> ModelVersion:
-    """A bert head fitted briefly on 400 customers (labels: no order in the last 60 days), promoted."""
+def register_bert(seed: int, max_length: int) -> tuple[ModelVersion, BertConfig]:
+    """A bert head fitted briefly on 400 customers (labels: no order in the last 60 days), promoted;
+    with the model's config (precision, batch size, threads), as scoring will load it."""
     ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:400])
     events = selectors_ml.events_frame(customer_ids=ids, before=AS_OF)
     snap = customer_snapshot(events, selectors_ml.customers_frame(customer_ids=ids), AS_OF)
@@ -168,7 +200,42 @@ def register_bert(seed: int, max_length: int) -> ModelVersion:
     trained = train_family("bert", rows.take(half), rows.take(~half), max_train_minutes=0.5,
                            bert_model_path=settings.BERT_MODEL_PATH, bert_max_length=max_length)
     version = ml._register(trained, as_of=AS_OF, horizon_days=90)
-    return ml.model_version_promote(version=version, by=None)
+    # BertFamily.load gives the loaded model device="auto" and use_lora=False (LoRA is merged on save).
+    config = dataclasses.replace(trained.model.config, device="auto", use_lora=False)
+    return ml.model_version_promote(version=version, by=None), config
+
+
+def benchmark_texts(n: int) -> list[str]:
+    """The texts scoring builds for the first `n` customers at AS_OF (the same for every --customers, same seed)."""
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:n])
+    events = selectors_ml.events_frame(customer_ids=ids, before=AS_OF)
+    return list(customer_snapshot(events, selectors_ml.customers_frame(customer_ids=ids), AS_OF).texts)
+
+
+def encoder_rate(config: BertConfig, texts: list[str]) -> dict:
+    """Texts/s of the packaged MiniLM through `BertFamily.encode` (scoring's call) with the champion's settings.
+
+    The family is built around the checkpoint at BERT_MODEL_PATH rather than the champion's
+    fine-tuned copy, so the figure does not depend on the model under test; the head is not used.
+    A first batch runs untimed (one-time kernel set-up), and the family is dropped afterwards.
+    """
+    family = BertFamily(dataclasses.replace(config, model_path=settings.BERT_MODEL_PATH))
+    family.tokenizer = load_tokenizer(family.config.model_path)
+    family.model = FusionModel(load_encoder(family.config.model_path), 1, family.config.head_hidden,
+                               family.config.dropout).to(family.device).eval()
+    family.encode(texts[: family.config.inference_batch_size()])
+    t, cpu = time.perf_counter(), time.process_time()
+    family.encode(texts)
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    tokens = family.tokenizer(texts, truncation=True, max_length=family.config.max_length)["input_ids"]
+    result = {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 1),
+              "cpu_s": round(cpu, 2), "texts_per_cpu_s": round(len(texts) / cpu, 1),
+              "mean_tokens": round(float(np.mean([len(t) for t in tokens])), 1),
+              "precision": family.config.resolved_cpu_inference() if family.device.type == "cpu" else "bf16",
+              "threads": torch.get_num_threads()}
+    del family
+    gc.collect()
+    return result
 
 
 def main() -> None:
@@ -178,13 +245,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-length", type=int, default=None,
                         help="token budget of the model (default settings.ML_BERT_MAX_LENGTH, as `train` uses)")
+    parser.add_argument("--encoder-texts", type=int, default=1000,
+                        help="customers' texts the packaged encoder's own rate is measured on (default 1000)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the daily re-run here (pstats format)")
+    parser.add_argument("--profile-full", type=Path, help="write a cProfile of the full scoring here (pstats format)")
     parser.add_argument("--workers", type=int, default=0,
                         help="score through a real `celery worker -c N` (needs CELERY_BROKER_URL) instead of in-process")
     args = parser.parse_args()
     if args.workers and settings.CELERY_TASK_ALWAYS_EAGER:
         sys.exit("--workers needs a broker: set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/14)")
+    if args.encoder_texts < 100:
+        sys.exit("--encoder-texts must be at least 100: fewer give the encoder's rate no better than a guess")
     name = connection.settings_dict["NAME"]
     if connection.vendor != "postgresql" or "bench" not in name:
         sys.exit(f"refusing to wipe {connection.vendor} database {name!r}: point DATABASE_URL at a *bench* PostgreSQL DB")
@@ -192,7 +264,8 @@ def main() -> None:
 
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     out: dict = {"customers": args.customers, "chunk_size": settings.SCORE_CHUNK_SIZE, "debug": settings.DEBUG,
-                 "load_before": os.getloadavg()}
+                 "load_before": [round(x, 2) for x in os.getloadavg()]}
+    print(f"[start] {args.customers:,} customers, {os.cpu_count()} cores; {load_line()}", flush=True)
     call_command("migrate", verbosity=0)
     tables = [m._meta.db_table for m in (ChurnScore, EncoderCacheEntry, ScoringRun, ModelVersion, Event, Customer)]
     with connection.cursor() as cursor:  # TRUNCATE, not DELETE: no dead rows left from earlier runs
@@ -203,26 +276,45 @@ def main() -> None:
     out["synthesise_s"] = round(time.perf_counter() - t, 1)
     vacuum(tables)
     out["events"] = Event.objects.count()
+    report(out, "synthesise", f"{args.customers:,} customers, {out['events']:,} events in {out['synthesise_s']} s")
     t = time.perf_counter()
     out["max_length"] = args.max_length or settings.ML_BERT_MAX_LENGTH
-    version = register_bert(args.seed, out["max_length"])
-    from mlcore.families.bert.config import BertConfig
-
-    out["cpu_inference"] = BertConfig(model_path="").resolved_cpu_inference()
+    version, config = register_bert(args.seed, out["max_length"])
+    out["cpu_inference"] = config.resolved_cpu_inference()
     out["fit_and_register_s"] = round(time.perf_counter() - t, 1)
     out["peak_mb_before_scoring"] = round(peak_mb())
+    report(out, "fit", f"bert head fitted and promoted in {out['fit_and_register_s']} s")
+    texts = benchmark_texts(min(args.encoder_texts, args.customers))
+    before = encoder_rate(config, texts)
+    out["encoder_before"] = before
+    out["peak_mb_after_encoder"] = round(peak_mb())
+    report(out, "encoder before", f"packaged MiniLM {before['texts_per_s']} texts/s ({before['texts']} texts, "
+                                  f"{before['mean_tokens']} tokens on average, {before['precision']}, "
+                                  f"{before['threads']} threads; {before['texts_per_cpu_s']} per CPU-second)")
     worker = None
     if args.workers:
         out["workers"] = args.workers
         worker = start_worker(args.workers)
 
-    t = time.perf_counter()
+    profiler = None
+    if args.profile_full:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    t, cpu = time.perf_counter(), time.process_time()
     run = scoring_runs.churn_scores_compute(as_of=AS_OF)
-    full = time.perf_counter() - t
+    full, cpu = time.perf_counter() - t, time.process_time() - cpu
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(args.profile_full))
     out["full"] = {"seconds": round(full, 2), "customers_per_s": round(run.n_customers / full, 1),
                    "n_customers": run.n_customers, "n_encoded": run.n_encoded}
+    if not args.workers:  # with workers the scoring CPU is theirs, not this process's
+        out["full"].update(cpu_s=round(cpu, 1), customers_per_cpu_s=round(run.n_customers / cpu, 1))
     out["peak_mb_after_full"] = round(peak_mb())
-    print(json.dumps(out), flush=True)
+    report(out, "full", f"{out['full']['customers_per_s']} customers/s ({run.n_customers:,} in {out['full']['seconds']} s"
+                        f"{cpu_note(out['full'])})")
     vacuum(tables)  # a day passes between the runs: autovacuum would have cleaned up after this one
 
     rng = np.random.default_rng(args.seed + 1)
@@ -240,9 +332,9 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     gc_seconds = _gc_timer()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     run2 = scoring_runs.churn_scores_compute(as_of=AS_OF + timedelta(days=1))
-    daily = time.perf_counter() - t
+    daily, cpu = time.perf_counter() - t, time.process_time() - cpu
     gc.callbacks.remove(gc_seconds)
     if profiler is not None:
         profiler.disable()
@@ -250,14 +342,38 @@ def main() -> None:
     out["daily_rerun"] = {"seconds": round(daily, 2), "customers_per_s": round(run2.n_customers / daily, 1),
                           "n_customers": run2.n_customers, "n_encoded": run2.n_encoded, "n_changed": len(changed),
                           "gc_seconds": round(gc_seconds.total, 3)}
+    if not args.workers:
+        out["daily_rerun"].update(cpu_s=round(cpu, 1), customers_per_cpu_s=round(run2.n_customers / cpu, 1))
     out["peak_mb"] = round(peak_mb())
+    report(out, "daily re-run", f"{out['daily_rerun']['customers_per_s']} customers/s ({run2.n_customers:,} in "
+                                f"{out['daily_rerun']['seconds']} s, {run2.n_encoded:,} encoded"
+                                f"{cpu_note(out['daily_rerun'])})")
     if worker is not None:
         out["worker_peak"] = worker_peak_mb(worker)
         worker.terminate()
         worker.wait(timeout=30)
-    out["load_after"] = os.getloadavg()
+
+    after = encoder_rate(config, texts)
+    out["encoder_after"] = after
+    report(out, "encoder after", f"packaged MiniLM {after['texts_per_s']} texts/s ({after['texts_per_cpu_s']} per CPU-second)")
+    # The yardstick: scoring rates divided by what the bare encoder managed on this machine in this run.
+    yardstick = (before["texts_per_s"] + after["texts_per_s"]) / 2
+    out["encoder_texts_per_s"] = round(yardstick, 1)
+    for key in ("full", "daily_rerun"):
+        out[key]["ratio_to_encoder"] = round(out[key]["customers_per_s"] / yardstick, 3)
+    drift = max(before["texts_per_s"], after["texts_per_s"]) / min(before["texts_per_s"], after["texts_per_s"]) - 1
+    out["encoder_drift"] = round(drift, 3)
+    out["peak_mb_end"] = round(peak_mb())
+    out["load_after"] = [round(x, 2) for x in os.getloadavg()]
     out["model"] = version.name
     print(json.dumps(out, indent=1))
+    print(f"encoder {before['texts_per_s']} -> {after['texts_per_s']} texts/s (mean {out['encoder_texts_per_s']}); "
+          f"full {out['full']['customers_per_s']}/s = {out['full']['ratio_to_encoder']}x the encoder; "
+          f"daily re-run {out['daily_rerun']['customers_per_s']}/s = {out['daily_rerun']['ratio_to_encoder']}x; "
+          f"peak RSS {out['peak_mb']} MB (scoring), {out['peak_mb_end']} MB (end)", flush=True)
+    if drift > DRIFT_WARNING:
+        print(f"warning: the encoder ran {drift:.0%} faster at one end of the run than at the other: the machine's "
+              "load changed while it ran, so the ratios are only rough; run again when the load is steady", flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
