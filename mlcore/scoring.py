@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlcore.families.base import Rows
+from mlcore.families.base import Rows, predict_with_contributions
 from mlcore.reasons import build_reasons, logit_delta
 from mlcore.training import TrainedModel
 
@@ -99,8 +99,7 @@ def score_rows(
         raw = model.predict_proba_from_embeddings(embeddings, rows.features)
         contributions = model.feature_contributions_from_embeddings(embeddings, rows.features)
     else:
-        raw = model.predict_proba(rows)
-        contributions = model.feature_contributions(rows)
+        raw, contributions = predict_with_contributions(model, rows)
     probabilities = trained.calibrate(raw)
     # Contributions are in the family's raw log-odds; Platt rescales log-odds by its slope.
     contributions = np.asarray(contributions, dtype=np.float64) * trained.calibrator.slope

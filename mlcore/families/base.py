@@ -114,3 +114,15 @@ class TextEncoderModel(ChurnModel, Protocol):
     def text_segment_effects(self, rows: Rows, *, max_segments: int = 8) -> list[list[tuple[int, float]]]:
         """Occlusion: for each row, (segment index, change in P(churn) when that segment is removed)."""
         ...
+
+
+def predict_with_contributions(model: ChurnModel, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_proba` and `feature_contributions` of `rows` together, as scoring needs them.
+
+    A family whose two answers share costly work (an encoder pass over every row) defines a method
+    of this name to do that work once; for the others it is simply both calls.
+    """
+    both = getattr(model, "predict_with_contributions", None)
+    if both is not None:
+        return both(rows)
+    return model.predict_proba(rows), model.feature_contributions(rows)

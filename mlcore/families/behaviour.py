@@ -359,8 +359,9 @@ class BehaviourBertFamily:
         return self._run(self._tokens(rows), np.zeros((len(rows), 0), np.float32), pooled_only=True)
 
     @torch.inference_mode()
-    def feature_contributions(self, rows: Rows) -> np.ndarray:
-        """Occlusion through the head: logit(row) - logit(row with feature j at the train mean), log-odds."""
+    def _head_with_occlusion(self, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+        """One encoder pass; the head's logits, and occlusion through the head: logit(row) - logit(row
+        with feature j at the train mean), log-odds [n, d]."""
         self.model.eval()
         device = next(self.model.parameters()).device
         pooled = torch.as_tensor(self.embed(rows), device=device)
@@ -372,7 +373,15 @@ class BehaviourBertFamily:
             x0 = x.clone()
             x0[:, j] = 0.0  # the train mean, standardised
             out[:, j] = (base - head(pooled, x0)).float().cpu().numpy()
-        return out
+        return base.float().cpu().numpy().astype(np.float64), out
+
+    def feature_contributions(self, rows: Rows) -> np.ndarray:
+        return self._head_with_occlusion(rows)[1]
+
+    def predict_with_contributions(self, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+        """`predict_proba` and `feature_contributions` from one encoder pass (scoring needs both)."""
+        logits, contributions = self._head_with_occlusion(rows)
+        return 1.0 / (1.0 + np.exp(-logits)), contributions
 
     # --- artifact -----------------------------------------------------------------------
     def save(self, folder: Path) -> None:

@@ -178,7 +178,14 @@ class StackedFamily:
 
     def feature_contributions(self, rows: Rows) -> np.ndarray:
         """LightGBM SHAP values (log-odds) of the numeric features; the behaviour columns are left out."""
-        return self.gbm.feature_contributions(self._stacked_rows(rows))[:, : len(self.feature_names)]
+        return self.predict_with_contributions(rows)[1]
+
+    def predict_with_contributions(self, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+        """`predict_proba` and `feature_contributions` from one pass of the behaviour encoders (four of
+        them: the fold models and the pretrained one), which are most of the cost of scoring."""
+        stacked = self._stacked_rows(rows)
+        return (self.gbm.predict_proba(stacked),
+                self.gbm.feature_contributions(stacked)[:, : len(self.feature_names)])
 
     # --- artifact -------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
