@@ -24,22 +24,30 @@ _TIME_FIELDS = ("occurred_at", "imported_at", "state_imported_at")
 def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.datetime | None = None) -> pd.DataFrame:
     """Events as a frame (EVENT_FIELDS; the times tz-aware UTC, amount float, attributes dicts).
 
-    Ordered by customer, time and id, so ties in time come out the same way every run. The rows
-    are fetched with the ORM's SQL on a plain cursor and converted a column at a time: Django's
-    per-value converters were most of the cost of a scoring chunk's load (0.23 s vs 0.11 s for
-    22,000 events).
+    Ordered by customer, time and id, so ties in time come out the same way every run.
     """
     qs = Event.objects.order_by("customer_id", "occurred_at", "id")
     if customer_ids is not None:
         qs = qs.filter(customer_id__any_of=list(customer_ids))
     if before is not None:
         qs = qs.filter(occurred_at__lt=before)
-    # Times as ISO text, parsed by pandas in one go (a datetime object per row cost more than the query).
     columns = [f for f in EVENT_FIELDS if f not in ("amount", *_TIME_FIELDS)]
-    query = (qs.annotate(amount_float=Cast("amount", FloatField()), occurred_text=Cast("occurred_at", TextField()),
-                         imported_text=Cast("imported_at", TextField()),
-                         state_imported_text=Cast("state_imported_at", TextField()))
-             .values_list(*columns, "amount_float", "occurred_text", "imported_text", "state_imported_text").query)
+    frame = _frame(qs.annotate(amount_float=Cast("amount", FloatField())), [*columns, "amount_float"], _TIME_FIELDS)
+    frame = frame.rename(columns={"amount_float": "amount"})
+    frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce").astype("float64")
+    frame["attributes"] = _json_objects(frame["attributes"].tolist())
+    return frame[list(EVENT_FIELDS)]
+
+
+def _frame(qs, fields: Sequence[str], time_fields: Sequence[str]) -> pd.DataFrame:
+    """`qs` as a frame of `fields` then `time_fields` (tz-aware UTC), fetched with the ORM's SQL on a plain cursor.
+
+    Times travel as ISO text and pandas parses each column in one go: Django's per-value converters
+    (a tz-aware datetime object per value) were most of a scoring chunk's load (0.23 s vs 0.11 s for
+    22,000 events; 0.1 s for 2,000 customers' two dates).
+    """
+    as_text = {f"{name}_text": Cast(name, TextField()) for name in time_fields}
+    query = qs.annotate(**as_text).values_list(*fields, *as_text).query
     try:
         sql, params = query.sql_with_params()
     except EmptyResultSet:  # e.g. no customer ids: nothing to fetch
@@ -48,12 +56,10 @@ def events_frame(*, customer_ids: Sequence[int] | None = None, before: dt.dateti
         with connections[qs.db].cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    frame = pd.DataFrame(rows, columns=[*columns, "amount", *_TIME_FIELDS])
-    for field in _TIME_FIELDS:
-        frame[field] = pd.to_datetime(frame[field], utc=True, format="ISO8601")
-    frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce").astype("float64")
-    frame["attributes"] = _json_objects(frame["attributes"].tolist())
-    return frame[list(EVENT_FIELDS)]
+    frame = pd.DataFrame(rows, columns=[*fields, *time_fields])
+    for name in time_fields:
+        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+    return frame
 
 
 def _json_objects(values: list) -> list[dict]:
@@ -71,8 +77,8 @@ def customers_frame(*, customer_ids: Sequence[int] | None = None) -> pd.DataFram
     qs = Customer.objects.all()
     if customer_ids is not None:
         qs = qs.filter(pk__any_of=list(customer_ids))
-    return pd.DataFrame(list(qs.values_list("pk", "segment", "segment_since", "first_seen_at")),
-                        columns=list(CUSTOMER_FIELDS))
+    return _frame(qs, ["pk", "segment"], ["segment_since", "first_seen_at"]).set_axis(
+        list(CUSTOMER_FIELDS), axis=1)
 
 
 INTERVENTION_FIELDS = ("customer_id", "created_at", "action", "outcome", "outcome_at")
