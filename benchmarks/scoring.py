@@ -1,16 +1,18 @@
-"""Benchmark: daily scoring with the default model (packaged MiniLM registered as a `bert` version).
+"""Benchmark: daily scoring with the default model (packaged MiniLM registered as a `bert` version) or another family.
 
 Needs a PostgreSQL database of its own (it is wiped): the name must contain "bench".
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/churn_mlb_bench \\
         .venv/bin/python benchmarks/scoring.py --customers 25000 [--json PATH]
 
-Steps, each timed: synthesise customers (8-14 events each: orders, visits, reviews, tickets) with
+Steps, each timed: synthesise customers (--events, default 8-14 each: orders, visits, reviews, tickets) with
 COPY; fit a `bert` head on 400 customers for a few seconds (the speed of scoring does not depend
 on how well the head learned) and promote it; score everyone (chunks of SCORE_CHUNK_SIZE, every
 text encoded); VACUUM ANALYZE, as autovacuum would overnight; give 5% of customers one new order
 and score the next day (only their texts are built and encoded, the rest come from
-EncoderCacheEntry). Chunks run in-process, or with --workers N (and CELERY_BROKER_URL) on a real
+EncoderCacheEntry). `--family stacked` (or bert_events, lightgbm, ...) trains that family instead, the
+way `train` does, on 1,000 customers within --fit-minutes; the behaviour families encode every
+customer's event tokens every day (no cache: the tokens' ages move with the date). Chunks run in-process, or with --workers N (and CELERY_BROKER_URL) on a real
 `celery worker -c N`. Peak memory is this process's max RSS (and the pool processes' with
 --workers); run several sizes to see whether it grows with the customer count. DEBUG is off
 unless the environment sets it, as in production.
@@ -153,7 +155,7 @@ def _copy(table: str, columns: list[str], rows) -> None:
             copy.write_row(row)
 
 
-def synthesise(n: int, seed: int) -> None:
+def synthesise(n: int, seed: int, per_customer: tuple[int, int] = (8, 14)) -> None:
     rng = np.random.default_rng(seed)
     now = datetime.now(timezone.utc)
     _copy(Customer._meta.db_table, ["external_id", "name", "email", "segment", "first_seen_at", "attributes",
@@ -165,7 +167,7 @@ def synthesise(n: int, seed: int) -> None:
     def events():
         k = 0
         for cid in ids:
-            m = int(rng.integers(8, 15))
+            m = int(rng.integers(per_customer[0], per_customer[1] + 1))
             days = np.sort(rng.uniform(1, 360, size=m))[::-1]
             for d in days:
                 at = AS_OF - timedelta(days=float(d))
@@ -203,6 +205,25 @@ def register_bert(seed: int, max_length: int) -> tuple[ModelVersion, BertConfig]
     # BertFamily.load gives the loaded model device="auto" and use_lora=False (LoRA is merged on save).
     config = dataclasses.replace(trained.model.config, device="auto", use_lora=False)
     return ml.model_version_promote(version=version, by=None), config
+
+
+def register_family(family: str, seed: int, minutes: float, customers: int = 1000) -> ModelVersion:
+    """Any other family, trained the way `train` trains it (rolling out-of-time rows, message columns when
+    ML_MESSAGE_EMBEDDINGS is on, the product's behaviour-BERT size) on the first `customers` customers
+    within `minutes`, registered and promoted. Scoring speed does not depend on how well it learned."""
+    from crm_plugin.scoring.messages import message_features_train
+    from mlcore import dataset
+
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:customers])
+    events = selectors_ml.events_frame(customer_ids=ids, before=AS_OF)
+    train, valid = dataset.training_rows(events, selectors_ml.customers_frame(customer_ids=ids), as_of=AS_OF,
+                                         horizon_days=90)
+    train, valid, messages, _ = message_features_train(events=events, train=train, valid=valid, log=print)
+    torch.manual_seed(seed)
+    trained = train_family(family, train, valid, max_train_minutes=minutes, horizon_days=90,
+                           events_config=ml.events_config_from_settings(), messages=messages)
+    version = ml._register(trained, as_of=AS_OF, horizon_days=90)
+    return ml.model_version_promote(version=version, by=None)
 
 
 def benchmark_texts(n: int) -> list[str]:
@@ -247,6 +268,14 @@ def main() -> None:
                         help="token budget of the model (default settings.ML_BERT_MAX_LENGTH, as `train` uses)")
     parser.add_argument("--encoder-texts", type=int, default=1000,
                         help="customers' texts the packaged encoder's own rate is measured on (default 1000)")
+    parser.add_argument("--family", default="bert",
+                        help="the family scoring runs: bert (default: the packaged MiniLM with a head), or any other "
+                             "(e.g. stacked, bert_events, lightgbm), trained briefly on 1,000 customers first")
+    parser.add_argument("--fit-minutes", type=float, default=2.0,
+                        help="training budget of a --family other than bert (default 2)")
+    parser.add_argument("--events", default="8-14", metavar="MIN-MAX",
+                        help="events per customer over the year before scoring (default 8-14; the demo shop has "
+                             "~39 on average): what the behaviour families' cost follows")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the daily re-run here (pstats format)")
     parser.add_argument("--profile-full", type=Path, help="write a cProfile of the full scoring here (pstats format)")
@@ -255,6 +284,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.workers and settings.CELERY_TASK_ALWAYS_EAGER:
         sys.exit("--workers needs a broker: set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/14)")
+    try:
+        low, high = (int(x) for x in args.events.split("-"))
+        if not 1 <= low <= high:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--events must look like 8-14 (at least one event, MIN <= MAX), not {args.events!r}")
     if args.encoder_texts < 100:
         sys.exit("--encoder-texts must be at least 100: fewer give the encoder's rate no better than a guess")
     name = connection.settings_dict["NAME"]
@@ -272,18 +307,24 @@ def main() -> None:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
     t = time.perf_counter()
-    synthesise(args.customers, args.seed)
+    synthesise(args.customers, args.seed, (low, high))
+    out["events_per_customer"] = [low, high]
     out["synthesise_s"] = round(time.perf_counter() - t, 1)
     vacuum(tables)
     out["events"] = Event.objects.count()
     report(out, "synthesise", f"{args.customers:,} customers, {out['events']:,} events in {out['synthesise_s']} s")
     t = time.perf_counter()
     out["max_length"] = args.max_length or settings.ML_BERT_MAX_LENGTH
-    version, config = register_bert(args.seed, out["max_length"])
+    out["family"] = args.family
+    if args.family == "bert":
+        version, config = register_bert(args.seed, out["max_length"])
+    else:  # the yardstick is still the packaged MiniLM, with the precision and threads it would get
+        version = register_family(args.family, args.seed, args.fit_minutes)
+        config = BertConfig(model_path=settings.BERT_MODEL_PATH, max_length=out["max_length"])
     out["cpu_inference"] = config.resolved_cpu_inference()
     out["fit_and_register_s"] = round(time.perf_counter() - t, 1)
     out["peak_mb_before_scoring"] = round(peak_mb())
-    report(out, "fit", f"bert head fitted and promoted in {out['fit_and_register_s']} s")
+    report(out, "fit", f"{args.family} fitted and promoted in {out['fit_and_register_s']} s")
     texts = benchmark_texts(min(args.encoder_texts, args.customers))
     before = encoder_rate(config, texts)
     out["encoder_before"] = before
