@@ -74,6 +74,12 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "staying": ("I will order again soon.",
                 "I shop here every month and will keep coming back.",
                 "Thanks, see you next time."),
+    # Plain requests: a reason calls a message negative only when it is nearer the complaints above
+    # than these (on the tone direction alone, routine questions to support sit below the midpoint).
+    "request": ("Could you tell me when my order will arrive?",
+                "Do you deliver to other countries?",
+                "Is this item available in another size?",
+                "How do I use a gift card at checkout?"),
 }
 
 _SPACE = re.compile(r"\s+")
@@ -308,6 +314,9 @@ class MessageFeaturizer:
     components: np.ndarray  # [MESSAGE_COMPONENTS, hidden]; zero rows where training had too few messages
     n_fit_rows: int = 0
     window_days: int = WINDOW_DAYS
+    # [hidden] unit vector, plain requests -> complaints; only the reasons read it (None: saved before it)
+    complaint: np.ndarray | None = None
+    complaint_offset: float = 0.0
 
     feature_names = MESSAGE_FEATURE_NAMES
 
@@ -319,6 +328,7 @@ class MessageFeaturizer:
         anchors = {name: flat[bounds[i]:bounds[i + 1]] for i, name in enumerate(ANCHORS)}
         tone, tone_offset = _direction(anchors["positive"], anchors["negative"])
         leaving, leaving_offset = _direction(anchors["leaving"], anchors["staying"])
+        complaint, complaint_offset = _direction(anchors["negative"], anchors["request"])
         hidden = tone.shape[0]
         means = []
         for as_of, index in _by_cutoff(train):
@@ -338,14 +348,17 @@ class MessageFeaturizer:
             components[:k] = top * np.where(signs == 0, 1.0, signs)[:, None]
         return cls(model_id=messages.model_id or embedder.model_id, tone=tone, tone_offset=tone_offset,
                    leaving=leaving, leaving_offset=leaving_offset, pca_mean=pca_mean.astype(np.float32),
-                   components=components, n_fit_rows=int(len(x)))
+                   components=components, n_fit_rows=int(len(x)), complaint=complaint,
+                   complaint_offset=complaint_offset)
 
     def features(self, messages: MessageEmbeddings, customer_ids: np.ndarray, as_of
                  ) -> tuple[np.ndarray, pd.DataFrame]:
         """(float32 [n, len(MESSAGE_FEATURE_NAMES)], evidence) for customers at one cutoff.
 
         Only messages from strictly before as_of are read. The evidence frame (index: customer
-        ids) holds the most negative message of the window (text, date, kind, tone) for reasons.
+        ids) holds the most negative message of the window (text, date, kind, tone, and whether it
+        reads as a complaint rather than a plain request: > 0, NaN when the featurizer predates it)
+        for reasons.
         """
         if len(messages) and messages.model_id and messages.model_id != self.model_id:
             raise MlError(f"message vectors of encoder {messages.model_id} given to features of encoder {self.model_id}")
@@ -360,7 +373,8 @@ class MessageFeaturizer:
         evidence = pd.DataFrame({"message_text": pd.Series(None, index=ids, dtype=object),
                                  "message_at": pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]"),
                                  "message_kind": pd.Series(None, index=ids, dtype=object),
-                                 "message_tone": pd.Series(np.nan, index=ids, dtype=np.float64)})
+                                 "message_tone": pd.Series(np.nan, index=ids, dtype=np.float64),
+                                 "message_complaint": pd.Series(np.nan, index=ids, dtype=np.float64)})
         sel = agg["selected"]
         if sel is None:
             return f.astype(np.float32), evidence
@@ -394,6 +408,8 @@ class MessageFeaturizer:
         evidence.iloc[rows, 1] = messages.occurred_at[sel_index]
         evidence.iloc[rows, 2] = messages.kind[sel_index]
         evidence.iloc[rows, 3] = tone[picked]
+        if self.complaint is not None:
+            evidence.iloc[rows, 4] = vec[picked] @ self.complaint - self.complaint_offset
         return f.astype(np.float32), evidence
 
     def add_to(self, rows: Rows, messages: MessageEmbeddings) -> Rows:
@@ -409,7 +425,9 @@ class MessageFeaturizer:
                 "anchors": {k: list(v) for k, v in ANCHORS.items()},
                 "tone": self.tone.tolist(), "tone_offset": self.tone_offset,
                 "leaving": self.leaving.tolist(), "leaving_offset": self.leaving_offset,
-                "pca_mean": self.pca_mean.tolist(), "components": self.components.tolist()}
+                "pca_mean": self.pca_mean.tolist(), "components": self.components.tolist(),
+                "complaint": None if self.complaint is None else self.complaint.tolist(),
+                "complaint_offset": self.complaint_offset}
 
     @classmethod
     def from_dict(cls, data: dict) -> "MessageFeaturizer":
@@ -419,7 +437,9 @@ class MessageFeaturizer:
         return cls(model_id=data["model_id"], tone=vec("tone"), tone_offset=float(data["tone_offset"]),
                    leaving=vec("leaving"), leaving_offset=float(data["leaving_offset"]), pca_mean=vec("pca_mean"),
                    components=vec("components"), n_fit_rows=int(data.get("n_fit_rows", 0)),
-                   window_days=int(data["window_days"]))
+                   window_days=int(data["window_days"]),
+                   complaint=vec("complaint") if data.get("complaint") is not None else None,
+                   complaint_offset=float(data.get("complaint_offset", 0.0)))
 
     def save(self, folder: Path) -> None:
         (Path(folder) / FEATURIZER_FILE).write_text(json.dumps(self.to_dict()))

@@ -1,5 +1,5 @@
 """The behaviour BERT in the Django loop: masked-event pretraining registered as a version (the train-queue
-task), fine-tuning starting from it, and a bert_events champion scoring through the chunked runs."""
+task), fine-tuning starting from it, bert_events and stacked champions scoring through the chunked runs."""
 from datetime import timedelta
 from io import StringIO
 
@@ -46,3 +46,17 @@ def test_pretrain_command_registers_the_encoder(shop):
     out = StringIO()
     call_command("pretrain", "--events", "--as-of", f"{shop:%Y-%m-%d}", "--max-train-minutes", "0.05", stdout=out)
     assert "registered events_encoder-" in out.getvalue() and "held-out masked-event loss" in out.getvalue()
+
+
+def test_a_stacked_champion_scores_through_the_chunked_runs_with_reasons(shop):
+    versions = ml.model_train_all(as_of=shop, families=["stacked"], max_train_minutes=0.2, stdout=StringIO())
+    ml.model_version_promote(version=versions[0])
+    run = scoring_runs.churn_scores_compute(as_of=shop, chunk_size=50)
+    assert run.status == ScoringRun.Status.DONE and run.n_customers > 50
+    scores = ChurnScore.objects.filter(model_version=versions[0])
+    assert scores.count() == run.n_customers
+    # Every score comes with its reasons (SHAP of the numeric features through the trees).
+    assert not scores.filter(reasons=[]).exists()
+    # The next day scores again from the same artifact (the encoders are read every day, nothing cached).
+    again = scoring_runs.churn_scores_compute(as_of=shop + timedelta(days=1), chunk_size=50)
+    assert again.status == ScoringRun.Status.DONE and again.n_customers == run.n_customers

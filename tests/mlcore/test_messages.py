@@ -190,8 +190,8 @@ def test_the_most_negative_message_becomes_a_reason_once():
     features = np.c_[snap.features.to_numpy(), values]
     evidence = snap.evidence.join(quoted)
     # The fake encoder's tones mean nothing: say customer 1's worst message is a negative ticket.
-    evidence.loc[1, ["message_text", "message_kind", "message_at", "message_tone"]] = [
-        "Refund not processed", "ticket", _day(10), -0.3]
+    evidence.loc[1, ["message_text", "message_kind", "message_at", "message_tone", "message_complaint"]] = [
+        "Refund not processed", "ticket", _day(10), -0.3, 0.1]
     evidence.loc[2, "message_tone"] = 0.2
     contributions = np.zeros(features.shape)
     contributions[0, names.index("msg_tone_min_90")] = 0.9
@@ -226,3 +226,31 @@ def test_minilm_tone_directions_read_complaints_and_goodbyes():
     assert f["msg_tone_last"].iloc[0] < 0 < f["msg_tone_last"].iloc[1]
     assert f["msg_leaving_max_90"].iloc[2] > f["msg_leaving_max_90"].iloc[3]
     assert encoder.n_calls == 2  # the messages, then the anchor sentences: each text once
+
+
+def test_a_plain_question_to_support_is_not_called_negative():
+    """On the tone direction alone routine questions sit below the midpoint ("negative ticket: 'Can I
+    change the delivery address?'"); a reason says negative only when the message is nearer the
+    complaint anchors than the plain-request ones."""
+    encoder = MessageEncoder(str(packaged_minilm_path()))
+    embedder = MessageEmbedder(store=MemoryVectorStore(), encoder=encoder)
+    texts = ["Can you tell me if the blue jacket comes in a large?", "When will the trainers be back in stock?",
+             "My refund still hasn't arrived after a month.", "The parcel came damaged and support ignored me."]
+    events = _events([{"customer_id": i + 1, "kind": "ticket", "occurred_at": _day(5), "text": t}
+                      for i, t in enumerate(texts)])
+    messages = message_embeddings(events, embedder)
+    snap = customer_snapshot(events, pd.DataFrame({"customer_id": [1, 2, 3, 4]}), AS_OF)
+    featurizer = MessageFeaturizer.fit(dataset.snapshot_rows(snap), messages, embedder)
+    values, quoted = featurizer.features(messages, snap.customer_ids, AS_OF)
+    assert (quoted["message_tone"] < 0).all()  # the tone alone calls all four negative
+    names = FEATURE_NAMES + MESSAGE_FEATURE_NAMES
+    contributions = np.zeros((4, len(names)))
+    contributions[:, names.index("msg_tone_min_90")] = 0.9
+    reasons = build_reasons(feature_names=names, features=np.c_[snap.features.to_numpy(), values],
+                            contributions=contributions, evidence=snap.evidence.join(quoted), as_of=AS_OF)
+    said = [any(r["code"] == "message_tone" for r in row) for row in reasons]
+    assert said == [False, False, True, True]
+    # A featurizer saved before the request anchors existed says what it said before.
+    old = MessageFeaturizer.from_dict({k: v for k, v in featurizer.to_dict().items()
+                                       if k not in ("complaint", "complaint_offset")})
+    assert old.complaint is None and old.features(messages, snap.customer_ids, AS_OF)[1]["message_complaint"].isna().all()
