@@ -211,16 +211,21 @@ def test_the_most_negative_message_becomes_a_reason_once():
 
 
 @pytest.mark.slow
-def test_minilm_tone_directions_read_complaints_and_goodbyes():
+def _minilm(texts, kind):
+    """The packaged MiniLM's featurizer fitted on one message per customer (ids 1..n, 5 days before AS_OF)."""
     encoder = MessageEncoder(str(packaged_minilm_path()))
     embedder = MessageEmbedder(store=MemoryVectorStore(), encoder=encoder)
-    texts = ["The shoes arrived broken and nobody answers my emails.", "Lovely jumper, fits perfectly, thank you!",
-             "Third bad order in a row, I'm done with this shop.", "Great as always, see you next month."]
-    events = _events([{"customer_id": i + 1, "kind": "review", "occurred_at": _day(5), "text": t}
+    events = _events([{"customer_id": i + 1, "kind": kind, "occurred_at": _day(5), "text": t}
                       for i, t in enumerate(texts)])
     messages = message_embeddings(events, embedder)
-    rows = dataset.snapshot_rows(customer_snapshot(events, pd.DataFrame({"customer_id": [1, 2, 3, 4]}), AS_OF))
-    featurizer = MessageFeaturizer.fit(rows, messages, embedder)
+    snap = customer_snapshot(events, pd.DataFrame({"customer_id": np.arange(1, len(texts) + 1)}), AS_OF)
+    return MessageFeaturizer.fit(dataset.snapshot_rows(snap), messages, embedder), messages, snap, encoder
+
+
+def test_minilm_tone_directions_read_complaints_and_goodbyes():
+    texts = ["The shoes arrived broken and nobody answers my emails.", "Lovely jumper, fits perfectly, thank you!",
+             "Third bad order in a row, I'm done with this shop.", "Great as always, see you next month."]
+    featurizer, messages, _, encoder = _minilm(texts, "review")
     f = pd.DataFrame(featurizer.features(messages, np.array([1, 2, 3, 4]), AS_OF)[0], index=texts,
                      columns=MESSAGE_FEATURE_NAMES)
     assert f["msg_tone_last"].iloc[0] < 0 < f["msg_tone_last"].iloc[1]
@@ -232,15 +237,9 @@ def test_a_plain_question_to_support_is_not_called_negative():
     """On the tone direction alone routine questions sit below the midpoint ("negative ticket: 'Can I
     change the delivery address?'"); a reason says negative only when the message is nearer the
     complaint anchors than the plain-request ones."""
-    encoder = MessageEncoder(str(packaged_minilm_path()))
-    embedder = MessageEmbedder(store=MemoryVectorStore(), encoder=encoder)
     texts = ["Can you tell me if the blue jacket comes in a large?", "When will the trainers be back in stock?",
              "My refund still hasn't arrived after a month.", "The parcel came damaged and support ignored me."]
-    events = _events([{"customer_id": i + 1, "kind": "ticket", "occurred_at": _day(5), "text": t}
-                      for i, t in enumerate(texts)])
-    messages = message_embeddings(events, embedder)
-    snap = customer_snapshot(events, pd.DataFrame({"customer_id": [1, 2, 3, 4]}), AS_OF)
-    featurizer = MessageFeaturizer.fit(dataset.snapshot_rows(snap), messages, embedder)
+    featurizer, messages, snap, _ = _minilm(texts, "ticket")
     values, quoted = featurizer.features(messages, snap.customer_ids, AS_OF)
     assert (quoted["message_tone"] < 0).all()  # the tone alone calls all four negative
     names = FEATURE_NAMES + MESSAGE_FEATURE_NAMES
