@@ -74,8 +74,8 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "staying": ("I will order again soon.",
                 "I shop here every month and will keep coming back.",
                 "Thanks, see you next time."),
-    # Plain requests: a reason calls a message negative only when it is nearer the complaints above
-    # than these (on the tone direction alone, routine questions to support sit below the midpoint).
+    # Plain requests: a reason quotes a message as negative only when it is nearer the complaints
+    # above than these (on the tone direction alone, routine questions to support sit below the midpoint).
     "request": ("Could you tell me when my order will arrive?",
                 "Do you deliver to other countries?",
                 "Is this item available in another size?",
@@ -314,7 +314,7 @@ class MessageFeaturizer:
     components: np.ndarray  # [MESSAGE_COMPONENTS, hidden]; zero rows where training had too few messages
     n_fit_rows: int = 0
     window_days: int = WINDOW_DAYS
-    # [hidden] unit vector, plain requests -> complaints; only the reasons read it (None: saved before it)
+    # [hidden] unit vector, plain requests -> complaints; only the quoted evidence reads it (None: saved before it)
     complaint: np.ndarray | None = None
     complaint_offset: float = 0.0
 
@@ -356,9 +356,9 @@ class MessageFeaturizer:
         """(float32 [n, len(MESSAGE_FEATURE_NAMES)], evidence) for customers at one cutoff.
 
         Only messages from strictly before as_of are read. The evidence frame (index: customer
-        ids) holds the most negative message of the window (text, date, kind, tone, and whether it
-        reads as a complaint rather than a plain request: > 0, NaN when the featurizer predates it)
-        for reasons.
+        ids) holds the most negative complaint of the window (text, date, kind, tone) for reasons:
+        a message nearer the complaint anchors than the plain-request ones (any message, for a
+        featurizer saved before the request anchors existed).
         """
         if len(messages) and messages.model_id and messages.model_id != self.model_id:
             raise MlError(f"message vectors of encoder {messages.model_id} given to features of encoder {self.model_id}")
@@ -373,8 +373,7 @@ class MessageFeaturizer:
         evidence = pd.DataFrame({"message_text": pd.Series(None, index=ids, dtype=object),
                                  "message_at": pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]"),
                                  "message_kind": pd.Series(None, index=ids, dtype=object),
-                                 "message_tone": pd.Series(np.nan, index=ids, dtype=np.float64),
-                                 "message_complaint": pd.Series(np.nan, index=ids, dtype=np.float64)})
+                                 "message_tone": pd.Series(np.nan, index=ids, dtype=np.float64)})
         sel = agg["selected"]
         if sel is None:
             return f.astype(np.float32), evidence
@@ -398,8 +397,10 @@ class MessageFeaturizer:
         f[wrote, col["msg_tone_last"]] = tone[last[wrote]]
         pcs = (agg["mean"][has] - self.pca_mean) @ self.components.T
         f[np.ix_(np.flatnonzero(has), [col[f"msg_pc_{i}"] for i in range(1, MESSAGE_COMPONENTS + 1)])] = pcs
-        # Evidence: the most negative message of the window (first of equals: the earliest).
-        pos = np.flatnonzero(in_w)
+        # Evidence: the most negative complaint of the window (first of equals: the earliest). On the tone
+        # direction alone routine questions to support sit on the negative side; they are not quoted.
+        quotable = in_w if self.complaint is None else in_w & (vec @ self.complaint > self.complaint_offset)
+        pos = np.flatnonzero(quotable)
         order = pos[np.lexsort((pos, tone[pos]))]
         first = pd.Series(order).groupby(codes[order]).first()
         rows, picked = first.index.to_numpy(), first.to_numpy()
@@ -408,8 +409,6 @@ class MessageFeaturizer:
         evidence.iloc[rows, 1] = messages.occurred_at[sel_index]
         evidence.iloc[rows, 2] = messages.kind[sel_index]
         evidence.iloc[rows, 3] = tone[picked]
-        if self.complaint is not None:
-            evidence.iloc[rows, 4] = vec[picked] @ self.complaint - self.complaint_offset
         return f.astype(np.float32), evidence
 
     def add_to(self, rows: Rows, messages: MessageEmbeddings) -> Rows:

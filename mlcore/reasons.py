@@ -159,11 +159,9 @@ def _sentence(code: str, f: dict, ev: dict, as_of: pd.Timestamp, push: dict | No
         d = int(round(f["days_since_flagged"]))
         return f"already flagged as at risk {d} days ago", {"days_since_flagged": d}, ("flagged", "days_since_flagged", "held_out")
     if code == "message_tone":
-        q, tone, complaint = _quote(ev.get("message_text")), ev.get("message_tone"), ev.get("message_complaint")
+        q, tone = _quote(ev.get("message_text")), ev.get("message_tone")
         if not q or tone is None or pd.isna(tone) or tone >= 0:
             return "", {}, ()
-        if complaint is not None and not pd.isna(complaint) and complaint <= 0:
-            return "", {}, ()  # nearer a plain request than a complaint: not to be called negative
         for drivers in (("msg_tone_min_90",), ("msg_tone_mean_90",), ("msg_leaving_max_90",), ("msg_tone_last",)):
             if up(*drivers):
                 d, kind = _days(as_of, ev.get("message_at")), ev.get("message_kind") or "message"

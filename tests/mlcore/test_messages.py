@@ -190,8 +190,8 @@ def test_the_most_negative_message_becomes_a_reason_once():
     features = np.c_[snap.features.to_numpy(), values]
     evidence = snap.evidence.join(quoted)
     # The fake encoder's tones mean nothing: say customer 1's worst message is a negative ticket.
-    evidence.loc[1, ["message_text", "message_kind", "message_at", "message_tone", "message_complaint"]] = [
-        "Refund not processed", "ticket", _day(10), -0.3, 0.1]
+    evidence.loc[1, ["message_text", "message_kind", "message_at", "message_tone"]] = [
+        "Refund not processed", "ticket", _day(10), -0.3]
     evidence.loc[2, "message_tone"] = 0.2
     contributions = np.zeros(features.shape)
     contributions[0, names.index("msg_tone_min_90")] = 0.9
@@ -241,7 +241,7 @@ def test_a_plain_question_to_support_is_not_called_negative():
              "My refund still hasn't arrived after a month.", "The parcel came damaged and support ignored me."]
     featurizer, messages, snap, _ = _minilm(texts, "ticket")
     values, quoted = featurizer.features(messages, snap.customer_ids, AS_OF)
-    assert (quoted["message_tone"] < 0).all()  # the tone alone calls all four negative
+    assert (values[:, MESSAGE_FEATURE_NAMES.index("msg_tone_last")] < 0).all()  # the tone alone calls all four negative
     names = FEATURE_NAMES + MESSAGE_FEATURE_NAMES
     contributions = np.zeros((4, len(names)))
     contributions[:, names.index("msg_tone_min_90")] = 0.9
@@ -249,7 +249,10 @@ def test_a_plain_question_to_support_is_not_called_negative():
                             contributions=contributions, evidence=snap.evidence.join(quoted), as_of=AS_OF)
     said = [any(r["code"] == "message_tone" for r in row) for row in reasons]
     assert said == [False, False, True, True]
-    # A featurizer saved before the request anchors existed says what it said before.
+    assert quoted["message_text"].notna().tolist() == [False, False, True, True]  # only complaints are evidence
+    # A featurizer saved before the request anchors existed quotes what it quoted before: every message.
     old = MessageFeaturizer.from_dict({k: v for k, v in featurizer.to_dict().items()
                                        if k not in ("complaint", "complaint_offset")})
-    assert old.complaint is None and old.features(messages, snap.customer_ids, AS_OF)[1]["message_complaint"].isna().all()
+    assert old.complaint is None and old.features(messages, snap.customer_ids, AS_OF)[1]["message_text"].notna().all()
+    # The columns themselves do not depend on the request anchors.
+    np.testing.assert_array_equal(old.features(messages, snap.customer_ids, AS_OF)[0], values)
