@@ -10,10 +10,11 @@ COPY; fit a `bert` head on 400 customers for a few seconds (the speed of scoring
 on how well the head learned) and promote it; score everyone (chunks of SCORE_CHUNK_SIZE, every
 text encoded); VACUUM ANALYZE, as autovacuum would overnight; give 5% of customers one new order
 and score the next day (only their texts are built and encoded, the rest come from
-EncoderCacheEntry). `--family stacked` (or bert_events, lightgbm, ...) trains that family instead, the
-way `train` does, on 1,000 customers within --fit-minutes; the behaviour families encode every
-customer's event tokens every day (no cache: the tokens' ages move with the date). Chunks run in-process, or with --workers N (and CELERY_BROKER_URL) on a real
-`celery worker -c N`. Peak memory is this process's max RSS (and the pool processes' with
+EncoderCacheEntry). `--family stacked` (or bert_events, lightgbm, ...) fits that family instead on
+1,000 customers within --fit-minutes (event tokens, message columns, the product's behaviour-BERT
+size); the behaviour families encode every customer's event tokens every day (no cache: the
+tokens' ages move with the date). Chunks run in-process, or with --workers N (and
+CELERY_BROKER_URL) on a real `celery worker -c N`. Peak memory is this process's max RSS (and the pool processes' with
 --workers); run several sizes to see whether it grows with the customer count. DEBUG is off
 unless the environment sets it, as in production.
 
