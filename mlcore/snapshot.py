@@ -214,7 +214,7 @@ class Snapshot:
     customer_ids: np.ndarray
     features: pd.DataFrame  # columns FEATURE_NAMES, float32
     evidence: pd.DataFrame  # raw facts the reasons quote (dates, texts)
-    texts: list[str | None]  # None only where the caller's known text key still matched (text not built)
+    texts: list[str | None]  # None where not built: the caller's known text key still matched, or texts=False
     text_keys: list[str] = ()  # per customer, when asked for (`known_text_keys`): see `text_keys`
 
 
@@ -251,6 +251,7 @@ def customer_snapshot(
     max_events_in_text: int = TEXT_MAX_EVENTS,
     max_chars: int = TEXT_MAX_CHARS,
     known_text_keys: Mapping[int, str] | None = None,
+    texts: bool = True,
 ) -> Snapshot:
     """Build features and texts at `as_of` from events strictly before it.
 
@@ -259,6 +260,8 @@ def customer_snapshot(
     With `known_text_keys` (customer id -> the key of a text the caller already has, e.g. in an
     encoder cache) the snapshot also returns every customer's text key, and builds texts only
     where the key differs: the others get None, since their text would be the one the caller has.
+    `texts=False` builds no text at all (every entry None), for a model that reads none: the texts
+    cost more than all the features together.
     """
     as_of = as_timestamp(as_of)
     ev = events if prepared else prepare_events(events)
@@ -375,12 +378,14 @@ def customer_snapshot(
     evidence["action"], evidence["action_at"] = last_action["action"], last_action["created_at"]
     keys: list[str] = []
     build = None
-    if known_text_keys is not None:
+    if not texts:
+        build = np.zeros(n, dtype=bool)
+    elif known_text_keys is not None:
         keys = text_keys(ev, ids, cu, codes=codes, as_of=as_of, max_events_in_text=max_events_in_text,
                          max_chars=max_chars)
         build = np.array([known_text_keys.get(cid) != key for cid, key in zip(ids.tolist(), keys)], dtype=bool)
-    texts = _texts(ev, ids, cu, max_events_in_text=max_events_in_text, max_chars=max_chars, as_of=as_of, only=build)
-    return Snapshot(as_of=as_of, customer_ids=ids.to_numpy(), features=features, evidence=evidence, texts=texts,
+    built = _texts(ev, ids, cu, max_events_in_text=max_events_in_text, max_chars=max_chars, as_of=as_of, only=build)
+    return Snapshot(as_of=as_of, customer_ids=ids.to_numpy(), features=features, evidence=evidence, texts=built,
                     text_keys=keys)
 
 

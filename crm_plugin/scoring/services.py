@@ -416,10 +416,12 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     customers = selectors_ml.customers_frame(customer_ids=customer_ids)
     interventions = selectors_ml.interventions_frame(customer_ids=customer_ids)
     alerts = selectors_ml.alerts_frame(customer_ids=customer_ids)
-    # Text families: texts are built only for customers whose text key differs from the cached one.
+    # Text families: texts are built only for customers whose text key differs from the cached one;
+    # other families read no text, so none is built.
     cached = _cached_embeddings(version, customer_ids) if is_text_model(trained.model) else None
     snap = customer_snapshot(events, customers, as_of, interventions=interventions, alerts=alerts,
-                             known_text_keys=None if cached is None else {cid: key for cid, (key, _) in cached.items()})
+                             known_text_keys=None if cached is None else {cid: key for cid, (key, _) in cached.items()},
+                             texts=cached is not None)
     # Families over event tokens (the behaviour BERT, the stacked family) read the sequences too.
     tokens = (event_tokens(prepare_events(events), snap.customer_ids, as_of)
               if getattr(trained.model, "needs_events", False) else None)

@@ -173,3 +173,14 @@ def test_contract_snapshot_rows_ignore_the_future_too(shop):
 def test_every_feature_is_documented_in_plain_words():
     assert list(FEATURE_DOCS) == list(FEATURE_NAMES)
     assert all(len(doc.split()) >= 2 for doc in FEATURE_DOCS.values())
+
+
+def test_without_texts_the_snapshot_is_the_same_but_builds_none(shop):
+    """A family that reads no text (lightgbm, the behaviour families) scores from a snapshot without texts."""
+    events, customers = shop
+    full = customer_snapshot(events, customers, AS_OF)
+    bare = customer_snapshot(events, customers, AS_OF, texts=False)
+    assert bare.texts == [None] * len(full.texts) and all(full.texts)
+    pd.testing.assert_frame_equal(bare.features, full.features)
+    pd.testing.assert_frame_equal(bare.evidence, full.evidence)
+    assert list(bare.customer_ids) == list(full.customer_ids)
