@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, OrderBy, Q
-from django.db.models.functions import Now
+from django.db.models.functions import Now, Upper
 from django.utils import timezone
 
 
@@ -87,10 +87,14 @@ class Customer(models.Model):
         WON_BACK = "won_back", "Won back"
         LAPSED = "lapsed", "Lapsed"
 
-    external_id = models.CharField(max_length=128, unique=True)
+    # Unique by a constraint, not unique=True: on PostgreSQL that would add a varchar_pattern_ops twin
+    # index, which no query needs and every daily scoring UPDATE writes to.
+    external_id = models.CharField(max_length=128)
     name = models.CharField(max_length=200, blank=True, default="")
-    email = models.EmailField(blank=True, default="", db_index=True)
-    segment = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # Indexed below: email by UPPER (the search's case-insensitive match), segment without the
+    # varchar_pattern_ops twin db_index adds on PostgreSQL.
+    email = models.EmailField(blank=True, default="")
+    segment = models.CharField(max_length=64, blank=True, default="")
     # The segment has no history, only its current value: snapshots before this time treat it as
     # unknown rather than read today's segment into the past. A database default too, because the
     # importer inserts customers with its own SQL.
@@ -150,8 +154,13 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        constraints = [models.UniqueConstraint(fields=["external_id"], name="customer_external_id_unique")]
         indexes = [
             models.Index(fields=["risk_change_7d"], name="customer_risk_change_7d"),
+            # Search by shop id or email (case-insensitive, `customer_identifier_match`): index lookups.
+            models.Index(Upper("external_id"), name="customer_external_id_upper"),
+            models.Index(Upper("email"), name="customer_email_upper"),
+            models.Index(fields=["segment"], name="customer_segment"),
             # An owner's book: its tab counts, its segments (a loose index scan), and the owner foreign key.
             models.Index(fields=["owner", "segment", "lifecycle_stage"], name="customer_owner_segment_stage"),
             # The worklist's sorts within a lifecycle stage (and the "All" tab's default sort): see SortIndex.

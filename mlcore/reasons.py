@@ -209,7 +209,10 @@ def build_reasons(
     index = {name: j for j, name in enumerate(feature_names)}
     topic_cols = {code: [index[c] for c in cols if c in index] for code, cols in TOPICS.items()}
     topic_weight = {code: contributions[:, cols].sum(axis=1) for code, cols in topic_cols.items() if cols}
-    ev_records = evidence.to_dict("records")
+    # One list per column, zipped into a dict per row: the same values as to_dict("records"), at half its cost.
+    ev_columns = list(evidence.columns)
+    ev_records = [dict(zip(ev_columns, row)) for row in zip(*(evidence[c].tolist() for c in ev_columns))] \
+        if ev_columns else [{} for _ in range(len(evidence))]
     # Plain Python lists, converted once: indexing numpy element by element was most of the loop.
     names, feature_rows = list(index), np.asarray(features, dtype=np.float64).tolist()
     contribution_rows = np.asarray(contributions, dtype=np.float64).tolist()

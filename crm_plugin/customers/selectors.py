@@ -57,7 +57,7 @@ PK_DIGITS_MAX = 18
 def customer_identifier_match(text: str) -> Q:
     """Customers whose shop id or email is `text` (case-insensitive), or whose database id it is."""
     match = Q(external_id__iexact=text)
-    if "@" in text:  # an email always has one; without it the (unindexed) comparison is left out
+    if "@" in text:  # an email always has one
         match |= Q(email__iexact=text)
     if text.isascii() and text.isdigit() and len(text) <= PK_DIGITS_MAX:
         match |= Q(pk=int(text))
