@@ -34,7 +34,7 @@ from mlcore.lifecycle import lifecycle_stages
 from mlcore.messages import uses_messages
 from mlcore.scoring import band_of, is_text_model, score_rows
 from mlcore.event_tokens import event_tokens
-from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_events, rows_for_features
+from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_customers, prepare_events, rows_for_features
 from mlcore.training import DEFAULT_FAMILIES, TrainedModel, train_family
 
 logger = logging.getLogger(__name__)
@@ -419,12 +419,16 @@ def churn_scores_compute_chunk(*, run_id: int, customer_ids: list[int]) -> dict:
     # Text families: texts are built only for customers whose text key differs from the cached one;
     # other families read no text, so none is built.
     cached = _cached_embeddings(version, customer_ids) if is_text_model(trained.model) else None
-    snap = customer_snapshot(events, customers, as_of, interventions=interventions, alerts=alerts,
+    # Prepared once: the snapshot and the event tokens read the same frame.
+    prepared = prepare_events(events)
+    snap = customer_snapshot(prepared, prepare_customers(customers), as_of, interventions=interventions,
+                             alerts=alerts, prepared=True,
                              known_text_keys=None if cached is None else {cid: key for cid, (key, _) in cached.items()},
                              texts=cached is not None)
     # Families over event tokens (the behaviour BERT, the stacked family) read the sequences too.
-    tokens = (event_tokens(prepare_events(events), snap.customer_ids, as_of)
+    tokens = (event_tokens(prepared, snap.customer_ids, as_of)
               if getattr(trained.model, "needs_events", False) else None)
+    del prepared
     order_events = events.loc[events["kind"] == "order", ["customer_id", "kind", "occurred_at"]]
     # The score answers "churn if we do nothing": treatment columns set to no action (the snapshot's
     # evidence keeps the real latest action for the reasons). A champion trained before columns
