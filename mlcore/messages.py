@@ -31,6 +31,7 @@ from scipy import sparse
 
 from mlcore.errors import MlError
 from mlcore.families.base import Rows
+from mlcore.threads import use_torch_threads
 
 # Event kinds whose text the customer wrote (or that was written for them, e.g. a coupon note).
 MESSAGE_KINDS = ("review", "ticket", "return", "coupon")
@@ -151,14 +152,13 @@ class MessageEncoder:
         # torch and transformers load only here: a process whose messages are all cached never needs them.
         import torch
 
-        from mlcore.families.bert.config import load_encoder, load_tokenizer, process_threads
+        from mlcore.families.bert.config import load_encoder, load_tokenizer
         from mlcore.families.bert.model import embed_token_lists
 
         texts = list(texts)
         if self._encoder is None:
             self._tokenizer, self._encoder = load_tokenizer(self.model_path), load_encoder(self.model_path)
-        if torch.get_num_threads() != process_threads():
-            torch.set_num_threads(process_threads())
+        use_torch_threads()
         self.n_calls += 1
         self.n_texts += len(texts)
         tokens = self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"] if texts else []

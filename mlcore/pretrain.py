@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from mlcore.families.base import ProgressCallback
 from mlcore.families.bert.config import check_checkpoint, load_tokenizer, quiet_transformers
 from mlcore.families.bert.model import autocast_for, pad_batch
+from mlcore.threads import use_torch_threads
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "pretrain_report.json"
@@ -182,7 +183,7 @@ def pretrain_mlm(
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(config.device)
-    torch.set_num_threads(config.num_threads or len(os.sched_getaffinity(0)))
+    use_torch_threads(config.num_threads)
 
     # 2. Model: encoder + MLM head (fresh when the checkpoint has none - we say so).
     tokenizer = load_tokenizer(model_path)

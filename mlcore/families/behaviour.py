@@ -32,6 +32,7 @@ from torch import nn
 from mlcore.event_tokens import MAX_EVENTS, PAD, VOCAB_SIZE
 from mlcore.families.base import FitReport, ProgressCallback, Rows
 from mlcore.metrics import pr_auc
+from mlcore.threads import use_torch_threads
 
 WEIGHTS_FILE = "behaviour.safetensors"
 META_FILE = "behaviour.json"
@@ -188,8 +189,7 @@ class BehaviourBertFamily:
         budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes else None
         # (1) seeds, threads, device
         _seed(cfg.seed)
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        use_torch_threads(cfg.num_threads)
         device = cfg.resolved_device()
         autocast = (dict(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda"
                     else dict(device_type="cpu", enabled=False))
@@ -331,6 +331,7 @@ class BehaviourBertFamily:
     def _run(self, tokens: np.ndarray, x: np.ndarray, *, pooled_only: bool = False) -> np.ndarray:
         """Logits (or pooled embeddings), in length-sorted batches scattered back to row order."""
         model, cfg = self.model, self.config
+        use_torch_threads(cfg.num_threads)
         model.eval()
         device = next(model.parameters()).device
         lengths = (tokens[:, :, 0] != PAD).sum(1)

@@ -28,6 +28,7 @@ from torch import nn
 
 from mlcore.event_tokens import FIELD_SIZES, FIELDS, MASK, MAX_EVENTS, OFFSETS, PAD
 from mlcore.families.behaviour import ENCODER_META, ENCODER_WEIGHTS, EventEncoder, _seed, _trim
+from mlcore.threads import use_torch_threads
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,7 @@ def pretrain_events(sequences: np.ndarray, *, config: EventPretrainConfig | None
     cfg = config or EventPretrainConfig()
     started = time.perf_counter()
     _seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    use_torch_threads(cfg.num_threads)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     sequences = np.asarray(sequences)[:, -cfg.max_events:]

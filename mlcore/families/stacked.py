@@ -32,6 +32,7 @@ from mlcore.families.behaviour import (
 )
 from mlcore.families.event_pretrain import EventPretrainConfig, pretrain_events
 from mlcore.families.gbm import LightgbmFamily
+from mlcore.threads import use_torch_threads
 
 META_FILE = "stacked.json"
 ENCODER_FILE = "stacked_encoder.safetensors"
@@ -84,6 +85,7 @@ class StackedFamily:
         order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(rows), self.encoder.arch["hidden"]), np.float32)
         device = next(self.encoder.parameters()).device
+        use_torch_threads()
         self.encoder.eval()
         with torch.inference_mode():
             for start in range(0, len(order), 256):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from mlcore.threads import use_torch_threads
+
 # Files a Hugging Face checkpoint folder may hold its weights / tokenizer in.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
@@ -157,30 +159,8 @@ class BertConfig:
         return self.eval_batch_size or (256 if self.resolved_device().type == "cuda" else 64)
 
     def apply_threads(self) -> None:
-        """Use `num_threads`, else the process's share of the cores (`process_threads`)."""
-        wanted = self.num_threads or process_threads()
-        if torch.get_num_threads() != wanted:
-            torch.set_num_threads(wanted)
-
-
-THREADS_ENV = "ML_TORCH_THREADS"
-
-
-def process_threads() -> int:
-    """Threads torch may use in this process: $ML_TORCH_THREADS when set above 0, else every core it may use.
-
-    A Celery worker with N pool processes sets it to cores / N at start (config/celery.py), so
-    processes scoring chunks side by side do not each run as many threads as there are cores.
-    """
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if value:
-        try:
-            wanted = int(value)
-        except ValueError:
-            raise ValueError(f"{THREADS_ENV} must be a whole number, got {value!r}") from None
-        if wanted > 0:
-            return wanted
-    return len(os.sched_getaffinity(0))
+        """Use `num_threads`, else the process's share of the cores (`mlcore.threads`)."""
+        use_torch_threads(self.num_threads)
 
 
 @contextlib.contextmanager
