@@ -13,15 +13,15 @@ import torch
 from mlcore.calibration import PlattCalibration
 from mlcore.dataset import training_rows
 from mlcore.families.base import FitReport, predict_with_contributions
-from mlcore.families.behaviour import BehaviourBertFamily, BehaviourConfig, BehaviourModel, EventEncoder
+from mlcore.families.behaviour import EventEncoder
 from mlcore.families.gbm import LightgbmFamily
 from mlcore.families.stacked import StackedConfig, StackedFamily
 from mlcore.scoring import score_rows
 from mlcore.training import TrainedModel
+from tests.mlcore.families.behaviour_models import TINY, untrained_behaviour
 from tests.mlcore.synth import synth_frames
 
 AS_OF = pd.Timestamp("2025-11-01", tz="UTC")
-TINY = dict(layers=1, hidden=16, heads=2, max_events=16, eval_batch_size=32, num_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,7 @@ def encoder_passes(monkeypatch):
 
 def _behaviour(feature_names, seed):
     """An untrained behaviour BERT (weights from a seed): the count of passes does not depend on training."""
-    torch.manual_seed(seed)
-    family = BehaviourBertFamily(BehaviourConfig(**TINY))
-    family.feature_names = tuple(feature_names)
-    family.mean, family.sd = np.zeros(len(feature_names)), np.ones(len(feature_names))
-    family.model = BehaviourModel(family.config, len(feature_names)).eval()
-    return family
+    return untrained_behaviour(feature_names, seed=seed, num_threads=1)
 
 
 def _trained(model, names):

@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from mlcore.dataset import training_rows
-from mlcore.families.behaviour import BehaviourBertFamily, BehaviourConfig, BehaviourModel, EventEncoder
+from mlcore.families.behaviour import EventEncoder
 from mlcore.families.stacked import StackedConfig, StackedFamily
 from mlcore.threads import process_threads, use_torch_threads
+from tests.mlcore.families.behaviour_models import TINY, untrained_behaviour
 from tests.mlcore.synth import synth_frames
-
-TINY = dict(layers=1, hidden=16, heads=2, max_events=16, eval_batch_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +32,11 @@ def two_threads_then_a_share_of_one(monkeypatch):
     torch.set_num_threads(before)
 
 
-def _behaviour(names, config=TINY):
-    family = BehaviourBertFamily(BehaviourConfig(**config))
-    family.feature_names = tuple(names)
-    family.mean, family.sd = np.zeros(len(names)), np.ones(len(names))
-    family.model = BehaviourModel(family.config, len(names)).eval()
-    return family
-
-
 def test_the_behaviour_bert_scores_with_the_process_share(valid, two_threads_then_a_share_of_one):
-    _behaviour(valid.feature_names).predict_proba(valid)
+    untrained_behaviour(valid.feature_names).predict_proba(valid)
     assert torch.get_num_threads() == 1
     torch.set_num_threads(2)
-    _behaviour(valid.feature_names, TINY | {"num_threads": 2}).predict_proba(valid)  # an explicit count wins
+    untrained_behaviour(valid.feature_names, num_threads=2).predict_proba(valid)  # an explicit count wins
     assert torch.get_num_threads() == 2
 
 
