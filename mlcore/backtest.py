@@ -24,7 +24,7 @@ from mlcore.errors import MlError, NotEnoughData
 from mlcore.messages import MessageEmbedder, message_embeddings, message_features_fit
 from mlcore.metrics import curves, evaluate
 from mlcore.snapshot import as_if_untreated, as_timestamp, prepare_customers, prepare_events
-from mlcore.training import BACKTEST_FAMILIES, train_family
+from mlcore.training import BACKTEST_FAMILIES, reads_texts, train_family
 
 METRIC_KEYS = ("roc_auc", "pr_auc", "lift_at_10pct", "capture_at_10pct", "brier", "ece", "train_seconds")
 # The test window must be (almost) fully observed: a day of slack for a log that stops mid-day.
@@ -72,13 +72,14 @@ def run_backtest(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizo
         )
     past = ev[ev["occurred_at"] < as_of_ts]  # the models never see anything at or after as_of
     # training_rows also drops alerts and actions from as_of on: the models never see those either.
+    texts = reads_texts(families)
     train, valid = training_rows(past, cu, as_of=as_of_ts, horizon_days=horizon_days, interventions=interventions,
-                                 alerts=alerts)
+                                 alerts=alerts, texts=texts)
     # Test rows: features from the past only (labelled_rows snapshots strictly before as_of);
     # labels from what customers did in [as_of, as_of + h), recorded outcomes included; weights
     # from the alerts and actions around the window (label-side facts, never features).
     test = labelled_rows(ev, cu, [as_of_ts], horizon_days, interventions=interventions, alerts=alerts,
-                         evaluation_weights=True)
+                         evaluation_weights=True, texts=texts)
     featurizer, n_messages = None, 0
     if message_embedder is not None:
         messages = message_embeddings(past, message_embedder)  # the past only, like every other input

@@ -153,17 +153,20 @@ def evaluation_summary(weights: np.ndarray | None) -> dict:
 
 def labelled_rows(events: pd.DataFrame, customers: pd.DataFrame, cutoffs, horizon_days: int, *,
                   interventions: pd.DataFrame | None = None, alerts: pd.DataFrame | None = None,
-                  evaluation_weights: bool = False) -> Rows:
+                  evaluation_weights: bool = False, texts: bool = True) -> Rows:
     """Snapshots at each cutoff with their churn labels, concatenated (prepared frames).
 
     Features (treatment columns included) read only what happened before each cutoff; labels
     read [cutoff, cutoff + horizon), recorded outcomes first. With `evaluation_weights` the rows
     carry `untreated_weights` in sample_weight (training, validation and test rows alike).
+    `texts=False` leaves every row's text None: only the text families read them, and they are
+    most of a snapshot's cost.
     """
     parts: list[Rows] = []
     for cutoff in cutoffs:
         cutoff = as_timestamp(cutoff)
-        snap = customer_snapshot(events, customers, cutoff, interventions=interventions, alerts=alerts, prepared=True)
+        snap = customer_snapshot(events, customers, cutoff, interventions=interventions, alerts=alerts, prepared=True,
+                                 texts=texts)
         labels = churn_labels(events, snap.customer_ids, cutoff, horizon_days)
         mask, override = outcome_overrides(interventions, snap.customer_ids, cutoff, horizon_days)
         labels[mask] = override[mask]
@@ -204,7 +207,8 @@ def check_enough(rows: Rows, what: str) -> None:
 
 
 def training_data(events: pd.DataFrame, customers: pd.DataFrame, plan: Plan, *,
-                  interventions: pd.DataFrame | None = None, alerts: pd.DataFrame | None = None) -> tuple[Rows, Rows]:
+                  interventions: pd.DataFrame | None = None, alerts: pd.DataFrame | None = None,
+                  texts: bool = True) -> tuple[Rows, Rows]:
     """Training and validation rows, both weighted by `untreated_weights`.
 
     An alert or a call inside a row's label window changes what the label means (a customer
@@ -214,10 +218,10 @@ def training_data(events: pd.DataFrame, customers: pd.DataFrame, plan: Plan, *,
     at most valid_cutoff + horizon = as_of, so nothing the model could not know at as_of.
     """
     train = labelled_rows(events, customers, plan.train_cutoffs, plan.horizon_days, interventions=interventions,
-                          alerts=alerts, evaluation_weights=True)
+                          alerts=alerts, evaluation_weights=True, texts=texts)
     train = train.take(np.asarray(train.sample_weight) > 0)
     valid = labelled_rows(events, customers, [plan.valid_cutoff], plan.horizon_days, interventions=interventions,
-                          alerts=alerts, evaluation_weights=True)
+                          alerts=alerts, evaluation_weights=True, texts=texts)
     check_enough(train, "training")
     check_enough(valid, f"validation ({plan.valid_cutoff:%Y-%m-%d})")
     return train, valid
@@ -225,13 +229,14 @@ def training_data(events: pd.DataFrame, customers: pd.DataFrame, plan: Plan, *,
 
 def training_rows(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horizon_days: int,
                   interventions: pd.DataFrame | None = None, alerts: pd.DataFrame | None = None, n_cutoffs: int = 6,
-                  every_days: int = CUTOFF_STEP_DAYS) -> tuple[Rows, Rows]:
+                  every_days: int = CUTOFF_STEP_DAYS, texts: bool = True) -> tuple[Rows, Rows]:
     """The mlcore contract: (train, valid) for a model used at `as_of`; every label window ends by as_of.
 
     valid = the latest fully-labelled cutoff (as_of - horizon), train = up to n_cutoffs - 1 earlier
     cutoffs every `every_days`. `interventions` (customer_id, created_at, action, outcome,
     outcome_at) and `alerts` (customer_id, alerted_at, status) become treatment columns and
-    outcome labels; valid.sample_weight holds `untreated_weights`. Raises NotEnoughData with
+    outcome labels; valid.sample_weight holds `untreated_weights`. `texts=False`: no customer
+    texts (for families that read none, `mlcore.training.reads_texts`). Raises NotEnoughData with
     the numbers needed and found.
     """
     from mlcore.snapshot import prepare_customers, prepare_events
@@ -242,7 +247,7 @@ def training_rows(events: pd.DataFrame, customers: pd.DataFrame, *, as_of, horiz
     plan = plan_cutoffs(data_start=ev["occurred_at"].min(), as_of=as_of, horizon_days=horizon_days,
                         step_days=every_days, max_train_cutoffs=max(1, n_cutoffs - 1))
     return training_data(ev, cu, plan, interventions=_until(interventions, "created_at", as_of),
-                         alerts=_until(alerts, "alerted_at", as_of))
+                         alerts=_until(alerts, "alerted_at", as_of), texts=texts)
 
 
 def _until(frame: pd.DataFrame | None, column: str, as_of) -> pd.DataFrame | None:

@@ -17,6 +17,14 @@ from mlcore.messages import MessageFeaturizer
 from mlcore.snapshot import as_if_untreated
 
 FAMILIES = ("logreg", "lightgbm", "bert", "bert_pretrained", "bert_events", "bert_events_pretrained", "stacked")
+# The families that read the customers' texts (the others read features, event tokens and messages).
+TEXT_FAMILIES = ("bert", "bert_pretrained")
+
+
+def reads_texts(families) -> bool:
+    """Whether training any of these families needs the rows' texts (building them is most of a snapshot)."""
+    return any(f in TEXT_FAMILIES for f in families)
+
 # The behaviour BERT's architecture when nothing else is said (BehaviourConfig defaults) and the
 # tiny one tests and `tiny` runs use.
 TINY_EVENTS = dict(layers=1, hidden=32, heads=2, max_events=32, batch_size=32, eval_batch_size=256)

@@ -35,7 +35,7 @@ from mlcore.messages import uses_messages
 from mlcore.scoring import band_of, is_text_model, score_rows
 from mlcore.event_tokens import event_tokens
 from mlcore.snapshot import as_if_untreated, customer_snapshot, prepare_customers, prepare_events, rows_for_features
-from mlcore.training import DEFAULT_FAMILIES, TrainedModel, train_family
+from mlcore.training import DEFAULT_FAMILIES, TrainedModel, reads_texts, train_family
 
 logger = logging.getLogger(__name__)
 _LOADED: dict[tuple[int, str], TrainedModel] = {}  # per process: a worker loads a version once, not once per chunk
@@ -208,13 +208,16 @@ def model_train_all(
     horizon_days = horizon_days or settings.CHURN_HORIZON_DAYS
     families = tuple(families or DEFAULT_FAMILIES)
     as_of_check(as_of)
+    # Customer texts only when a text family is trained or the champion that must defend reads them.
+    defending = champion_get()
+    texts = reads_texts(families + ((defending.family,) if defending is not None else ()))
     try:
         events = selectors_ml.events_frame(before=as_of)
         # Treatment is data: alerts and actions before each cutoff become columns; the validation
         # rows carry evaluation weights (untreated rows only, docs/closed-loop.md section 5).
         train, valid = dataset.training_rows(
             events, selectors_ml.customers_frame(), as_of=as_of, horizon_days=horizon_days,
-            interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame())
+            interventions=selectors_ml.interventions_frame(), alerts=selectors_ml.alerts_frame(), texts=texts)
     except MlError as exc:
         raise CrmError(str(exc)) from exc
     # The customers' own words as msg_* columns for every family (none when off or without text).

@@ -13,7 +13,7 @@ from crm_plugin.errors import CrmError
 from crm_plugin.models import ChurnScore, Customer, Event, ModelVersion, ScoringRun
 from crm_plugin.scoring import services as ml
 from crm_plugin.scoring import runs as scoring_runs
-from tests.crm_plugin.factories import UserFactory
+from tests.crm_plugin.factories import ModelVersionFactory, UserFactory
 from tests.mlcore.synth import synth_into_db
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # trains and scores models on a synthetic shop
@@ -173,3 +173,22 @@ def test_a_long_scoring_run_does_not_keep_every_chunks_sql_with_debug_on(shop, s
     score_writes = [q for q in connection.queries if q["sql"].startswith('INSERT INTO "crm_plugin_churnscore"')
                     or q["sql"].startswith("INSERT INTO crm_plugin_churnscore")]
     assert len(score_writes) == 1  # the last chunk's; the others were let go as their chunk ended
+
+
+def test_training_builds_texts_only_for_a_text_family_or_a_text_champion(shop, monkeypatch):
+    """Customer texts are most of a snapshot's cost and only the text families read them."""
+    asked = []
+    real = ml.dataset.training_rows
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("texts"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ml.dataset, "training_rows", spy)
+    ml.model_train_all(as_of=shop, families=["logreg"])
+    ModelVersion.objects.update(is_champion=False)
+    ModelVersionFactory(family="bert", is_champion=True)  # a text champion defends on the same rows: it needs them
+    out = StringIO()
+    ml.model_train_all(as_of=shop, families=["logreg"], stdout=out)
+    assert asked == [False, True]
+    assert "cannot be evaluated" in out.getvalue()  # (its files do not exist here)

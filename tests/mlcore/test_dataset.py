@@ -5,6 +5,7 @@ import pytest
 
 from mlcore.dataset import training_rows
 from mlcore.errors import NotEnoughData
+from mlcore.training import reads_texts
 from tests.mlcore.synth import synth_frames
 
 AS_OF = pd.Timestamp("2025-12-01", tz="UTC")
@@ -100,3 +101,15 @@ def test_validation_slices_keep_early_stopping_and_calibration_apart(shop):
     trained = train_family("lightgbm", train, valid)
     np.testing.assert_array_equal(trained.valid_rows.customer_ids, calib.customer_ids)
     assert trained.valid_metrics["calibration_rows"] == len(calib) and "active_pr_auc" in trained.valid_metrics
+
+
+def test_rows_without_texts_for_families_that_read_none(shop):
+    train, valid = training_rows(*shop, as_of=AS_OF, horizon_days=90)
+    bare_train, bare_valid = training_rows(*shop, as_of=AS_OF, horizon_days=90, texts=False)
+    for full, bare in ((train, bare_train), (valid, bare_valid)):
+        assert all(full.texts) and bare.texts == [None] * len(full)
+        np.testing.assert_array_equal(bare.features, full.features)
+        np.testing.assert_array_equal(bare.labels, full.labels)
+        np.testing.assert_array_equal(bare.events, full.events)
+    assert not reads_texts(["logreg", "lightgbm", "bert_events", "bert_events_pretrained", "stacked"])
+    assert reads_texts(["lightgbm", "bert"]) and reads_texts(["bert_pretrained"])
