@@ -25,6 +25,7 @@ def reads_texts(families) -> bool:
     """Whether training any of these families needs the rows' texts (building them is most of a snapshot)."""
     return any(f in TEXT_FAMILIES for f in families)
 
+
 # The behaviour BERT's architecture when nothing else is said (BehaviourConfig defaults) and the
 # tiny one tests and `tiny` runs use.
 TINY_EVENTS = dict(layers=1, hidden=32, heads=2, max_events=32, batch_size=32, eval_batch_size=256)
@@ -63,7 +64,7 @@ def family_class(name: str):
     if name == "lightgbm":
         from mlcore.families.gbm import LightgbmFamily
         return LightgbmFamily
-    if name in ("bert", "bert_pretrained"):
+    if name in TEXT_FAMILIES:
         from mlcore.families.bert import BertFamily
         return BertFamily
     if name in ("bert_events", "bert_events_pretrained"):
@@ -348,7 +349,7 @@ def train_family(name: str, train: Rows, valid: Rows, *, max_train_minutes: floa
     the model so scoring builds the same columns.
     """
     family_class(name)  # unknown names fail here with the list of families
-    if tiny and name in ("bert", "bert_pretrained"):
+    if tiny and name in TEXT_FAMILIES:
         trained = _tiny_bert(train, valid, max_train_minutes, progress, horizon_days)
     else:
         events = dict(TINY_EVENTS if tiny else {}, **(events_config or {}))

@@ -209,8 +209,8 @@ def model_train_all(
     families = tuple(families or DEFAULT_FAMILIES)
     as_of_check(as_of)
     # Customer texts only when a text family is trained or the champion that must defend reads them.
-    defending = champion_get()
-    texts = reads_texts(families + ((defending.family,) if defending is not None else ()))
+    champion = champion_get()
+    texts = reads_texts(families + ((champion.family,) if champion is not None else ()))
     try:
         events = selectors_ml.events_frame(before=as_of)
         # Treatment is data: alerts and actions before each cutoff become columns; the validation
@@ -257,7 +257,6 @@ def model_train_all(
     if encoder_dir is not None:
         shutil.rmtree(encoder_dir, ignore_errors=True)
     by_family = {v.family: v for v in created}
-    champion = champion_get()
     incumbent = None
     if champion is not None:
         try:
